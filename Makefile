@@ -1,0 +1,43 @@
+# dicom-etl — the two commands of the README, and the steps they are made of.
+#   make run   installs what is missing, builds, runs the daemon on ./drop (embedded PostgreSQL, filesystem store)
+#   make test  installs what is missing, builds, starts PostgreSQL and an S3 server, runs every test
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEBIAN_PACKAGES := libdcmtk-dev dcmtk libopenblas-dev libopenjp2-7-dev zlib1g-dev libssl-dev libpq-dev \
+	postgresql pkg-config python3-venv curl ca-certificates
+SWIFT ?= swift
+
+.PHONY: run test deps venv build build-release clean bench
+
+run: deps venv build-release
+	./scripts/run-embedded.sh
+
+test: deps venv
+	./scripts/with-services.sh ./scripts/test.sh
+
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root to install:$$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-test.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+build: deps
+	$(SWIFT) build
+
+build-release: deps
+	$(SWIFT) build -c release
+
+clean:
+	rm -rf .build $(VENV)

@@ -1,0 +1,112 @@
+// swift-tools-version:6.1
+// dicom-etl: DICOM drop folder → de-identified, normalised tensors, catalogued in PostgreSQL.
+import PackageDescription
+
+/// DCMTK 3.6.7 as packaged by Debian: only the libraries the shim uses, plus OpenJPEG for JPEG 2000.
+let dcmtkLibraries: [LinkerSetting] = [
+    "dcmimage", "dcmimgle", "dcmjpeg", "ijg8", "ijg12", "ijg16", "dcmjpls", "dcmtkcharls",
+    "dcmdata", "oflog", "ofstd", "openjp2", "z",
+].map { .linkedLibrary($0) }
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "dicom-etl",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "dicom-etl", targets: ["dicom-etl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
+    targets: [
+        // The only C++ in the project: an extern "C" facade over DCMTK and OpenJPEG.
+        .target(
+            name: "CDCMTK",
+            cxxSettings: [.unsafeFlags(["-Wno-deprecated-declarations"])],
+            linkerSettings: dcmtkLibraries
+        ),
+        .target(name: "DICOM", dependencies: ["CDCMTK"], swiftSettings: strict),
+        .target(
+            name: "Deidentification",
+            dependencies: [
+                "DICOM",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Normalization",
+            dependencies: ["DICOM", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ObjectStorage",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Catalog",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
+        .target(
+            name: "Inference",
+            dependencies: ["COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Ingest",
+            dependencies: [
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "dicom-etl",
+            dependencies: [
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
+        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
+        .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
+        .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference"], swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest"], swiftSettings: strict),
+    ],
+    cxxLanguageStandard: .cxx17
+)

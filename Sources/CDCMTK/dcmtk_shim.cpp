@@ -1,0 +1,2 @@
+// dcmtk_shim.cpp — implementation of dcmtk_shim.h (in progress).
+#include "dcmtk_shim.h"

@@ -1,0 +1,1 @@
+// Catalog: see DESIGN.md for what this target owns.

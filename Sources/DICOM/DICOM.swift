@@ -1,0 +1,1 @@
+// DICOM: the Swift API over the DCMTK shim.

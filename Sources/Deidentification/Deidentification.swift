@@ -1,0 +1,1 @@
+// Deidentification: see DESIGN.md for what this target owns.

@@ -1,0 +1,1 @@
+// Inference: see DESIGN.md for what this target owns.

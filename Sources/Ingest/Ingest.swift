@@ -1,0 +1,1 @@
+// Ingest: see DESIGN.md for what this target owns.

@@ -1,0 +1,1 @@
+// Normalization: see DESIGN.md for what this target owns.

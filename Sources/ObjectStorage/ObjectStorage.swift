@@ -1,0 +1,1 @@
+// ObjectStorage: see DESIGN.md for what this target owns.

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds and runs every test. Expects the services of scripts/with-services.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+export DICOM_ETL_PYTHON="$PWD/$VENV/bin/python"
+if [ -d ../shared/data/dicom ]; then
+  export DICOM_ETL_CORPUS="$(cd ../shared/data/dicom && pwd)"
+  export DICOM_ETL_CORPUS_MANIFEST="$DICOM_ETL_CORPUS/MANIFEST.tsv"
+  echo "corpus: ../shared/data/dicom (301 files, with manifest)"
+else
+  export DICOM_ETL_CORPUS="$("$DICOM_ETL_PYTHON" -c 'import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files"))')"
+  echo "corpus: ../shared is absent; the corpus-wide tests run on pydicom's wheel test files at $DICOM_ETL_CORPUS"
+fi
+[ -d ../shared/data/medmnist ] && export DICOM_ETL_MEDMNIST="$(cd ../shared/data/medmnist && pwd)"
+export OPENBLAS_NUM_THREADS=1
+swift build --build-tests
+set +e
+swift test --skip-build 2>&1 | tee .build/test.log
+status=${PIPESTATUS[0]}
+exit "$status"

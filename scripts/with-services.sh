@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Starts what the tests talk to, runs the given command, stops them again:
+#   - a throwaway PostgreSQL 15 cluster (Debian's binaries, run as the postgres user, unix socket + TCP on loopback)
+#   - moto's S3 server on loopback, with signature checking switched on through IAM
+# Exports DICOM_ETL_TEST_DATABASE_URL, DICOM_ETL_TEST_PG_SOCKET_DIR, DICOM_ETL_TEST_PG_BIN,
+# DICOM_ETL_TEST_S3_ENDPOINT, DICOM_ETL_TEST_S3_ACCESS_KEY/SECRET_KEY for the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+work=$(mktemp -d /tmp/dicom-etl-test.XXXXXX)
+chmod 755 "$work"
+pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+cleanup() {
+  set +e
+  [ -n "${moto_pid:-}" ] && kill "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/pg" "$work/sock"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$work/pg" "$work/sock"
+as_pg "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$work/initdb.log" 2>&1 \
+  || { cat "$work/initdb.log"; exit 1; }
+as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/pg.log" \
+  -o "-k $work/sock -p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+  || { cat "$work/pg.log"; exit 1; }
+
+export DICOM_ETL_TEST_PG_BIN="$PG_BIN"
+export DICOM_ETL_TEST_PG_SOCKET_DIR="$work/sock"
+export DICOM_ETL_TEST_PG_PORT="$pg_port"
+export DICOM_ETL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
+
+# moto: the first three requests may run without auth; they create a user, its policy and a key.
+INITIAL_NO_AUTH_ACTION_COUNT=3 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$s3_port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$s3_port/moto-api/" >/dev/null 2>&1 && break; sleep 0.1; done
+read -r ak sk < <("$VENV/bin/python" scripts/moto-credentials.py "http://127.0.0.1:$s3_port")
+export DICOM_ETL_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+export DICOM_ETL_TEST_S3_ACCESS_KEY="$ak"
+export DICOM_ETL_TEST_S3_SECRET_KEY="$sk"
+export DICOM_ETL_TEST_S3_MOTO_PID="$moto_pid"
+
+"$@"
