@@ -1,0 +1,289 @@
+// The daemon's configuration: defaults, a YAML file, DICOM_ETL_* environment variables and
+// command-line flags, merged with the precedence flag > environment > file > default.
+import Foundation
+import Logging
+import Yams
+
+/// Everything `dicom-etl run` needs to know about where it runs. Read once at start.
+public struct DaemonConfiguration: Sendable, Equatable {
+    /// What happens to a source file once it has been ingested (or recognised as a duplicate).
+    public enum ProcessedFilePolicy: String, Sendable, CaseIterable {
+        /// Moved to `processed/` inside the drop folder, keeping its relative path.
+        case move
+        /// Deleted.
+        case delete
+    }
+
+    /// The log line format.
+    public enum LogFormat: String, Sendable, CaseIterable {
+        /// One JSON object per line.
+        case json
+        /// swift-log's plain text format.
+        case text
+    }
+
+    /// The folder the PACS exports into; watched with its subfolders.
+    public var dropFolder = "./drop"
+    /// The daemon's own data: embedded PostgreSQL cluster, filesystem object store.
+    public var dataDirectory = "./var"
+    /// PostgreSQL URL; empty runs an embedded cluster inside `dataDirectory`.
+    public var databaseURL = ""
+    /// Object store URL (`s3://bucket/prefix?endpoint=…&region=…` or `file:///path`); empty uses a filesystem store in `dataDirectory`.
+    public var storageURL = ""
+    /// File holding the pseudonymisation key; empty means `<data dir>/pseudonym.key`.
+    public var keyFile = ""
+    /// De-identification profile.
+    public var profile = "etl/deidentify/basic.yaml"
+    /// Which series go to which model.
+    public var routesFile = "etl/routes.yaml"
+    /// Files processed at once; 0 means one per core.
+    public var concurrency = 0
+    /// How long a file's size and modification time must stay unchanged before it is taken.
+    public var stableFileTime: Duration = .seconds(2)
+    /// Interval of the full rescan of the drop folder (network shares deliver no inotify events).
+    public var rescanInterval: Duration = .seconds(30)
+    /// A series is complete once no new instance has arrived for this long.
+    public var seriesQuietPeriod: Duration = .seconds(10)
+    /// What happens to ingested source files.
+    public var processedFiles: ProcessedFilePolicy = .move
+    /// Address the operations HTTP server binds to.
+    public var opsHost = "127.0.0.1"
+    /// Port of the operations HTTP server (`/metrics`, `/healthz`, `/readyz`); 0 picks a free port.
+    public var opsPort = 9090
+    /// Minimum log level.
+    public var logLevel: Logger.Level = .info
+    /// Log line format.
+    public var logFormat: LogFormat = .json
+    /// Long-lived sandbox processes that run crash-prone parsing; 0 means one per pipeline slot.
+    public var sandboxWorkers = 0
+    /// A sandboxed job running longer than this is killed and its file quarantined.
+    public var sandboxTimeout: Duration = .seconds(60)
+
+    /// Database password (environment or flag only, never the file).
+    public var databasePassword: String?
+    /// Object store access key ID (environment or flag only).
+    public var storageAccessKeyID: String?
+    /// Object store secret access key (environment or flag only).
+    public var storageSecretAccessKey: String?
+
+    /// The defaults.
+    public init() {}
+
+    /// `concurrency`, with 0 resolved to the number of active processors.
+    public var effectiveConcurrency: Int {
+        concurrency > 0 ? concurrency : max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// `sandboxWorkers`, with 0 resolved to `effectiveConcurrency`.
+    public var effectiveSandboxWorkers: Int {
+        sandboxWorkers > 0 ? sandboxWorkers : effectiveConcurrency
+    }
+
+    /// `keyFile`, with empty resolved to `<data dir>/pseudonym.key`.
+    public var effectiveKeyFile: String {
+        keyFile.isEmpty ? (dataDirectory as NSString).appendingPathComponent("pseudonym.key") : keyFile
+    }
+}
+
+/// Why the configuration could not be loaded. The description names the key, never a value.
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Machine-readable reason.
+    public struct Code: RawRepresentable, Hashable, Sendable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The file has a key the daemon does not know (a typo, most often).
+        public static let unknownKey = Code(rawValue: "unknown_key")
+        /// A value does not parse as the key's type or range.
+        public static let invalidValue = Code(rawValue: "invalid_value")
+        /// A secret was found in the configuration file.
+        public static let secretInFile = Code(rawValue: "secret_in_file")
+        /// The file could not be read.
+        public static let unreadableFile = Code(rawValue: "unreadable_file")
+        /// The file is not a YAML mapping.
+        public static let malformedFile = Code(rawValue: "malformed_file")
+    }
+
+    /// Machine-readable reason.
+    public let code: Code
+    /// The configuration key concerned, if any (key names carry no data).
+    public let key: String?
+
+    public init(_ code: Code, key: String? = nil) {
+        self.code = code
+        self.key = key
+    }
+
+    /// Machine-readable reason, e.g. `invalid_value`.
+    public var reason: String { code.rawValue }
+
+    public var description: String {
+        if let key { return "configuration error: \(code.rawValue) (key \(key))" }
+        return "configuration error: \(code.rawValue)"
+    }
+}
+
+/// One configuration key: its YAML name, environment variable and flag, and how it is applied.
+public struct ConfigurationKey: Sendable {
+    /// Name in the YAML file, e.g. `drop_folder`.
+    public let name: String
+    /// True for secrets: refused in the file, accepted from the environment and flags.
+    public let isSecret: Bool
+    let apply: @Sendable (inout DaemonConfiguration, String) throws -> Void
+
+    init(_ name: String, secret: Bool = false, _ apply: @escaping @Sendable (inout DaemonConfiguration, String) throws -> Void) {
+        self.name = name
+        self.isSecret = secret
+        self.apply = apply
+    }
+
+    /// Environment variable, e.g. `DICOM_ETL_DROP_FOLDER`.
+    public var environmentVariable: String { "DICOM_ETL_" + name.uppercased() }
+    /// Command-line flag, e.g. `--drop-folder`.
+    public var flag: String { "--" + name.replacingOccurrences(of: "_", with: "-") }
+}
+
+extension DaemonConfiguration {
+    /// Every key, in the order of `config/default.yaml`.
+    public static let keys: [ConfigurationKey] = [
+        ConfigurationKey("drop_folder") { $0.dropFolder = try nonEmpty($1, "drop_folder") },
+        ConfigurationKey("data_dir") { $0.dataDirectory = try nonEmpty($1, "data_dir") },
+        ConfigurationKey("database_url") { $0.databaseURL = $1 },
+        ConfigurationKey("storage_url") { $0.storageURL = $1 },
+        ConfigurationKey("key_file") { $0.keyFile = $1 },
+        ConfigurationKey("profile") { $0.profile = try nonEmpty($1, "profile") },
+        ConfigurationKey("routes_file") { $0.routesFile = try nonEmpty($1, "routes_file") },
+        ConfigurationKey("concurrency") { $0.concurrency = try integer($1, "concurrency", in: 0...1024) },
+        ConfigurationKey("stable_file_seconds") { $0.stableFileTime = try seconds($1, "stable_file_seconds") },
+        ConfigurationKey("rescan_interval_seconds") {
+            $0.rescanInterval = try seconds($1, "rescan_interval_seconds", minimum: 0.01)
+        },
+        ConfigurationKey("series_quiet_seconds") { $0.seriesQuietPeriod = try seconds($1, "series_quiet_seconds") },
+        ConfigurationKey("processed_files") {
+            guard let policy = ProcessedFilePolicy(rawValue: $1.lowercased()) else {
+                throw ConfigurationError(.invalidValue, key: "processed_files")
+            }
+            $0.processedFiles = policy
+        },
+        ConfigurationKey("ops_host") { $0.opsHost = try nonEmpty($1, "ops_host") },
+        ConfigurationKey("ops_port") { $0.opsPort = try integer($1, "ops_port", in: 0...65535) },
+        ConfigurationKey("log_level") {
+            guard let level = Logger.Level(rawValue: $1.lowercased()) else {
+                throw ConfigurationError(.invalidValue, key: "log_level")
+            }
+            $0.logLevel = level
+        },
+        ConfigurationKey("log_format") {
+            guard let format = LogFormat(rawValue: $1.lowercased()) else {
+                throw ConfigurationError(.invalidValue, key: "log_format")
+            }
+            $0.logFormat = format
+        },
+        ConfigurationKey("sandbox_workers") { $0.sandboxWorkers = try integer($1, "sandbox_workers", in: 0...1024) },
+        ConfigurationKey("sandbox_timeout_seconds") {
+            $0.sandboxTimeout = try seconds($1, "sandbox_timeout_seconds", minimum: 0.001)
+        },
+        ConfigurationKey("database_password", secret: true) { $0.databasePassword = $1 },
+        ConfigurationKey("storage_access_key_id", secret: true) { $0.storageAccessKeyID = $1 },
+        ConfigurationKey("storage_secret_access_key", secret: true) { $0.storageSecretAccessKey = $1 },
+    ]
+
+    /// Looks a key up by its YAML name.
+    public static func key(named name: String) -> ConfigurationKey? {
+        keys.first { $0.name == name }
+    }
+
+    /// Merges defaults, the YAML text, the environment and the flags (by key name), in rising precedence.
+    /// - Parameters:
+    ///   - yaml: contents of the configuration file, or nil for none.
+    ///   - environment: the process environment; only `DICOM_ETL_<KEY>` variables are read.
+    ///   - flags: values given on the command line, by key name (`drop_folder`).
+    public static func load(
+        yaml: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        flags: [String: String] = [:]
+    ) throws(ConfigurationError) -> DaemonConfiguration {
+        var configuration = DaemonConfiguration()
+        if let yaml {
+            for (name, value) in try fileValues(yaml) {
+                guard let key = key(named: name) else { throw ConfigurationError(.unknownKey, key: name) }
+                if key.isSecret { throw ConfigurationError(.secretInFile, key: name) }
+                try apply(key, value, to: &configuration)
+            }
+            if hasPassword(configuration.databaseURL) || hasPassword(configuration.storageURL) {
+                throw ConfigurationError(.secretInFile, key: hasPassword(configuration.databaseURL) ? "database_url" : "storage_url")
+            }
+        }
+        for key in keys {
+            if let value = environment[key.environmentVariable] { try apply(key, value, to: &configuration) }
+        }
+        for (name, value) in flags.sorted(by: { $0.key < $1.key }) {
+            guard let key = key(named: name) else { throw ConfigurationError(.unknownKey, key: name) }
+            try apply(key, value, to: &configuration)
+        }
+        return configuration
+    }
+
+    /// Reads the file at `path` (if any) and merges it as `load(yaml:environment:flags:)` does.
+    public static func load(
+        file path: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        flags: [String: String] = [:]
+    ) throws(ConfigurationError) -> DaemonConfiguration {
+        guard let path else { return try load(yaml: nil, environment: environment, flags: flags) }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch { throw ConfigurationError(.unreadableFile) }
+        return try load(yaml: text, environment: environment, flags: flags)
+    }
+
+    private static func apply(_ key: ConfigurationKey, _ value: String, to configuration: inout DaemonConfiguration) throws(ConfigurationError) {
+        do { try key.apply(&configuration, value) } catch let error as ConfigurationError { throw error } catch {
+            throw ConfigurationError(.invalidValue, key: key.name)
+        }
+    }
+
+    /// The file's top-level mapping with every scalar as text; null values are skipped (default kept).
+    private static func fileValues(_ yaml: String) throws(ConfigurationError) -> [(String, String)] {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: yaml) } catch { throw ConfigurationError(.malformedFile) }
+        guard let loaded else { return [] }
+        guard let mapping = loaded as? [String: Any] else { throw ConfigurationError(.malformedFile) }
+        var values: [(String, String)] = []
+        for (name, value) in mapping.sorted(by: { $0.key < $1.key }) {
+            switch value {
+            case let string as String: values.append((name, string))
+            case let bool as Bool: values.append((name, bool ? "true" : "false"))
+            case let int as Int: values.append((name, String(int)))
+            case let double as Double: values.append((name, String(double)))
+            case is NSNull: continue
+            default: throw ConfigurationError(.invalidValue, key: name)
+            }
+        }
+        return values
+    }
+
+    private static func hasPassword(_ url: String) -> Bool {
+        guard !url.isEmpty, let components = URLComponents(string: url) else { return false }
+        if let password = components.password, !password.isEmpty { return true }
+        let secretParameters: Set<String> = ["password", "secret", "secret_access_key", "secretaccesskey"]
+        return components.queryItems?.contains { secretParameters.contains($0.name.lowercased()) } ?? false
+    }
+}
+
+private func nonEmpty(_ value: String, _ key: String) throws -> String {
+    guard !value.isEmpty else { throw ConfigurationError(.invalidValue, key: key) }
+    return value
+}
+
+private func integer(_ value: String, _ key: String, in range: ClosedRange<Int>) throws -> Int {
+    guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+        throw ConfigurationError(.invalidValue, key: key)
+    }
+    return number
+}
+
+private func seconds(_ value: String, _ key: String, minimum: Double = 0) throws -> Duration {
+    guard let number = Double(value.trimmingCharacters(in: .whitespaces)), number.isFinite, number >= minimum,
+          number <= 86_400 * 365
+    else { throw ConfigurationError(.invalidValue, key: key) }
+    return .nanoseconds(Int64((number * 1e9).rounded()))
+}

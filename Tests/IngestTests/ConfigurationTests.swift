@@ -1,0 +1,129 @@
+// Tests of DaemonConfiguration: defaults, file, environment and flag precedence, secrets, errors.
+import Foundation
+import Ingest
+import Testing
+
+@Suite struct ConfigurationTests {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    @Test func defaultsWithoutFileEnvironmentOrFlags() throws {
+        let configuration = try DaemonConfiguration.load(yaml: nil, environment: [:])
+        #expect(configuration == DaemonConfiguration())
+        #expect(configuration.dropFolder == "./drop")
+        #expect(configuration.databaseURL.isEmpty)
+        #expect(configuration.processedFiles == .move)
+        #expect(configuration.stableFileTime == .seconds(2))
+        #expect(configuration.effectiveConcurrency == ProcessInfo.processInfo.activeProcessorCount)
+        #expect(configuration.effectiveKeyFile == "./var/pseudonym.key")
+    }
+
+    @Test func shippedDefaultFileEqualsBuiltInDefaults() throws {
+        let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("config/default.yaml"), encoding: .utf8)
+        #expect(try DaemonConfiguration.load(yaml: text, environment: [:]) == DaemonConfiguration())
+    }
+
+    @Test func shippedDefaultFileDocumentsEveryNonSecretKey() throws {
+        let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("config/default.yaml"), encoding: .utf8)
+        let lines = text.split(separator: "\n").map(String.init)
+        for key in DaemonConfiguration.keys where !key.isSecret {
+            let index = try #require(lines.firstIndex { $0.hasPrefix(key.name + ":") }, "\(key.name) missing")
+            // Preceded by its comment, or by a key sharing the same comment block (ops_host, ops_port).
+            let previous = try #require(lines[..<index].last { !$0.isEmpty })
+            #expect(previous.hasPrefix("#") || DaemonConfiguration.keys.contains { previous.hasPrefix($0.name + ":") }, "\(key.name)")
+        }
+        for key in DaemonConfiguration.keys where key.isSecret {
+            #expect(!lines.contains { $0.hasPrefix(key.name + ":") })
+        }
+    }
+
+    @Test func precedenceIsFlagOverEnvironmentOverFileOverDefault() throws {
+        let yaml = """
+            drop_folder: /file/drop
+            data_dir: /file/data
+            concurrency: 3
+            stable_file_seconds: 0.5
+            """
+        let environment = [
+            "DICOM_ETL_DROP_FOLDER": "/env/drop",
+            "DICOM_ETL_DATABASE_URL": "postgres://u:pw@db/x",
+            "DICOM_ETL_CONCURRENCY": "5",
+            "UNRELATED": "1",
+        ]
+        let flags = ["drop_folder": "/flag/drop"]
+        let configuration = try DaemonConfiguration.load(yaml: yaml, environment: environment, flags: flags)
+        #expect(configuration.dropFolder == "/flag/drop")          // flag beats environment and file
+        #expect(configuration.concurrency == 5)                     // environment beats file
+        #expect(configuration.databaseURL == "postgres://u:pw@db/x") // environment may carry a password
+        #expect(configuration.dataDirectory == "/file/data")        // file beats default
+        #expect(configuration.stableFileTime == .milliseconds(500))
+        #expect(configuration.rescanInterval == .seconds(30))       // default
+    }
+
+    @Test func everyKeyHasAnEnvironmentVariableAndFlag() throws {
+        #expect(DaemonConfiguration.key(named: "database_url")?.environmentVariable == "DICOM_ETL_DATABASE_URL")
+        #expect(DaemonConfiguration.key(named: "storage_url")?.environmentVariable == "DICOM_ETL_STORAGE_URL")
+        #expect(DaemonConfiguration.key(named: "key_file")?.environmentVariable == "DICOM_ETL_KEY_FILE")
+        #expect(DaemonConfiguration.key(named: "data_dir")?.environmentVariable == "DICOM_ETL_DATA_DIR")
+        #expect(DaemonConfiguration.key(named: "drop_folder")?.flag == "--drop-folder")
+        let samples: [String: String] = [
+            "drop_folder": "/d", "data_dir": "/v", "database_url": "postgres://h/db", "storage_url": "file:///s",
+            "key_file": "/k", "profile": "p.yaml", "routes_file": "r.yaml", "concurrency": "7",
+            "stable_file_seconds": "4", "rescan_interval_seconds": "9", "series_quiet_seconds": "11",
+            "processed_files": "delete", "ops_host": "0.0.0.0", "ops_port": "0", "log_level": "debug",
+            "log_format": "text", "sandbox_workers": "3", "sandbox_timeout_seconds": "5",
+            "database_password": "pw", "storage_access_key_id": "AK", "storage_secret_access_key": "SK",
+        ]
+        #expect(Set(samples.keys) == Set(DaemonConfiguration.keys.map(\.name)))
+        var environment: [String: String] = [:]
+        for key in DaemonConfiguration.keys { environment[key.environmentVariable] = samples[key.name] }
+        let fromEnvironment = try DaemonConfiguration.load(yaml: nil, environment: environment)
+        let fromFlags = try DaemonConfiguration.load(yaml: nil, environment: [:], flags: samples)
+        #expect(fromEnvironment == fromFlags)
+        #expect(fromFlags != DaemonConfiguration())
+        #expect(fromFlags.dropFolder == "/d")
+        #expect(fromFlags.processedFiles == .delete)
+        #expect(fromFlags.logLevel == .debug)
+        #expect(fromFlags.logFormat == .text)
+        #expect(fromFlags.opsPort == 0)
+        #expect(fromFlags.sandboxTimeout == .seconds(5))
+        #expect(fromFlags.seriesQuietPeriod == .seconds(11))
+        #expect(fromFlags.storageSecretAccessKey == "SK")
+        #expect(fromFlags.effectiveConcurrency == 7)
+        #expect(fromFlags.effectiveSandboxWorkers == 3)
+    }
+
+    @Test func secretsAreRefusedInTheFile() {
+        #expect(throws: ConfigurationError(.secretInFile, key: "database_password")) {
+            try DaemonConfiguration.load(yaml: "database_password: hunter2", environment: [:])
+        }
+        #expect(throws: ConfigurationError(.secretInFile, key: "database_url")) {
+            try DaemonConfiguration.load(yaml: "database_url: postgres://etl:hunter2@db/etl", environment: [:])
+        }
+        #expect(throws: ConfigurationError(.secretInFile, key: "storage_url")) {
+            try DaemonConfiguration.load(yaml: "storage_url: s3://b/p?secret_access_key=x", environment: [:])
+        }
+        // A URL without a password is fine in the file.
+        #expect((try? DaemonConfiguration.load(yaml: "database_url: postgres://etl@db/etl", environment: [:])) != nil)
+    }
+
+    @Test func errorsNameTheKeyButNeverTheValue() {
+        #expect(throws: ConfigurationError(.unknownKey, key: "drop_foldr")) {
+            try DaemonConfiguration.load(yaml: "drop_foldr: /x", environment: [:])
+        }
+        #expect(throws: ConfigurationError(.invalidValue, key: "processed_files")) {
+            try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_PROCESSED_FILES": "archive"])
+        }
+        #expect(throws: ConfigurationError(.invalidValue, key: "ops_port")) {
+            try DaemonConfiguration.load(yaml: nil, environment: [:], flags: ["ops_port": "70000"])
+        }
+        #expect(throws: ConfigurationError(.invalidValue, key: "stable_file_seconds")) {
+            try DaemonConfiguration.load(yaml: "stable_file_seconds: -1", environment: [:])
+        }
+        #expect(throws: ConfigurationError(.malformedFile)) {
+            try DaemonConfiguration.load(yaml: "- a\n- b", environment: [:])
+        }
+        let error = ConfigurationError(.invalidValue, key: "drop_folder")
+        #expect(error.description == "configuration error: invalid_value (key drop_folder)")
+    }
+}
