@@ -1,0 +1,83 @@
+// A file the watcher found stable and handed to the pipeline, and the outcome the pipeline reports.
+import Foundation
+
+/// A stable file of the drop folder, handed to the pipeline.
+///
+/// `path` and `relativePath` may contain patient names (PACS exports often name folders after the
+/// patient): never log them or store them where analysts can read them; use `pathHash`.
+public struct DiscoveredFile: Sendable, Hashable {
+    /// The file's path (the drop folder's path joined with `relativePath`).
+    public let path: String
+    /// The path relative to the drop folder.
+    public let relativePath: String
+    /// Size in bytes when it was found stable.
+    public let size: Int64
+    /// Modification time when it was found stable.
+    public let modificationTime: Date
+    /// Keyed hash of `relativePath`: safe for logs and reason files.
+    public let pathHash: String
+    /// When the watcher handed the file on (for end-to-end latency).
+    public let discoveredAt: Date
+
+    public init(path: String, relativePath: String, size: Int64, modificationTime: Date, pathHash: String, discoveredAt: Date) {
+        self.path = path
+        self.relativePath = relativePath
+        self.size = size
+        self.modificationTime = modificationTime
+        self.pathHash = pathHash
+        self.discoveredAt = discoveredAt
+    }
+}
+
+/// A step of the pipeline, as recorded in reason files, logs and metrics.
+public struct PipelineStage: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+
+    public static let watch = PipelineStage("watch")
+    public static let claim = PipelineStage("claim")
+    public static let sandbox = PipelineStage("sandbox")
+    public static let parse = PipelineStage("parse")
+    public static let deidentify = PipelineStage("deidentify")
+    public static let normalize = PipelineStage("normalize")
+    public static let store = PipelineStage("store")
+    public static let catalog = PipelineStage("catalog")
+    public static let dispose = PipelineStage("dispose")
+}
+
+/// Why a file cannot go through: the stage and a machine-readable reason (`not_dicom`,
+/// `process_crashed`, …). Never carries patient data. Thrown by a `FileProcessor` (or returned as
+/// `ProcessingOutcome.rejected`) it sends the file to quarantine.
+public struct PipelineFailure: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+    public let stage: PipelineStage
+    public let reason: String
+
+    public init(stage: PipelineStage, reason: String) {
+        self.stage = stage
+        self.reason = reason
+    }
+
+    public var description: String { "\(stage.rawValue) failed: \(reason)" }
+}
+
+/// What became of a file the processor handled.
+public enum ProcessingOutcome: Sendable, Hashable {
+    /// Catalogued: the source file goes to `processed/` or is deleted, by configuration.
+    case ingested
+    /// Already recorded (same SOP Instance UID and same bytes): disposed of like an ingested file.
+    case duplicate
+    /// Cannot go through: the file goes to `quarantine/` beside a reason file.
+    case rejected(PipelineFailure)
+}
+
+/// The pipeline's work on one file: claim, parse, de-identify, normalise, store, catalog.
+///
+/// Return `.ingested`/`.duplicate`, or `.rejected` (or throw a `PipelineFailure`) for a file that
+/// cannot go through. Throw any other error for a transient fault (database or store unreachable):
+/// the file then stays in the drop folder and is taken again at the next rescan. The runner moves,
+/// deletes or quarantines the source file after `process` returns; `process` must not.
+public protocol FileProcessor: Sendable {
+    func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome
+}
