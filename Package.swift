@@ -112,7 +112,9 @@ let package = Package(
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: ["Inference"], swiftSettings: strict),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest"], swiftSettings: strict),
+        // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
+        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -1,0 +1,152 @@
+// What happens to a source file after the pipeline: moved to processed/ or deleted, or moved to
+// quarantine/ beside a <name>.reason.json. Moves are renames (atomic) and never overwrite.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Why a source file could not be moved or deleted.
+public struct DisposalError: Error, Sendable, Hashable, CustomStringConvertible, ReasonedError {
+    public let reason: String
+    /// errno of the failed call.
+    public let errorNumber: Int32
+    public var description: String { "disposal failed: \(reason) (errno \(errorNumber))" }
+}
+
+/// The content of a `<name>.reason.json` beside a quarantined file. No patient data, no path in clear.
+public struct QuarantineRecord: Codable, Sendable, Hashable {
+    /// Stage that rejected the file.
+    public let stage: String
+    /// Machine-readable reason.
+    public let reason: String
+    /// When the file was quarantined (ISO 8601, UTC).
+    public let time: String
+    /// Keyed hash of the file's original path relative to the drop folder.
+    public let pathHash: String
+    /// Size of the file in bytes.
+    public let size: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case stage, reason, time
+        case pathHash = "path_hash"
+        case size
+    }
+}
+
+/// Moves, deletes and quarantines source files.
+public struct FileDisposer: Sendable {
+    /// The drop folder.
+    public let layout: DropFolderLayout
+    /// What happens to ingested files.
+    public let processedFiles: DaemonConfiguration.ProcessedFilePolicy
+    private let now: @Sendable () -> Date
+
+    public init(layout: DropFolderLayout, processedFiles: DaemonConfiguration.ProcessedFilePolicy, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.layout = layout
+        self.processedFiles = processedFiles
+        self.now = now
+    }
+
+    /// Disposes of an ingested (or duplicate) file by the policy.
+    /// - Returns: the new path (`processed/…`), or nil when deleted.
+    @discardableResult
+    public func finishProcessed(_ file: DiscoveredFile) throws(DisposalError) -> String? {
+        switch processedFiles {
+        case .delete:
+            if unlink(file.path) != 0 && errno != ENOENT { throw DisposalError(reason: "delete_failed", errorNumber: errno) }
+            return nil
+        case .move:
+            return try move(file, under: layout.processedRoot)
+        }
+    }
+
+    /// Moves a rejected file to `quarantine/<relative path>` (a free name) and writes `<name>.reason.json` beside it.
+    /// - Returns: the quarantined file's new path.
+    @discardableResult
+    public func quarantine(_ file: DiscoveredFile, failure: PipelineFailure) throws(DisposalError) -> String {
+        let destination = try move(file, under: layout.quarantineRoot)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let record = QuarantineRecord(
+            stage: failure.stage.rawValue, reason: failure.reason, time: formatter.string(from: now()),
+            pathHash: file.pathHash, size: file.size)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data: Data
+        do { data = try encoder.encode(record) } catch { throw DisposalError(reason: "reason_encode_failed", errorNumber: 0) }
+        try writeAtomically(data, to: destination + ".reason.json")
+        return destination
+    }
+
+    /// Renames the file to `root/<relative path>`, creating folders; a taken name gets `.1`, `.2`, … before its extension.
+    private func move(_ file: DiscoveredFile, under root: String) throws(DisposalError) -> String {
+        let target = root + "/" + file.relativePath
+        let directory = (target as NSString).deletingLastPathComponent
+        try makeDirectories(directory)
+        let name = (file.relativePath as NSString).lastPathComponent
+        let base = (name as NSString).deletingPathExtension
+        let ext = (name as NSString).pathExtension
+        for attempt in 0..<10_000 {
+            let candidateName: String
+            if attempt == 0 {
+                candidateName = name
+            } else {
+                candidateName = ext.isEmpty || base.isEmpty ? "\(name).\(attempt)" : "\(base).\(attempt).\(ext)"
+            }
+            let candidate = directory + "/" + candidateName
+            // A name is free when neither it nor its reason file exists.
+            if access(candidate + ".reason.json", F_OK) == 0 { continue }
+            if try renameNoReplace(file.path, candidate) { return candidate }
+        }
+        throw DisposalError(reason: "no_free_name", errorNumber: EEXIST)
+    }
+
+    /// Renames without replacing: link + unlink (atomic claim of the name), or, where hard links are not
+    /// supported, an existence check followed by rename. Returns false when the target exists.
+    private func renameNoReplace(_ source: String, _ target: String) throws(DisposalError) -> Bool {
+        if link(source, target) == 0 {
+            if unlink(source) != 0 && errno != ENOENT { throw DisposalError(reason: "unlink_failed", errorNumber: errno) }
+            return true
+        }
+        let linkError = errno
+        switch linkError {
+        case EEXIST: return false
+        case ENOENT: throw DisposalError(reason: "source_missing", errorNumber: linkError)
+        case EXDEV: throw DisposalError(reason: "cross_device", errorNumber: linkError)
+        default:
+            if access(target, F_OK) == 0 { return false }
+            if rename(source, target) != 0 { throw DisposalError(reason: "rename_failed", errorNumber: errno) }
+            return true
+        }
+    }
+
+    private func makeDirectories(_ path: String) throws(DisposalError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw DisposalError(reason: "mkdir_failed", errorNumber: errno)
+        }
+    }
+
+    private func writeAtomically(_ data: Data, to path: String) throws(DisposalError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = directory + "/.reason-\(UUID().uuidString).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw DisposalError(reason: "reason_write_failed", errorNumber: errno) }
+        let ok = data.withUnsafeBytes { bytes -> Bool in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 { if errno == EINTR { continue }; return false }
+                offset += written
+            }
+            return fsync(fd) == 0
+        }
+        close(fd)
+        guard ok, rename(temporary, path) == 0 else {
+            let error = errno
+            unlink(temporary)
+            throw DisposalError(reason: "reason_write_failed", errorNumber: error)
+        }
+    }
+}

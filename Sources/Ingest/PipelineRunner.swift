@@ -1,0 +1,108 @@
+// The pipeline service: a fixed number of workers take files from the FileQueue (bounded concurrency;
+// a full queue holds the watcher back), run the injected FileProcessor and dispose of each file.
+// On graceful shutdown the queue closes: files in flight finish, queued ones stay for the next start.
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Runs a `FileProcessor` over the files of a `FileQueue` with bounded concurrency.
+public struct PipelineRunner: Service, Sendable {
+    private let queue: FileQueue
+    private let processor: any FileProcessor
+    private let disposer: FileDisposer
+    private let concurrency: Int
+    private let metrics: IngestMetrics
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - queue: the files found stable by the watcher.
+    ///   - processor: the pipeline's work on one file.
+    ///   - disposer: moves, deletes or quarantines files after `processor`.
+    ///   - concurrency: files processed at once.
+    public init(
+        queue: FileQueue, processor: any FileProcessor, disposer: FileDisposer, concurrency: Int, metrics: IngestMetrics,
+        logger: Logger
+    ) {
+        precondition(concurrency > 0)
+        self.queue = queue
+        self.processor = processor
+        self.disposer = disposer
+        self.concurrency = concurrency
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Runs until graceful shutdown (then drains the files in flight) or until the queue is closed.
+    public func run() async {
+        let queue = self.queue
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        while let file = await queue.next() {
+                            await handle(file)
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            queue.close()
+        }
+    }
+
+    /// Processes and disposes of one file, then releases it in the queue. Never throws: every outcome
+    /// ends in processed/, quarantine/, or the file left in place for a later attempt.
+    func handle(_ file: DiscoveredFile) async {
+        metrics.inFlight.record(queue.inFlight)
+        defer {
+            queue.complete(file.path)
+            metrics.inFlight.record(queue.inFlight)
+            metrics.pipelineQueueDepth.record(queue.depth)
+        }
+        let outcome: ProcessingOutcome
+        do {
+            outcome = try await processor.process(file)
+        } catch let failure as PipelineFailure {
+            outcome = .rejected(failure)
+        } catch {
+            metrics.filesRetried.increment()
+            logger.warning(
+                "file left in place after a transient error",
+                metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: error)) { $1 })
+            return
+        }
+        do {
+            switch outcome {
+            case .ingested, .duplicate:
+                _ = try metrics.measure(.dispose) { try disposer.finishProcessed(file) }
+                if outcome == .ingested {
+                    metrics.filesIngested.increment()
+                    metrics.bytesIngested.increment(by: file.size)
+                } else {
+                    metrics.filesDuplicate.increment()
+                }
+                logger.debug(outcome == .ingested ? "file ingested" : "duplicate file", metadata: LogRedaction.metadata(for: file))
+            case .rejected(let failure):
+                _ = try metrics.measure(.dispose) { try disposer.quarantine(file, failure: failure) }
+                metrics.quarantined(failure)
+                logger.notice(
+                    "file quarantined",
+                    metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: failure)) { $1 })
+            }
+            metrics.fileLatency.record(duration: .seconds(Date().timeIntervalSince(file.discoveredAt)))
+        } catch {
+            metrics.filesRetried.increment()
+            logger.error(
+                "source file could not be disposed of; left in place",
+                metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: error)) { $1 })
+        }
+    }
+}
+
+extension IngestMetrics {
+    func measure<T>(_ stage: PipelineStage, _ body: () throws -> T) rethrows -> T {
+        let start = ContinuousClock.now
+        defer { recordStage(stage, duration: ContinuousClock.now - start) }
+        return try body()
+    }
+}

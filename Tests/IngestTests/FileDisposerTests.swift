@@ -1,0 +1,65 @@
+// Tests of moving, deleting and quarantining source files.
+import Foundation
+@testable import Ingest
+import Testing
+
+@Suite struct FileDisposerTests {
+    @Test func processedFilesMoveKeepingTheirSubpathWithoutOverwriting() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let layout = DropFolderLayout(root: folder.path)
+        let disposer = FileDisposer(layout: layout, processedFiles: .move)
+        let first = try folder.write("Doe^John/IM1.dcm", bytes: [1])
+        #expect(try disposer.finishProcessed(makeFile(first, root: folder.path)) == folder.path + "/processed/Doe^John/IM1.dcm")
+        let second = try folder.write("Doe^John/IM1.dcm", bytes: [2])
+        #expect(try disposer.finishProcessed(makeFile(second, root: folder.path)) == folder.path + "/processed/Doe^John/IM1.1.dcm")
+        #expect(!folder.exists("Doe^John/IM1.dcm"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: folder.path + "/processed/Doe^John/IM1.dcm")) == Data([1]))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: folder.path + "/processed/Doe^John/IM1.1.dcm")) == Data([2]))
+    }
+
+    @Test func processedFilesAreDeletedByPolicy() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let disposer = FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .delete)
+        let path = try folder.write("a/IM1")
+        #expect(try disposer.finishProcessed(makeFile(path, root: folder.path)) == nil)
+        #expect(!folder.exists("a/IM1"))
+        #expect(!folder.exists("processed/a/IM1"))
+    }
+
+    @Test func quarantineWritesAReasonFileWithoutThePath() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let fixed = Date(timeIntervalSince1970: 1_800_000_000)
+        let disposer = FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move, now: { fixed })
+        let path = try folder.write("Doe^Jane/series/IM7", bytes: Array(repeating: 9, count: 10))
+        let file = makeFile(path, root: folder.path, size: 10)
+        let failure = PipelineFailure(stage: .parse, reason: "not_dicom")
+        let destination = try disposer.quarantine(file, failure: failure)
+        #expect(destination == folder.path + "/quarantine/Doe^Jane/series/IM7")
+        #expect(!folder.exists("Doe^Jane/series/IM7"))
+        let reasonData = try Data(contentsOf: URL(fileURLWithPath: destination + ".reason.json"))
+        let record = try JSONDecoder().decode(QuarantineRecord.self, from: reasonData)
+        #expect(record == QuarantineRecord(stage: "parse", reason: "not_dicom", time: "2027-01-15T08:00:00.000Z", pathHash: file.pathHash, size: 10))
+        let text = String(decoding: reasonData, as: UTF8.self)
+        #expect(!text.contains("Doe"))
+        #expect(!text.contains("IM7"))
+        // Same name again: a free name, its own reason file, the first untouched.
+        let again = try folder.write("Doe^Jane/series/IM7")
+        let second = try disposer.quarantine(makeFile(again, root: folder.path), failure: PipelineFailure(stage: .sandbox, reason: "process_crashed"))
+        #expect(second == folder.path + "/quarantine/Doe^Jane/series/IM7.1")
+        #expect(folder.exists("quarantine/Doe^Jane/series/IM7.1.reason.json"))
+        let first = try JSONDecoder().decode(QuarantineRecord.self, from: Data(contentsOf: URL(fileURLWithPath: destination + ".reason.json")))
+        #expect(first.reason == "not_dicom")
+    }
+
+    @Test func missingSourceIsATypedError() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let disposer = FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move)
+        #expect(throws: DisposalError.self) {
+            try disposer.finishProcessed(makeFile(folder.path + "/gone.dcm", root: folder.path))
+        }
+    }
+}

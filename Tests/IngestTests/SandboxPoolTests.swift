@@ -1,0 +1,87 @@
+// Tests of the sandbox pool with a real child executable (sandbox-test-worker) whose jobs echo,
+// fail, crash or hang on purpose.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+@testable import Ingest
+import Testing
+
+func testWorkerCommand() -> SandboxCommand {
+    let testBinary = SandboxCommand.currentExecutable(arguments: []).executable
+    var directory = URL(fileURLWithPath: testBinary).deletingLastPathComponent()
+    // On Linux the test binary sits in the build folder; on macOS inside the .xctest bundle.
+    if directory.path.contains(".xctest") { directory = directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+    return SandboxCommand(executable: directory.appendingPathComponent("sandbox-test-worker").path, arguments: [])
+}
+
+@Suite(.serialized) struct SandboxPoolTests {
+    @Test func jobsRunInLongLivedChildren() async throws {
+        let (metrics, _) = makeMetrics()
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), metrics: metrics, logger: testLogger)
+        let payload = Array((0..<100_000).map { UInt8($0 % 251) })
+        #expect(try await pool.run(kind: "echo", payload: payload) == payload)
+        let first = try await pool.run(kind: "pid", payload: [])
+        let second = try await pool.run(kind: "pid", payload: [])
+        #expect(first == second)   // the same child serves every job
+        #expect(String(decoding: first, as: UTF8.self) != String(getpid()))
+        #expect(try await pool.run(kind: "print", payload: [1, 2, 3]) == [1, 2, 3])   // stray stdout is harmless
+        await pool.shutdown()
+        await #expect(throws: SandboxError(.shutDown)) { try await pool.run(kind: "echo", payload: []) }
+    }
+
+    @Test func handlerErrorsComeBackTyped() async throws {
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        let before = try await pool.run(kind: "pid", payload: [])
+        await #expect(throws: SandboxError(.jobFailed, jobReason: "test_reason")) { try await pool.run(kind: "fail", payload: []) }
+        await #expect(throws: SandboxError(.jobFailed, jobReason: "unknown_job_kind")) { try await pool.run(kind: "nope", payload: []) }
+        #expect(try await pool.run(kind: "pid", payload: []) == before)   // a failed job does not cost the child
+        #expect(SandboxError(.jobFailed, jobReason: "test_reason").reason == "test_reason")
+    }
+
+    @Test func crashingChildFailsTheJobAndIsReplaced() async throws {
+        let (metrics, registry) = makeMetrics()
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), metrics: metrics, logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        let before = try await pool.run(kind: "pid", payload: [])
+        await #expect(throws: SandboxError(.processCrashed, signal: SIGSEGV)) { try await pool.run(kind: "segfault", payload: []) }
+        let after = try await pool.run(kind: "pid", payload: [])
+        #expect(after != before)
+        await #expect(throws: SandboxError(.processCrashed, signal: SIGABRT)) { try await pool.run(kind: "abort", payload: []) }
+        #expect(try await pool.run(kind: "echo", payload: [42]) == [42])
+        #expect(SandboxError(.processCrashed).reason == "process_crashed")
+        let text = registry.emitToString()
+        #expect(text.contains(#"dicom_etl_sandbox_crashes_total{reason="process_crashed"} 2"#))
+        #expect(text.contains("dicom_etl_sandbox_restarts_total 2"))
+    }
+
+    @Test func hangingJobIsKilledAtItsTimeout() async throws {
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        let before = try await pool.run(kind: "pid", payload: [])
+        await #expect(throws: SandboxError(.timedOut)) { try await pool.run(kind: "hang", payload: [], timeout: .milliseconds(300)) }
+        let after = try await pool.run(kind: "pid", payload: [])
+        #expect(after != before)
+        // The killed child is gone (reaped).
+        #expect(kill(Int32(String(decoding: before, as: UTF8.self))!, 0) != 0)
+    }
+
+    @Test func jobsQueueForAFreeChild() async throws {
+        let pool = SandboxPool(command: testWorkerCommand(), size: 2, timeout: .seconds(30), logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        let results = try await withThrowingTaskGroup(of: [UInt8].self) { group in
+            for index in 0..<20 { group.addTask { try await pool.run(kind: "echo", payload: [UInt8(index)]) } }
+            var all: [UInt8] = []
+            for try await result in group { all += result }
+            return all
+        }
+        #expect(results.sorted() == (0..<20).map(UInt8.init))
+        #expect(await pool.childProcessIDs.count == 2)
+    }
+
+    @Test func missingExecutableIsASpawnError() async {
+        let pool = SandboxPool(command: SandboxCommand(executable: "/nonexistent/worker", arguments: []), size: 1, timeout: .seconds(5), logger: testLogger)
+        await #expect(throws: SandboxError.self) { try await pool.run(kind: "echo", payload: []) }
+    }
+}
