@@ -1,0 +1,166 @@
+// The daemon as one ServiceGroup: operations server, the pipeline's supporting services (database
+// client, embedded PostgreSQL, series assembler …), the pipeline runner and the watcher. Shutdown runs
+// in reverse: the watcher stops, the pipeline drains the files in flight, then the rest stop.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import Prometheus
+import ServiceLifecycle
+
+/// The pipeline's parts built by a `PipelineAssembly`: the processor and what it needs to run.
+public struct AssembledPipeline: Sendable {
+    /// The work on one file.
+    public var processor: any FileProcessor
+    /// Services the processor depends on; started before the pipeline, stopped after it drained.
+    public var services: [any Service]
+    /// Readiness of `/readyz` (database reachable, store reachable, …).
+    public var readiness: @Sendable () async -> Bool
+    /// Key material for path hashes in logs and reason files.
+    public var pathHashSecret: [UInt8]
+
+    public init(processor: any FileProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8]) {
+        self.processor = processor
+        self.services = services
+        self.readiness = readiness
+        self.pathHashSecret = pathHashSecret
+    }
+}
+
+/// What an assembly gets to build the pipeline with.
+public struct PipelineContext: Sendable {
+    public let configuration: DaemonConfiguration
+    public let metrics: IngestMetrics
+    public let logger: Logger
+    /// Crash-isolated children running `sandboxJobs` of the same assembly.
+    public let sandbox: SandboxPool
+
+    public init(configuration: DaemonConfiguration, metrics: IngestMetrics, logger: Logger, sandbox: SandboxPool) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+        self.sandbox = sandbox
+    }
+}
+
+/// The seam between the daemon's shell and the pipeline's stages: one type builds the real processor
+/// (ledger claim → parse → de-identify → normalise → store → catalog) and names the jobs its sandbox
+/// children can run. `dicom-etl run` and `dicom-etl sandbox-worker` are generic over it.
+public protocol PipelineAssembly {
+    /// Builds the processor and its services for a configuration.
+    static func assemble(_ context: PipelineContext) async throws -> AssembledPipeline
+    /// Jobs a sandbox child runs, by kind (e.g. `"parse"`: bytes in, a summary out).
+    static var sandboxJobs: [String: SandboxWorker.Handler] { get }
+}
+
+/// The daemon's services, composed. Build it with an assembled pipeline, then `run()`.
+public struct DaemonService: Sendable {
+    public let configuration: DaemonConfiguration
+    public let pipeline: AssembledPipeline
+    public let registry: PrometheusCollectorRegistry
+    public let metrics: IngestMetrics
+    public let queue: FileQueue
+    public let logger: Logger
+    /// Only for tests: replaces inotify (nil keeps inotify; rescans always run).
+    let eventSourceOverride: (@Sendable () -> (any DirectoryEventSource)?)?
+
+    /// - Parameters:
+    ///   - configuration: the merged configuration.
+    ///   - pipeline: processor, supporting services, readiness.
+    ///   - registry: the Prometheus registry behind `metrics` (served at `/metrics`).
+    ///   - metrics: the daemon's metrics.
+    public init(
+        configuration: DaemonConfiguration, pipeline: AssembledPipeline, registry: PrometheusCollectorRegistry, metrics: IngestMetrics,
+        logger: Logger
+    ) {
+        self.init(configuration: configuration, pipeline: pipeline, registry: registry, metrics: metrics, logger: logger, eventSource: nil)
+    }
+
+    init(
+        configuration: DaemonConfiguration, pipeline: AssembledPipeline, registry: PrometheusCollectorRegistry, metrics: IngestMetrics,
+        logger: Logger, eventSource: (@Sendable () -> (any DirectoryEventSource)?)?
+    ) {
+        self.configuration = configuration
+        self.pipeline = pipeline
+        self.registry = registry
+        self.metrics = metrics
+        self.logger = logger
+        self.eventSourceOverride = eventSource
+        queue = FileQueue(capacity: max(2 * configuration.effectiveConcurrency, 4))
+    }
+
+    /// The operations server (exposed so callers can ask for its bound port).
+    public func makeOpsServer() -> OpsServer {
+        OpsServer(
+            host: configuration.opsHost, port: configuration.opsPort, registry: registry, readiness: pipeline.readiness,
+            logger: logger.component("ops"))
+    }
+
+    /// The service group: ops server, supporting services, pipeline, watcher (shut down in reverse).
+    /// - Parameters:
+    ///   - opsServer: the server to run (from `makeOpsServer()`).
+    ///   - handleSignals: true to start a graceful shutdown on SIGTERM and SIGINT (the daemon; not tests).
+    public func makeServiceGroup(opsServer: OpsServer, handleSignals: Bool) throws -> ServiceGroup {
+        let layout = DropFolderLayout(root: absolutePath(configuration.dropFolder))
+        for folder in [layout.root, layout.processedRoot, layout.quarantineRoot] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        let eventSource: (any DirectoryEventSource)?
+        if let eventSourceOverride {
+            eventSource = eventSourceOverride()
+        } else {
+            do {
+                eventSource = try InotifyEventSource()
+            } catch {
+                logger.warning("inotify unavailable; relying on periodic rescans", metadata: LogRedaction.metadata(for: error))
+                eventSource = nil
+            }
+        }
+        let watcher = DropFolderWatcher(
+            layout: layout,
+            timing: .init(stableTime: configuration.stableFileTime, rescanInterval: configuration.rescanInterval),
+            queue: queue, eventSource: eventSource, clock: ContinuousClock(),
+            hasher: PathHasher(secret: pipeline.pathHashSecret), metrics: metrics, logger: logger.component("watcher"))
+        let runner = PipelineRunner(
+            queue: queue, processor: pipeline.processor,
+            disposer: FileDisposer(layout: layout, processedFiles: configuration.processedFiles),
+            concurrency: configuration.effectiveConcurrency, metrics: metrics, logger: logger.component("pipeline"))
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: opsServer)]
+        services += pipeline.services.map { .init(service: $0) }
+        // The pipeline and the watcher end only at shutdown; if one ends early the group stops.
+        services.append(.init(service: runner))
+        services.append(.init(service: watcher))
+        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger.component("services"))
+        groupConfiguration.gracefulShutdownSignals = handleSignals ? [.sigterm, .sigint] : []
+        groupConfiguration.cancellationSignals = []
+        return ServiceGroup(configuration: groupConfiguration)
+    }
+
+    /// Runs the daemon until SIGTERM or SIGINT, then drains and returns.
+    public func run() async throws {
+        let opsServer = makeOpsServer()
+        let group = try makeServiceGroup(opsServer: opsServer, handleSignals: true)
+        logger.info(
+            "daemon starting",
+            metadata: [
+                "concurrency": .stringConvertible(configuration.effectiveConcurrency),
+                "processed_files": .string(configuration.processedFiles.rawValue),
+            ])
+        try await group.run()
+        logger.info("daemon stopped")
+    }
+
+    private func absolutePath(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
+
+extension Logger {
+    /// This logger with a `component` metadata value.
+    func component(_ name: String) -> Logger {
+        var copy = self
+        copy[metadataKey: "component"] = .string(name)
+        return copy
+    }
+}

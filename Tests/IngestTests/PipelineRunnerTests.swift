@@ -1,0 +1,131 @@
+// Tests of the pipeline runner: bounded concurrency, dispositions by outcome, transient errors, and
+// the daemon's graceful drain (files in flight finish, then the service group returns).
+import Foundation
+@testable import Ingest
+import Logging
+import Prometheus
+import ServiceLifecycle
+import Testing
+
+/// A processor for runner tests: records calls and concurrency, answers by file name, and can hold files until released.
+final class RecordingProcessor: FileProcessor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var running = 0
+    private(set) var maximumRunning = 0
+    private(set) var processed: [String] = []
+    private var gate: CheckedContinuation<Void, Never>?
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    let holdFiles: Bool
+    let delay: Duration
+
+    init(holdFiles: Bool = false, delay: Duration = .zero) {
+        self.holdFiles = holdFiles
+        self.delay = delay
+    }
+
+    var callCount: Int { lock.withLock { processed.count } }
+    var runningCount: Int { lock.withLock { running } }
+    var maximum: Int { lock.withLock { maximumRunning } }
+
+    func releaseAll() {
+        let held = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+            defer { waiting.removeAll() }
+            return waiting
+        }
+        for continuation in held { continuation.resume() }
+    }
+
+    func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome {
+        lock.withLock {
+            running += 1
+            maximumRunning = max(maximumRunning, running)
+            processed.append(file.relativePath)
+        }
+        defer { lock.withLock { running -= 1 } }
+        if holdFiles {
+            await withCheckedContinuation { continuation in lock.withLock { waiting.append(continuation) } }
+        }
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        let name = (file.relativePath as NSString).lastPathComponent
+        if name.hasPrefix("bad") { return .rejected(PipelineFailure(stage: .parse, reason: "not_dicom")) }
+        if name.hasPrefix("throw") { throw PipelineFailure(stage: .deidentify, reason: "burned_in_text") }
+        if name.hasPrefix("flaky") { throw CancellationError() }   // any non-PipelineFailure error: transient
+        if name.hasPrefix("dup") { return .duplicate }
+        return .ingested
+    }
+}
+
+func makeMetrics() -> (IngestMetrics, PrometheusCollectorRegistry) {
+    let registry = PrometheusCollectorRegistry()
+    return (IngestMetrics(factory: PrometheusMetricsFactory(registry: registry)), registry)
+}
+
+@Suite struct PipelineRunnerTests {
+    @Test func concurrencyIsBoundedAndEveryOutcomeIsDisposedOf() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let names = (0..<12).map { "ok\($0).dcm" } + ["bad.dcm", "throw.dcm", "dup.dcm", "flaky.dcm"]
+        let queue = FileQueue(capacity: 4)
+        let processor = RecordingProcessor(delay: .milliseconds(20))
+        let (metrics, registry) = makeMetrics()
+        let runner = PipelineRunner(
+            queue: queue, processor: processor, disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
+            concurrency: 3, metrics: metrics, logger: testLogger)
+        let task = Task { await runner.run() }
+        for name in names {
+            let path = try folder.write("in/\(name)")
+            #expect(await queue.offer(makeFile(path, root: folder.path)))
+        }
+        #expect(await eventually { processor.callCount == names.count && queue.inFlight == 0 })
+        queue.close()
+        await task.value
+        #expect(processor.maximum <= 3)
+        #expect(processor.maximum >= 2)
+        for index in 0..<12 { #expect(folder.exists("processed/in/ok\(index).dcm")) }
+        #expect(folder.exists("processed/in/dup.dcm"))
+        #expect(folder.exists("quarantine/in/bad.dcm"))
+        #expect(folder.exists("quarantine/in/bad.dcm.reason.json"))
+        #expect(folder.exists("quarantine/in/throw.dcm.reason.json"))
+        #expect(folder.exists("in/flaky.dcm"))   // transient: left for the next rescan
+        #expect(!queue.isPending(folder.path + "/in/flaky.dcm"))
+        let text = registry.emitToString()
+        #expect(text.contains("dicom_etl_files_ingested_total 12"))
+        #expect(text.contains("dicom_etl_files_duplicate_total 1"))
+        #expect(text.contains("dicom_etl_files_retried_total 1"))
+        #expect(text.contains(#"dicom_etl_files_quarantined_total{stage="parse",reason="not_dicom"} 1"#))
+        #expect(text.contains(#"dicom_etl_files_quarantined_total{stage="deidentify",reason="burned_in_text"} 1"#))
+        #expect(text.contains("dicom_etl_bytes_ingested_total 48"))
+    }
+
+    @Test func gracefulShutdownDrainsFilesInFlightThenReturns() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        for index in 0..<6 { try folder.write("study/IM\(index).dcm") }
+        var configuration = DaemonConfiguration()
+        configuration.dropFolder = folder.path
+        configuration.concurrency = 2
+        configuration.stableFileTime = .zero
+        configuration.opsPort = 0
+        let processor = RecordingProcessor(holdFiles: true)
+        let (metrics, registry) = makeMetrics()
+        let daemon = DaemonService(
+            configuration: configuration,
+            pipeline: AssembledPipeline(processor: processor, readiness: { true }, pathHashSecret: [1, 2, 3]),
+            registry: registry, metrics: metrics, logger: testLogger, eventSource: { ScriptedEventSource() })
+        let ops = daemon.makeOpsServer()
+        let group = try daemon.makeServiceGroup(opsServer: ops, handleSignals: false)
+        let running = Task { try await group.run() }
+        // Two files in flight (held), the others queued.
+        #expect(await eventually { processor.runningCount == 2 })
+        await group.triggerGracefulShutdown()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(processor.runningCount == 2)   // still waiting for the files in flight
+        processor.releaseAll()
+        try await running.value               // returns once drained
+        #expect(processor.callCount == 2)      // nothing new was started after the shutdown began
+        let processed = try FileManager.default.contentsOfDirectory(atPath: folder.path + "/processed/study")
+        #expect(processed.count == 2)
+        let left = try FileManager.default.contentsOfDirectory(atPath: folder.path + "/study")
+        #expect(left.count == 4)               // queued files stay for the next start
+    }
+}
