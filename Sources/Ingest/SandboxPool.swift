@@ -208,14 +208,18 @@ final class SandboxProcess: @unchecked Sendable {
             return current
         }
         guard let current else { return }
-        for _ in 0..<100 {
+        var reaped = false
+        for _ in 0..<1000 {
             var status: Int32 = 0
-            if waitpid(current, &status, WNOHANG) != 0 { break }
-            try? await Task.sleep(for: .milliseconds(10))
+            if waitpid(current, &status, WNOHANG) != 0 {
+                reaped = true
+                break
+            }
+            try? await Task.sleep(for: .milliseconds(1))
             if lock.withLock({ pid }) == nil { return }
         }
         lock.withLock {
-            if pid == current {
+            if pid == current && !reaped {
                 kill(current, SIGKILL)
                 var status: Int32 = 0
                 waitpid(current, &status, 0)
