@@ -118,8 +118,11 @@ func makeMetrics() -> (IngestMetrics, PrometheusCollectorRegistry) {
         // Two files in flight (held), the others queued.
         #expect(await eventually { processor.runningCount == 2 })
         await group.triggerGracefulShutdown()
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(processor.runningCount == 2)   // still waiting for the files in flight
+        // The watcher stops, then the pipeline closes its queue and waits for the files in flight.
+        #expect(await eventually { daemon.queue.isClosed })
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(processor.runningCount == 2)
+        #expect(!running.isCancelled)
         processor.releaseAll()
         try await running.value               // returns once drained
         #expect(processor.callCount == 2)      // nothing new was started after the shutdown began
