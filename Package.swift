@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: ["Inference"], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
-        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

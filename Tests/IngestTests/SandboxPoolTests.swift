@@ -80,6 +80,33 @@ func testWorkerCommand() -> SandboxCommand {
         #expect(await pool.childProcessIDs.count == 2)
     }
 
+    static let deeplyNested: String? = {
+        let corpus = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
+        let path = corpus + "/orthanc-tests/2026-05-06-Deeply-Nested-Sequence.dcm"
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }()
+
+    @Test(.enabled(if: deeplyNested != nil, "needs the corpus file that crashes DCMTK"))
+    func dcmtkCrashOnAHostileFileCostsOnlyTheJob() async throws {
+        let path = try #require(Self.deeplyNested)
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(60), logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        // Guarded (the DICOM layer's nesting limit): a typed error, the child survives.
+        let before = try await pool.run(kind: "pid", payload: [])
+        await #expect(throws: SandboxError(.jobFailed, jobReason: "nesting_too_deep")) {
+            try await pool.run(kind: "parse", payload: Array(path.utf8))
+        }
+        #expect(try await pool.run(kind: "pid", payload: []) == before)
+        // Unguarded: DCMTK itself crashes; only the child dies, the job fails typed, the next job runs.
+        do {
+            _ = try await pool.run(kind: "parse-unguarded", payload: Array(path.utf8))
+            Issue.record("DCMTK parsed the deeply nested file without the guard")
+        } catch {
+            #expect(error.code == .processCrashed)
+        }
+        #expect(try await pool.run(kind: "echo", payload: [1]) == [1])
+    }
+
     @Test func missingExecutableIsASpawnError() async {
         let pool = SandboxPool(command: SandboxCommand(executable: "/nonexistent/worker", arguments: []), size: 1, timeout: .seconds(5), logger: testLogger)
         await #expect(throws: SandboxError.self) { try await pool.run(kind: "echo", payload: []) }

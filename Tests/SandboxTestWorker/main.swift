@@ -1,8 +1,12 @@
-// A sandbox child for the SandboxPool tests: jobs that echo, fail, crash (SIGSEGV, abort) or hang.
+// A sandbox child for the SandboxPool tests: jobs that echo, fail, crash (SIGSEGV, abort) or hang,
+// and a DICOM parse with and without the nesting guard (the payload is a file path).
 #if canImport(Glibc)
 import Glibc
 #endif
+import DICOM
 import Ingest
+
+extension DicomError: ReasonedError {}
 
 struct TestJobError: ReasonedError {
     let reason: String
@@ -21,6 +25,15 @@ let handlers: [String: SandboxWorker.Handler] = [
     "abort": { _ in abort() },
     "hang": { _ in
         while true { sleep(1000) }
+    },
+    "parse": { payload in
+        let file = try DicomFile.open(path: String(decoding: payload, as: UTF8.self))
+        return Array(file.transferSyntaxUID.utf8)
+    },
+    "parse-unguarded": { payload in
+        // Without the nesting limit: hostile files reach DCMTK's recursion as they would without the guard.
+        let file = try DicomFile.open(path: String(decoding: payload, as: UTF8.self), maxSequenceNesting: Int(Int32.max))
+        return Array(file.transferSyntaxUID.utf8)
     },
     "print": { payload in
         // Stray output on stdout must not corrupt the frames.
