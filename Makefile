@@ -43,7 +43,7 @@ build-release: deps
 TRAIN_VENV ?= .venv-train
 MEDMNIST ?= ../shared/data/medmnist
 MODEL_VERSION ?= 1.0.0
-TRAIN_ARGS ?= --rotate 10 --zoom 0.1 --label-smoothing 0.1
+TRAIN_ARGS ?= --rotate 15 --zoom 0.15 --shift 3 --label-smoothing 0.1
 
 train-venv: $(TRAIN_VENV)/.installed
 

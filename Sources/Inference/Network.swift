@@ -194,7 +194,13 @@ final class Network: @unchecked Sendable {
                         let iy = y + ky - padT
                         if iy < 0 || iy >= h { continue }
                         let from = image + (iy * w + x + kx0 - padL) * c
-                        (row + (ky * kw + kx0) * c).update(from: from, count: (kx1 - kx0) * c)
+                        let to = row + (ky * kw + kx0) * c
+                        let n = (kx1 - kx0) * c
+                        if n < 16 {
+                            for j in 0..<n { to[j] = from[j] }  // a call to memmove costs more than a few floats
+                        } else {
+                            to.update(from: from, count: n)
+                        }
                     }
                 }
             }
@@ -208,7 +214,7 @@ final class Network: @unchecked Sendable {
             for j in 0..<c { p[j] += bias[j] }
             switch activation {
             case .linear: break
-            case .relu: for j in 0..<c where p[j] < 0 { p[j] = 0 }
+            case .relu: for j in 0..<c { p[j] = Swift.max(p[j], 0) }
             case .sigmoid: for j in 0..<c { p[j] = 1 / (1 + expf(-p[j])) }
             case .softmax:
                 var m = p[0]
@@ -233,15 +239,24 @@ final class Network: @unchecked Sendable {
                 for ox in 0..<ow {
                     let o = dst + ((n * oh + oy) * ow + ox) * c
                     if isMax {
-                        o.update(from: image + ((oy * ph) * w + ox * pw) * c, count: c)
+                        // branch-free maxima so that the loops vectorise
+                        let first = image + ((oy * ph) * w + ox * pw) * c
+                        o.update(from: first, count: c)
                         for dy in 0..<ph {
                             for dx in 0..<pw where dy != 0 || dx != 0 {
                                 let p = image + ((oy * ph + dy) * w + ox * pw + dx) * c
-                                for j in 0..<c where p[j] > o[j] { o[j] = p[j] }
+                                for j in 0..<c { o[j] = Swift.max(o[j], p[j]) }
                             }
                         }
-                        if let bias { for j in 0..<c { o[j] += bias[j] } }
-                        if relu { for j in 0..<c where o[j] < 0 { o[j] = 0 } }
+                        if let bias {
+                            if relu {
+                                for j in 0..<c { o[j] = Swift.max(o[j] + bias[j], 0) }
+                            } else {
+                                for j in 0..<c { o[j] += bias[j] }
+                            }
+                        } else if relu {
+                            for j in 0..<c { o[j] = Swift.max(o[j], 0) }
+                        }
                     } else {
                         o.update(repeating: 0, count: c)
                         for dy in 0..<ph {

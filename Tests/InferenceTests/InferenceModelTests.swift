@@ -53,7 +53,7 @@ func weightsBytes() throws -> [UInt8] {
     }
 
     @Test func batchOfNEqualsNBatchesOfOne() throws {
-        let model = try InferenceModel.load(directory: modelDirectory, maxBatch: 16)
+        let model = try InferenceModel.load(directory: modelDirectory, chunkSize: 16)
         let (inputs, _) = try referenceIO()
         let n = 40  // more than one workspace chunk of 16
         let batch = Array(inputs.values[0..<(n * 784)])
