@@ -9,8 +9,14 @@ let modelDirectory: URL = {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     let base = root.appendingPathComponent("models/trained_models/pneumonia-cnn")
-    let versions = (try? FileManager.default.contentsOfDirectory(atPath: base.path))?.sorted() ?? []
-    return base.appendingPathComponent(versions.last ?? "missing")
+    // the highest semantic version (folders such as a scratch export are ignored)
+    let versions = ((try? FileManager.default.contentsOfDirectory(atPath: base.path)) ?? [])
+        .compactMap { name -> (String, [Int])? in
+            let parts = name.split(separator: ".").map { Int($0) }
+            return parts.count == 3 && parts.allSatisfy({ $0 != nil }) ? (name, parts.map { $0! }) : nil
+        }
+        .sorted { $0.1.lexicographicallyPrecedes($1.1) }
+    return base.appendingPathComponent(versions.last?.0 ?? "missing")
 }()
 
 func referenceIO() throws -> (inputs: NpyArray, outputs: NpyArray) {
