@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := libdcmtk-dev dcmtk libopenblas-dev libopenjp2-7-dev zlib1g-de
 	postgresql pkg-config python3-venv curl ca-certificates
 SWIFT ?= swift
 
-.PHONY: run test deps venv build build-release clean bench
+.PHONY: run test deps venv build build-release clean bench train train-venv bench-inference
 
 run: deps venv build-release
 	./scripts/run-embedded.sh
@@ -39,5 +39,25 @@ build: deps
 build-release: deps
 	$(SWIFT) build -c release
 
+# The pneumonia CNN: TensorFlow lives in its own venv so that `make test` never needs it.
+TRAIN_VENV ?= .venv-train
+MEDMNIST ?= ../shared/data/medmnist
+MODEL_VERSION ?= 1.0.0
+TRAIN_ARGS ?= --rotate 15 --zoom 0.15 --shift 3 --label-smoothing 0.1
+
+train-venv: $(TRAIN_VENV)/.installed
+
+$(TRAIN_VENV)/.installed: models/requirements.txt bench/requirements-inference.txt
+	python3 -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/pip install -q --disable-pip-version-check -r models/requirements.txt -r bench/requirements-inference.txt
+	touch $@
+
+train: train-venv
+	$(TRAIN_VENV)/bin/python models/train.py --data $(MEDMNIST) \
+		--out models/trained_models/pneumonia-cnn/$(MODEL_VERSION) $(TRAIN_ARGS)
+
+bench-inference: deps train-venv
+	./bench/inference
+
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build $(VENV) $(TRAIN_VENV)

@@ -106,6 +106,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .executableTarget(name: "inference-bench", dependencies: ["Inference", "COpenBLAS"],
+                          path: "bench/inference-bench", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
         .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),

@@ -1,1 +1,0 @@
-// Inference: see DESIGN.md for what this target owns.
