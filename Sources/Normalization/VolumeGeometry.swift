@@ -135,17 +135,19 @@ public enum VolumeAssembler {
             issues.append(VolumeIssue(.duplicatePosition, slices: [order[k], order[k + 1]]))
         }
         let realSteps = steps.filter { $0 >= duplicateTolerance }
-        var expected: Double?
+        // The nominal spacing (used to resample) and the spacing the steps are checked against.
+        var nominal: Double?, expected: Double?
         if let sbs = first.spacingBetweenSlices, sbs > 0,
            slices.allSatisfy({ abs(($0.spacingBetweenSlices ?? sbs) - sbs) < 1e-4 }) {
+            nominal = sbs
             expected = sbs
         } else if realSteps.count >= 2 {
-            expected = median(realSteps)
-        } else if let t = first.sliceThickness, t > 0, realSteps.count == 1 {
-            // Two slices only: the slice thickness is the best available expectation.
-            expected = t
+            nominal = median(realSteps)
+            expected = nominal
         } else {
-            expected = realSteps.first
+            nominal = realSteps.first ?? first.sliceThickness
+            // Two slices only: the slice thickness is the best available expectation.
+            expected = first.sliceThickness.flatMap { $0 > 0 ? $0 : nil } ?? realSteps.first
         }
         if let e = expected {
             for (k, step) in steps.enumerated() where step >= duplicateTolerance {
@@ -174,7 +176,7 @@ public enum VolumeAssembler {
         }
 
         return VolumeLayout(order: order, normalPositions: positions, normal: normal, orientation: iop,
-                            origin: slices[order[0]].position, sliceSpacing: expected,
+                            origin: slices[order[0]].position, sliceSpacing: nominal,
                             pixelSpacing: first.pixelSpacing, rows: first.rows, columns: first.columns,
                             issues: issues)
     }
