@@ -23,7 +23,7 @@ import pydicom
 import yaml
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 
 def load_recipe(path):
@@ -293,8 +293,18 @@ def display_frame(arr, ds, k, recipe):
     raise ValueError("unsupported photometric interpretation")
 
 
-def normalize_file(path, recipe):
+def read(path):
+    """Reads a file, also without a preamble or file meta (the transfer syntax then comes from the encoding)."""
     ds = pydicom.dcmread(path, force=True)
+    if "TransferSyntaxUID" not in ds.file_meta:
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                          ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
+
+
+def normalize_file(path, recipe):
+    ds = read(path)
     if "PixelData" not in ds:
         raise LookupError("no pixel data")
     frames = frames_of(ds)
@@ -317,7 +327,7 @@ def slice_key(ds):
 
 
 def normalize_series(paths, recipe):
-    dss = [pydicom.dcmread(p, force=True) for p in paths]
+    dss = [read(p) for p in paths]
     order = sorted(range(len(dss)), key=lambda i: (slice_key(dss[i]), i))
     pos = [slice_key(dss[i]) for i in order]
     slices, info = [], None
