@@ -58,6 +58,6 @@ import Testing
         bare[0].position = nil
         let b = try VolumeAssembler.layout(bare)
         #expect(b.order == [1, 2, 0] && b.issues.map(\.code) == [.missingGeometry])
-        #expect(throws: NormalizationError(.emptySeries)) { try VolumeAssembler.layout([]) }
+        #expect(throws: NormalizationError(.emptySeries)) { try VolumeAssembler.layout([SliceGeometry]()) }
     }
 }
