@@ -49,6 +49,28 @@ struct AttributeSources {
 
     var hasFunctionalGroups: Bool { !perFrame.isEmpty || shared != nil }
 
+    /// DS/IS values; an element kept as UN (explicit VR files that encode known tags as UN, CP-246)
+    /// holds the same text, which is parsed here.
+    static func decimals(_ ds: DataSet, _ tag: Tag) -> [Double] {
+        if let e = ds.element(tag), e.vr == .UN {
+            guard let raw = ds.bytes(tag) else { return [] }
+            return text(raw).split(separator: "\\").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+        }
+        return ds.doubles(tag)
+    }
+
+    /// CS/LO text; UN elements are decoded as their text.
+    static func text(_ ds: DataSet, _ tag: Tag) -> String? {
+        if let e = ds.element(tag), e.vr == .UN {
+            return ds.bytes(tag).map(text)
+        }
+        return ds.string(tag)
+    }
+
+    private static func text(_ raw: [UInt8]) -> String {
+        String(decoding: raw.filter { $0 != 0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+
     /// The first item of `macro` (e.g. Pixel Value Transformation) for this frame, per-frame first.
     func macros(_ macro: Tag, frame: Int) -> [DataSet] {
         var out: [DataSet] = []
@@ -59,13 +81,13 @@ struct AttributeSources {
 
     /// `tag` from the frame's macro items, else from the top level.
     func doubles(_ tag: Tag, macro: Tag, frame: Int) -> [Double] {
-        for item in macros(macro, frame: frame) where item.contains(tag) { return item.doubles(tag) }
-        return top.doubles(tag)
+        for item in macros(macro, frame: frame) where item.contains(tag) { return Self.decimals(item, tag) }
+        return Self.decimals(top, tag)
     }
 
     func string(_ tag: Tag, macro: Tag, frame: Int) -> String? {
-        for item in macros(macro, frame: frame) where item.contains(tag) { return item.string(tag) }
-        return top.string(tag)
+        for item in macros(macro, frame: frame) where item.contains(tag) { return Self.text(item, tag) }
+        return Self.text(top, tag)
     }
 }
 
@@ -135,11 +157,11 @@ extension PixelAttributes {
 
     static func pixelSpacing(_ s: AttributeSources, frame: Int) -> [Double]? {
         for tag in [PixelTag.pixelSpacing, PixelTag.imagerPixelSpacing] {
-            let v = s.top.doubles(tag)
+            let v = AttributeSources.decimals(s.top, tag)
             if v.count >= 2, v[0] > 0, v[1] > 0 { return Array(v.prefix(2)) }
         }
         for item in s.macros(PixelTag.pixelMeasures, frame: frame) {
-            let v = item.doubles(PixelTag.pixelSpacing)
+            let v = AttributeSources.decimals(item, PixelTag.pixelSpacing)
             if v.count >= 2, v[0] > 0, v[1] > 0 { return Array(v.prefix(2)) }
         }
         return nil
@@ -160,7 +182,7 @@ extension SliceGeometry {
                   orientation: vector(PixelTag.imageOrientationPatient, PixelTag.planeOrientation, 6),
                   position: vector(PixelTag.imagePositionPatient, PixelTag.planePosition, 3),
                   pixelSpacing: PixelAttributes.pixelSpacing(s, frame: frame),
-                  instanceNumber: s.perFrame.isEmpty ? dataset.integer(PixelTag.instanceNumber) : frame + 1,
+                  instanceNumber: s.perFrame.isEmpty ? AttributeSources.decimals(dataset, PixelTag.instanceNumber).first.map { Int($0) } : frame + 1,
                   sliceThickness: thickness.flatMap { $0 > 0 ? $0 : nil },
                   spacingBetweenSlices: between.flatMap { $0 > 0 ? $0 : nil })
     }
