@@ -1,1 +1,0 @@
-// Normalization: see DESIGN.md for what this target owns.
