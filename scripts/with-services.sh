@@ -23,13 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$work/pg" "$work/sock"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$work/pg" "$work/sock"
+mkdir -p "$work/pg" "$work/sock" "$work/pglog"
+# The server runs as postgres when we are root: it must own its data, socket and log folders.
+if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg" "$work/sock" "$work/pglog"; fi
 as_pg "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$work/initdb.log" 2>&1 \
   || { cat "$work/initdb.log"; exit 1; }
-as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/sock/pg.log" \
+as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/pglog/pg.log" \
   -o "-k $work/sock -p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
-  || { cat "$work/sock/pg.log"; exit 1; }
+  || { cat "$work/pglog/pg.log"; exit 1; }
 
 export DICOM_ETL_TEST_PG_BIN="$PG_BIN"
 export DICOM_ETL_TEST_PG_SOCKET_DIR="$work/sock"

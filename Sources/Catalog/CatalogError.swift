@@ -1,0 +1,71 @@
+// CatalogError: the one error type of the Catalog target. Its text is generic on purpose: it never carries
+// patient data, SQL values or file paths, only a machine-readable code and a few safe numbers.
+import Logging
+import PostgresNIO
+
+/// An error raised by the catalog, the migrator or the job queue.
+public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// A machine-readable reason.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The database URL could not be parsed or holds an unsupported option.
+        public static let invalidDatabaseURL = Code("invalidDatabaseURL")
+        /// The password file named by the configuration could not be read.
+        public static let passwordFileUnreadable = Code("passwordFileUnreadable")
+        /// An applied migration's SQL differs from the bundled one of the same version.
+        public static let migrationChecksumMismatch = Code("migrationChecksumMismatch")
+        /// The database holds a migration this binary does not know (it is older than the schema).
+        public static let unknownMigrationApplied = Code("unknownMigrationApplied")
+        /// A migration failed; see `migrationVersion` and `sqlState`.
+        public static let migrationFailed = Code("migrationFailed")
+        /// The job is no longer leased by this claim (its lease expired and another worker took it, or it ended).
+        public static let leaseLost = Code("leaseLost")
+        /// The source-file ledger row was not found or is not in a state that allows the transition.
+        public static let ledgerTransitionRejected = Code("ledgerTransitionRejected")
+        /// An argument was outside its allowed range.
+        public static let invalidArgument = Code("invalidArgument")
+        /// An embedded PostgreSQL cluster could not be initialised, started or stopped.
+        public static let embeddedPostgresFailed = Code("embeddedPostgresFailed")
+    }
+
+    /// The reason.
+    public var code: Code
+    /// The migration concerned, for migration errors.
+    public var migrationVersion: Int?
+    /// The SQLSTATE reported by the server, when the error came from it.
+    public var sqlState: String?
+
+    public init(_ code: Code, migrationVersion: Int? = nil, sqlState: String? = nil) {
+        self.code = code
+        self.migrationVersion = migrationVersion
+        self.sqlState = sqlState
+    }
+
+    public var description: String {
+        var text = "CatalogError(\(code)"
+        if let migrationVersion { text += ", migration: \(migrationVersion)" }
+        if let sqlState { text += ", sqlstate: \(sqlState)" }
+        return text + ")"
+    }
+}
+
+/// Runs `body` between BEGIN and COMMIT on one pooled connection, rolling back and rethrowing the body's own
+/// error (PostgresClient.withTransaction would wrap it) so that callers see `CatalogError`s as thrown.
+func inTransaction<Result: Sendable>(
+    _ client: PostgresClient, logger: Logger, _ body: (PostgresConnection) async throws -> Result
+) async throws -> Result {
+    try await client.withConnection { connection in
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            let value = try await body(connection)
+            try await connection.query("COMMIT", logger: logger)
+            return value
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,473 @@
+// CatalogTransaction: every write of the catalogue, the vault, the ledger and the job outbox, run on one
+// connection inside one transaction. Obtained from `Catalog.withTransaction`; must not escape it.
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The writes available inside one transaction.
+public struct CatalogTransaction: Sendable {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    // MARK: Catalogue
+
+    /// Upserts patients, studies, series and instances (parents first) and the vault rows, keyed by
+    /// pseudonymous identifiers: a re-sent instance updates its row, never duplicates it.
+    ///
+    /// Each newly inserted instance counts into its series, sets the series' last arrival to `arrivedAt` and,
+    /// if the series was complete, re-opens it with the next revision. Re-sent instances only refresh columns.
+    /// - Parameter arrivedAt: the arrival time the daemon's clock gives (compared later by `completeQuietSeries`).
+    @discardableResult
+    public func upsert(_ batch: CatalogBatch, arrivedAt: Date = Date()) async throws -> UpsertSummary {
+        let patients = unique(batch.patients, by: \.patientID)
+        if !patients.isEmpty {
+            try await connection.query("""
+                INSERT INTO imaging.patients AS p (patient_id, sex, age_years)
+                SELECT patient_id, sex, age_years
+                FROM jsonb_to_recordset(\(try json(patients))::jsonb) AS x(patient_id text, sex text, age_years integer)
+                ON CONFLICT (patient_id) DO UPDATE
+                SET sex = COALESCE(EXCLUDED.sex, p.sex), age_years = COALESCE(EXCLUDED.age_years, p.age_years),
+                    updated_at = now()
+                WHERE (p.sex, p.age_years) IS DISTINCT FROM
+                      (COALESCE(EXCLUDED.sex, p.sex), COALESCE(EXCLUDED.age_years, p.age_years))
+                """, logger: logger)
+        }
+        let studies = unique(batch.studies, by: \.studyUID)
+        if !studies.isEmpty {
+            try await connection.query("""
+                INSERT INTO imaging.studies AS s (study_uid, patient_id, study_date, study_description, accession_pseudonym)
+                SELECT study_uid, patient_id, study_date, study_description, accession_pseudonym
+                FROM jsonb_to_recordset(\(try json(studies))::jsonb)
+                     AS x(study_uid text, patient_id text, study_date date, study_description text, accession_pseudonym text)
+                ON CONFLICT (study_uid) DO UPDATE
+                SET patient_id = EXCLUDED.patient_id, study_date = EXCLUDED.study_date,
+                    study_description = EXCLUDED.study_description, accession_pseudonym = EXCLUDED.accession_pseudonym,
+                    updated_at = now()
+                WHERE (s.patient_id, s.study_date, s.study_description, s.accession_pseudonym) IS DISTINCT FROM
+                      (EXCLUDED.patient_id, EXCLUDED.study_date, EXCLUDED.study_description, EXCLUDED.accession_pseudonym)
+                """, logger: logger)
+        }
+        let series = unique(batch.series, by: \.seriesUID)
+        if !series.isEmpty {
+            try await connection.query("""
+                INSERT INTO imaging.series AS s
+                    (series_uid, study_uid, modality, body_part, series_number, series_description, manufacturer)
+                SELECT series_uid, study_uid, modality, body_part, series_number, series_description, manufacturer
+                FROM jsonb_to_recordset(\(try json(series))::jsonb)
+                     AS x(series_uid text, study_uid text, modality text, body_part text, series_number integer,
+                          series_description text, manufacturer text)
+                ON CONFLICT (series_uid) DO UPDATE
+                SET study_uid = EXCLUDED.study_uid, modality = EXCLUDED.modality, body_part = EXCLUDED.body_part,
+                    series_number = EXCLUDED.series_number, series_description = EXCLUDED.series_description,
+                    manufacturer = EXCLUDED.manufacturer, updated_at = now()
+                WHERE (s.study_uid, s.modality, s.body_part, s.series_number, s.series_description, s.manufacturer)
+                      IS DISTINCT FROM
+                      (EXCLUDED.study_uid, EXCLUDED.modality, EXCLUDED.body_part, EXCLUDED.series_number,
+                       EXCLUDED.series_description, EXCLUDED.manufacturer)
+                """, logger: logger)
+        }
+        var summary = UpsertSummary(insertedInstances: 0, updatedInstances: 0, reopenedSeries: [])
+        let instances = unique(batch.instances, by: \.sopInstanceUID)
+        if !instances.isEmpty {
+            let rows = try await connection.query("""
+                WITH input AS (
+                    SELECT * FROM jsonb_to_recordset(\(try json(instances.map(InstanceRow.init)))::jsonb) AS x(
+                        sop_instance_uid text, series_uid text, study_uid text, patient_id text, sop_class_uid text,
+                        instance_number integer, modality text, body_part text, study_date date,
+                        series_description text, manufacturer text, rows integer, columns integer,
+                        pixel_spacing double precision[], slice_thickness double precision, number_of_frames integer,
+                        transfer_syntax_uid text, file_key text, file_sha256 text, file_size bigint, tensor_key text,
+                        tensor_sha256 text, preview_key text, preview_sha256 text, header text)
+                ), up AS (
+                    INSERT INTO imaging.instances AS i (
+                        sop_instance_uid, series_uid, study_uid, patient_id, sop_class_uid, instance_number, modality,
+                        body_part, study_date, series_description, manufacturer, rows, columns, pixel_spacing,
+                        slice_thickness, number_of_frames, transfer_syntax_uid, file_key, file_sha256, file_size,
+                        tensor_key, tensor_sha256, preview_key, preview_sha256, header)
+                    SELECT sop_instance_uid, series_uid, study_uid, patient_id, sop_class_uid, instance_number, modality,
+                        body_part, study_date, series_description, manufacturer, rows, columns, pixel_spacing,
+                        slice_thickness, number_of_frames, transfer_syntax_uid, file_key, file_sha256, file_size,
+                        tensor_key, tensor_sha256, preview_key, preview_sha256, header::jsonb
+                    FROM input
+                    ON CONFLICT (sop_instance_uid) DO UPDATE SET
+                        series_uid = EXCLUDED.series_uid, study_uid = EXCLUDED.study_uid,
+                        patient_id = EXCLUDED.patient_id, sop_class_uid = EXCLUDED.sop_class_uid,
+                        instance_number = EXCLUDED.instance_number, modality = EXCLUDED.modality,
+                        body_part = EXCLUDED.body_part, study_date = EXCLUDED.study_date,
+                        series_description = EXCLUDED.series_description, manufacturer = EXCLUDED.manufacturer,
+                        rows = EXCLUDED.rows, columns = EXCLUDED.columns, pixel_spacing = EXCLUDED.pixel_spacing,
+                        slice_thickness = EXCLUDED.slice_thickness, number_of_frames = EXCLUDED.number_of_frames,
+                        transfer_syntax_uid = EXCLUDED.transfer_syntax_uid, file_key = EXCLUDED.file_key,
+                        file_sha256 = EXCLUDED.file_sha256, file_size = EXCLUDED.file_size,
+                        tensor_key = EXCLUDED.tensor_key, tensor_sha256 = EXCLUDED.tensor_sha256,
+                        preview_key = EXCLUDED.preview_key, preview_sha256 = EXCLUDED.preview_sha256,
+                        header = EXCLUDED.header, updated_at = now()
+                    RETURNING i.series_uid, (xmax = 0) AS inserted
+                ), counts AS (
+                    SELECT series_uid, count(*) FILTER (WHERE inserted) AS new_instances FROM up GROUP BY series_uid
+                ), before AS (
+                    SELECT s.series_uid, s.state FROM imaging.series s JOIN counts c USING (series_uid)
+                ), touched AS (
+                    UPDATE imaging.series s SET
+                        instance_count = s.instance_count + c.new_instances,
+                        last_instance_at = GREATEST(s.last_instance_at, \(arrivedAt)),
+                        revision = CASE WHEN s.state = 'complete' AND c.new_instances > 0 THEN s.revision + 1
+                                        ELSE s.revision END,
+                        state = CASE WHEN c.new_instances > 0 THEN 'open' ELSE s.state END,
+                        completed_at = CASE WHEN c.new_instances > 0 THEN NULL ELSE s.completed_at END,
+                        updated_at = now()
+                    FROM counts c WHERE s.series_uid = c.series_uid
+                    RETURNING s.series_uid
+                )
+                SELECT (SELECT count(*) FROM up WHERE inserted),
+                       (SELECT count(*) FROM up WHERE NOT inserted),
+                       (SELECT count(*) FROM touched),
+                       COALESCE((SELECT array_agg(b.series_uid ORDER BY b.series_uid) FROM before b
+                                 JOIN counts c USING (series_uid) WHERE b.state = 'complete' AND c.new_instances > 0),
+                                '{}'::text[])
+                """, logger: logger)
+            for try await (inserted, updated, _, reopened) in rows.decode((Int, Int, Int, [String]).self) {
+                summary = UpsertSummary(insertedInstances: inserted, updatedInstances: updated, reopenedSeries: reopened)
+            }
+        }
+        try await upsertVault(batch)
+        return summary
+    }
+
+    func upsertVault(_ batch: CatalogBatch) async throws {
+        let patients = unique(batch.vaultPatients, by: \.patientID)
+        if !patients.isEmpty {
+            try await connection.query("""
+                INSERT INTO vault.patients AS v (patient_id, original_patient_id, patient_name, birth_date)
+                SELECT patient_id, original_patient_id, patient_name, birth_date
+                FROM jsonb_to_recordset(\(try json(patients))::jsonb)
+                     AS x(patient_id text, original_patient_id text, patient_name text, birth_date text)
+                ON CONFLICT (patient_id) DO UPDATE
+                SET original_patient_id = EXCLUDED.original_patient_id,
+                    patient_name = COALESCE(EXCLUDED.patient_name, v.patient_name),
+                    birth_date = COALESCE(EXCLUDED.birth_date, v.birth_date), updated_at = now()
+                WHERE (v.original_patient_id, v.patient_name, v.birth_date) IS DISTINCT FROM
+                      (EXCLUDED.original_patient_id, COALESCE(EXCLUDED.patient_name, v.patient_name),
+                       COALESCE(EXCLUDED.birth_date, v.birth_date))
+                """, logger: logger)
+        }
+        let studies = unique(batch.vaultStudies, by: \.studyUID)
+        if !studies.isEmpty {
+            try await connection.query("""
+                INSERT INTO vault.studies AS v (study_uid, original_study_uid, accession_number)
+                SELECT study_uid, original_study_uid, accession_number
+                FROM jsonb_to_recordset(\(try json(studies))::jsonb)
+                     AS x(study_uid text, original_study_uid text, accession_number text)
+                ON CONFLICT (study_uid) DO UPDATE
+                SET accession_number = COALESCE(EXCLUDED.accession_number, v.accession_number)
+                WHERE v.accession_number IS DISTINCT FROM COALESCE(EXCLUDED.accession_number, v.accession_number)
+                """, logger: logger)
+        }
+        let series = unique(batch.vaultSeries, by: \.seriesUID)
+        if !series.isEmpty {
+            try await connection.query("""
+                INSERT INTO vault.series (series_uid, original_series_uid)
+                SELECT series_uid, original_series_uid
+                FROM jsonb_to_recordset(\(try json(series))::jsonb) AS x(series_uid text, original_series_uid text)
+                ON CONFLICT (series_uid) DO NOTHING
+                """, logger: logger)
+        }
+        let instances = unique(batch.vaultInstances, by: \.sopInstanceUID)
+        if !instances.isEmpty {
+            try await connection.query("""
+                INSERT INTO vault.instances (sop_instance_uid, original_sop_instance_uid)
+                SELECT sop_instance_uid, original_sop_instance_uid
+                FROM jsonb_to_recordset(\(try json(instances))::jsonb)
+                     AS x(sop_instance_uid text, original_sop_instance_uid text)
+                ON CONFLICT (sop_instance_uid) DO NOTHING
+                """, logger: logger)
+        }
+    }
+
+    // MARK: Series completion
+
+    /// Marks complete the open series (with at least one instance) whose last instance arrived at or before
+    /// `quietSince`, and returns them; rows locked by another transaction are skipped. Enqueue their jobs
+    /// in the same transaction, naming each series' `revision`.
+    /// - Parameters:
+    ///   - quietSince: now minus the quiet period, by the same clock that gave `arrivedAt` to `upsert`.
+    ///   - limit: the most series handled in one call.
+    public func completeQuietSeries(quietSince: Date, limit: Int = 100) async throws -> [CompletedSeries] {
+        let rows = try await connection.query("""
+            UPDATE imaging.series s SET state = 'complete', completed_at = now(), updated_at = now()
+            WHERE s.series_uid IN (
+                SELECT series_uid FROM imaging.series
+                WHERE state = 'open' AND last_instance_at <= \(quietSince)
+                ORDER BY last_instance_at LIMIT \(limit)
+                FOR UPDATE SKIP LOCKED)
+            RETURNING s.series_uid, s.study_uid, s.revision, s.modality, s.body_part, s.series_description,
+                      s.instance_count
+            """, logger: logger)
+        var result: [CompletedSeries] = []
+        for try await (uid, study, revision, modality, bodyPart, description, count) in rows.decode(
+            (String, String, Int, String?, String?, String?, Int).self)
+        {
+            result.append(CompletedSeries(
+                seriesUID: uid, studyUID: study, revision: revision, modality: modality, bodyPart: bodyPart,
+                seriesDescription: description, instanceCount: count))
+        }
+        return result.sorted { $0.seriesUID < $1.seriesUID }
+    }
+
+    /// The completion state of a series, or nil when it is unknown.
+    public func seriesState(_ seriesUID: String) async throws -> SeriesState? {
+        let rows = try await connection.query("""
+            SELECT series_uid, state, revision, instance_count, last_instance_at
+            FROM imaging.series WHERE series_uid = \(seriesUID)
+            """, logger: logger)
+        for try await (uid, state, revision, count, last) in rows.decode((String, String, Int, Int, Date?).self) {
+            return SeriesState(
+                seriesUID: uid, state: SeriesState.State(rawValue: state) ?? .open, revision: revision,
+                instanceCount: count, lastInstanceAt: last)
+        }
+        return nil
+    }
+
+    // MARK: Outbox
+
+    /// Enqueues jobs; a request whose (series, model, revision) is already queued is skipped.
+    /// Workers listening on the jobs channel are notified when the transaction commits.
+    /// - Returns: the ids of the jobs created (fewer than requested when some existed).
+    @discardableResult
+    public func enqueue(_ requests: [JobRequest]) async throws -> [Int64] {
+        guard !requests.isEmpty else { return [] }
+        guard requests.allSatisfy({ $0.maxAttempts > 0 }) else { throw CatalogError(.invalidArgument) }
+        let rows = try await connection.query("""
+            INSERT INTO inference.jobs (series_uid, series_revision, model_name, model_version, max_attempts)
+            SELECT * FROM unnest(\(requests.map(\.seriesUID))::text[], \(requests.map { Int32($0.seriesRevision) })::int4[],
+                                 \(requests.map(\.model.name))::text[], \(requests.map(\.model.version))::text[],
+                                 \(requests.map { Int32($0.maxAttempts) })::int4[])
+            ON CONFLICT (series_uid, model_name, model_version, series_revision) DO NOTHING
+            RETURNING id
+            """, logger: logger)
+        var ids: [Int64] = []
+        for try await id in rows.decode(Int64.self) { ids.append(id) }
+        return ids.sorted()
+    }
+
+    /// Enqueues one job; returns its id, or nil when it was already queued.
+    @discardableResult
+    public func enqueue(_ request: JobRequest) async throws -> Int64? {
+        try await enqueue([request]).first
+    }
+
+    /// Registers (or updates) a model.
+    public func registerModel(_ model: ModelRecord) async throws {
+        let classes = String(decoding: try JSONEncoder().encode(model.classes), as: UTF8.self)
+        try await connection.query("""
+            INSERT INTO inference.models (name, version, input_recipe, classes, threshold)
+            VALUES (\(model.model.name), \(model.model.version), \(model.inputRecipe), \(classes)::jsonb, \(model.threshold))
+            ON CONFLICT (name, version) DO UPDATE
+            SET input_recipe = EXCLUDED.input_recipe, classes = EXCLUDED.classes, threshold = EXCLUDED.threshold
+            """, logger: logger)
+    }
+
+    /// Writes diagnosis rows.
+    public func insertDiagnoses(_ diagnoses: [DiagnosisRecord]) async throws {
+        guard !diagnoses.isEmpty else { return }
+        try await connection.query("""
+            INSERT INTO inference.diagnoses (job_id, series_uid, sop_instance_uid, model_name, model_version, label,
+                                             probabilities, threshold, latency_ms, created_at)
+            SELECT job_id, series_uid, sop_instance_uid, model_name, model_version, label, probabilities, threshold,
+                   latency_ms, COALESCE(created_at, now())
+            FROM jsonb_to_recordset(\(try json(diagnoses.map(DiagnosisRow.init)))::jsonb)
+                 AS x(job_id bigint, series_uid text, sop_instance_uid text, model_name text, model_version text,
+                      label text, probabilities jsonb, threshold double precision, latency_ms double precision,
+                      created_at timestamptz)
+            """, logger: logger)
+    }
+
+    // MARK: Ledger
+
+    /// Claims a source file: inserts its ledger row if new (keyed by path, size, mtime and sha256) and takes a
+    /// lease on it unless it is done, leased by someone else, a duplicate of catalogued bytes, or out of attempts.
+    /// - Parameters:
+    ///   - owner: the claimer's identity (e.g. replica name); checked by later transitions.
+    ///   - lease: how long the claim holds before another replica may take the file over.
+    ///   - maxAttempts: attempts after which the file is reported `exhausted`.
+    public func claimSourceFile(
+        _ file: SourceFile, owner: String, lease: Duration, maxAttempts: Int = 3
+    ) async throws -> LedgerClaim {
+        try await connection.query("""
+            INSERT INTO ingest.source_files (path, size, mtime, sha256)
+            VALUES (\(file.path), \(file.size), \(file.mtime), \(file.sha256))
+            ON CONFLICT (path, size, mtime, sha256) DO NOTHING
+            """, logger: logger)
+        let rows = try await connection.query("""
+            SELECT \(unescaped: Self.ledgerColumns), COALESCE(lease_until > now(), false)
+            FROM ingest.source_files
+            WHERE path = \(file.path) AND size = \(file.size) AND mtime = \(file.mtime) AND sha256 = \(file.sha256)
+            FOR UPDATE
+            """, logger: logger)
+        var found: (LedgerEntry, Bool)?
+        for try await row in rows {
+            found = (try Self.ledgerEntry(row), try row.makeRandomAccess()[11].decode(Bool.self))
+        }
+        guard let (entry, leaseLive) = found else { throw CatalogError(.ledgerTransitionRejected) }
+        if entry.state.isTerminal { return .alreadyDone(entry) }
+        if entry.state == .processing && leaseLive && entry.leaseOwner != owner { return .busy(entry) }
+        if entry.attempts >= maxAttempts { return .exhausted(entry) }
+
+        let duplicates = try await connection.query("""
+            SELECT id FROM ingest.source_files
+            WHERE sha256 = \(file.sha256) AND id <> \(entry.id) AND state = 'catalogued' ORDER BY id LIMIT 1
+            """, logger: logger)
+        var original: Int64?
+        for try await id in duplicates.decode(Int64.self) { original = id }
+        if let original {
+            try await connection.query("""
+                UPDATE ingest.source_files SET state = 'duplicate', duplicate_of = \(original), lease_owner = NULL,
+                       lease_until = NULL, updated_at = now()
+                WHERE id = \(entry.id)
+                """, logger: logger)
+            try await event(entry.id, stage: "claim", from: entry.state, to: .duplicate, detail: nil)
+            var updated = entry
+            updated.state = .duplicate
+            updated.duplicateOf = original
+            updated.leaseOwner = nil
+            updated.leaseUntil = nil
+            return .duplicate(updated, of: original)
+        }
+
+        let claimed = try await connection.query("""
+            UPDATE ingest.source_files
+            SET state = 'processing', attempts = attempts + 1, lease_owner = \(owner),
+                lease_until = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
+            WHERE id = \(entry.id)
+            RETURNING \(unescaped: Self.ledgerColumns)
+            """, logger: logger)
+        var result: LedgerEntry?
+        for try await row in claimed { result = try Self.ledgerEntry(row) }
+        guard let result else { throw CatalogError(.ledgerTransitionRejected) }
+        try await event(entry.id, stage: "claim", from: entry.state, to: .processing, detail: nil)
+        return .claimed(result)
+    }
+
+    /// Moves a ledger row to `state` and records the transition in the audit table.
+    /// - Parameters:
+    ///   - stage: the pipeline stage reporting it (e.g. "catalog", "parse").
+    ///   - detail: a machine-readable reason (kept as `error_reason` for `failed` and `quarantined`); no patient data.
+    ///   - sopInstanceUID: the pseudonymous instance the file became, when catalogued.
+    ///   - owner: when given, the transition is rejected unless this owner holds the row's lease.
+    public func transitionSourceFile(
+        id: Int64, to state: LedgerState, stage: String, detail: String? = nil, sopInstanceUID: String? = nil,
+        owner: String? = nil
+    ) async throws {
+        let keepsLease = state == .processing
+        let rows = try await connection.query("""
+            WITH old AS (SELECT id, state FROM ingest.source_files WHERE id = \(id) FOR UPDATE)
+            UPDATE ingest.source_files f
+            SET state = \(state.rawValue),
+                error_reason = CASE WHEN \(state.rawValue) IN ('failed', 'quarantined') THEN \(detail) ELSE NULL END,
+                sop_instance_uid = COALESCE(\(sopInstanceUID), f.sop_instance_uid),
+                lease_owner = CASE WHEN \(keepsLease) THEN f.lease_owner ELSE NULL END,
+                lease_until = CASE WHEN \(keepsLease) THEN f.lease_until ELSE NULL END,
+                updated_at = now()
+            FROM old
+            WHERE f.id = old.id AND (\(owner)::text IS NULL OR f.lease_owner = \(owner))
+            RETURNING old.state
+            """, logger: logger)
+        var previous: String?
+        for try await value in rows.decode(String.self) { previous = value }
+        guard let previous else { throw CatalogError(.ledgerTransitionRejected) }
+        try await event(id, stage: stage, from: LedgerState(rawValue: previous), to: state, detail: detail)
+    }
+
+    /// Quarantines a source file: state `quarantined`, a quarantine row and an audit event.
+    /// - Parameters:
+    ///   - reason: a machine-readable code (e.g. "notDicom", "corruptPixelData").
+    ///   - objectKey: where a copy of the file was stored for inspection, if anywhere.
+    public func quarantineSourceFile(
+        id: Int64, reason: String, detail: String? = nil, objectKey: String? = nil, owner: String? = nil
+    ) async throws {
+        try await transitionSourceFile(id: id, to: .quarantined, stage: "quarantine", detail: reason, owner: owner)
+        try await connection.query("""
+            INSERT INTO ingest.quarantine (source_file_id, reason, detail, object_key)
+            VALUES (\(id), \(reason), \(detail), \(objectKey))
+            """, logger: logger)
+    }
+
+    /// Records a pipeline stage passed by a file (audit only, no state change).
+    public func recordStage(sourceFileID: Int64, stage: String, detail: String? = nil) async throws {
+        try await event(sourceFileID, stage: stage, from: nil, to: nil, detail: detail)
+    }
+
+    /// Extends the lease on a claimed file; throws `ledgerTransitionRejected` unless `owner` still holds it.
+    public func renewSourceFileLease(id: Int64, owner: String, lease: Duration) async throws {
+        let rows = try await connection.query("""
+            UPDATE ingest.source_files SET lease_until = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
+            WHERE id = \(id) AND state = 'processing' AND lease_owner = \(owner)
+            RETURNING id
+            """, logger: logger)
+        var found = false
+        for try await _ in rows.decode(Int64.self) { found = true }
+        guard found else { throw CatalogError(.ledgerTransitionRejected) }
+    }
+
+    /// The ledger row with this id, or nil.
+    public func ledgerEntry(id: Int64) async throws -> LedgerEntry? {
+        let rows = try await connection.query(
+            "SELECT \(unescaped: Self.ledgerColumns) FROM ingest.source_files WHERE id = \(id)", logger: logger)
+        for try await row in rows { return try Self.ledgerEntry(row) }
+        return nil
+    }
+
+    func event(_ id: Int64, stage: String, from: LedgerState?, to: LedgerState?, detail: String?) async throws {
+        try await connection.query("""
+            INSERT INTO ingest.stage_events (source_file_id, stage, from_state, to_state, detail)
+            VALUES (\(id), \(stage), \(from?.rawValue), \(to?.rawValue), \(detail))
+            """, logger: logger)
+    }
+
+    static let ledgerColumns = """
+        id, path, size, sha256, state, attempts, error_reason, lease_owner, lease_until, sop_instance_uid, duplicate_of
+        """
+
+    /// Reads the first eleven columns (`ledgerColumns`) of a row.
+    static func ledgerEntry(_ row: PostgresRow) throws -> LedgerEntry {
+        let cells = row.makeRandomAccess()
+        return LedgerEntry(
+            id: try cells[0].decode(Int64.self), path: try cells[1].decode(String.self),
+            size: try cells[2].decode(Int64.self), sha256: try cells[3].decode(String.self),
+            state: LedgerState(rawValue: try cells[4].decode(String.self)) ?? .failed,
+            attempts: try cells[5].decode(Int.self), errorReason: try cells[6].decode(String?.self),
+            leaseOwner: try cells[7].decode(String?.self), leaseUntil: try cells[8].decode(Date?.self),
+            sopInstanceUID: try cells[9].decode(String?.self), duplicateOf: try cells[10].decode(Int64?.self))
+    }
+}
+
+/// The flat row shape `jsonb_to_recordset` reads for `inference.diagnoses`.
+struct DiagnosisRow: Encodable {
+    let job_id: Int64?, series_uid: String, sop_instance_uid: String?, model_name: String, model_version: String
+    let label: String, probabilities: [String: Double], threshold: Double?, latency_ms: Double?, created_at: String?
+
+    init(_ d: DiagnosisRecord) {
+        job_id = d.jobID; series_uid = d.seriesUID; sop_instance_uid = d.sopInstanceUID
+        model_name = d.model.name; model_version = d.model.version; label = d.label
+        probabilities = d.probabilities; threshold = d.threshold; latency_ms = d.latencyMilliseconds
+        created_at = d.createdAt.map { date in
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            return formatter.string(from: date)
+        }
+    }
+}
+
+/// Keeps the last element for each key, sorted by key (a stable lock order across concurrent writers).
+func unique<Element, Key: Comparable & Hashable>(_ elements: [Element], by key: KeyPath<Element, Key>) -> [Element] {
+    var byKey: [Key: Element] = [:]
+    for element in elements { byKey[element[keyPath: key]] = element }
+    return byKey.keys.sorted().map { byKey[$0]! }
+}
+
+/// Encodes rows as the JSON text bound to `jsonb_to_recordset`.
+func json<Value: Encodable>(_ value: Value) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.nonConformingFloatEncodingStrategy = .throw
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}

@@ -1,0 +1,305 @@
+// Records: the typed rows the daemon and the worker write, with pseudonymous identifiers only
+// (the vault records are the one place original identifiers appear).
+import Foundation
+
+/// A de-identified patient, keyed by pseudonymous PatientID.
+public struct PatientRecord: Sendable, Hashable, Codable {
+    public var patientID: String
+    public var sex: String?
+    public var ageYears: Int?
+
+    public init(patientID: String, sex: String? = nil, ageYears: Int? = nil) {
+        self.patientID = patientID
+        self.sex = sex
+        self.ageYears = ageYears
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case patientID = "patient_id", sex, ageYears = "age_years"
+    }
+}
+
+/// A de-identified study, keyed by pseudonymous StudyInstanceUID.
+public struct StudyRecord: Sendable, Hashable, Codable {
+    public var studyUID: String
+    public var patientID: String
+    /// The shifted study date, as DICOM DA (`YYYYMMDD`) or ISO (`YYYY-MM-DD`).
+    public var studyDate: String?
+    public var studyDescription: String?
+    public var accessionPseudonym: String?
+
+    public init(
+        studyUID: String, patientID: String, studyDate: String? = nil, studyDescription: String? = nil,
+        accessionPseudonym: String? = nil
+    ) {
+        self.studyUID = studyUID
+        self.patientID = patientID
+        self.studyDate = studyDate
+        self.studyDescription = studyDescription
+        self.accessionPseudonym = accessionPseudonym
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case studyUID = "study_uid", patientID = "patient_id", studyDate = "study_date"
+        case studyDescription = "study_description", accessionPseudonym = "accession_pseudonym"
+    }
+}
+
+/// A de-identified series' descriptive columns, keyed by pseudonymous SeriesInstanceUID.
+/// Its completion state (open/complete, revision, last arrival) is maintained by `CatalogTransaction`.
+public struct SeriesRecord: Sendable, Hashable, Codable {
+    public var seriesUID: String
+    public var studyUID: String
+    public var modality: String?
+    public var bodyPart: String?
+    public var seriesNumber: Int?
+    public var seriesDescription: String?
+    public var manufacturer: String?
+
+    public init(
+        seriesUID: String, studyUID: String, modality: String? = nil, bodyPart: String? = nil,
+        seriesNumber: Int? = nil, seriesDescription: String? = nil, manufacturer: String? = nil
+    ) {
+        self.seriesUID = seriesUID
+        self.studyUID = studyUID
+        self.modality = modality
+        self.bodyPart = bodyPart
+        self.seriesNumber = seriesNumber
+        self.seriesDescription = seriesDescription
+        self.manufacturer = manufacturer
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case seriesUID = "series_uid", studyUID = "study_uid", modality, bodyPart = "body_part"
+        case seriesNumber = "series_number", seriesDescription = "series_description", manufacturer
+    }
+}
+
+/// An object written to the store: its key, hex SHA-256 and size.
+public struct StoredObject: Sendable, Hashable, Codable {
+    public var key: String
+    public var sha256: String
+    public var size: Int64?
+
+    public init(key: String, sha256: String, size: Int64? = nil) {
+        self.key = key
+        self.sha256 = sha256
+        self.size = size
+    }
+}
+
+/// A de-identified instance with the typed columns analysts query and the whole header as DICOM JSON.
+public struct InstanceRecord: Sendable, Hashable {
+    public var sopInstanceUID: String
+    public var seriesUID: String
+    public var studyUID: String
+    public var patientID: String
+    public var sopClassUID: String?
+    public var instanceNumber: Int?
+    public var modality: String?
+    public var bodyPart: String?
+    /// The shifted study date, as DICOM DA (`YYYYMMDD`) or ISO (`YYYY-MM-DD`).
+    public var studyDate: String?
+    public var seriesDescription: String?
+    public var manufacturer: String?
+    public var rows: Int?
+    public var columns: Int?
+    /// Row and column spacing in millimetres.
+    public var pixelSpacing: [Double]?
+    public var sliceThickness: Double?
+    public var numberOfFrames: Int?
+    public var transferSyntaxUID: String?
+    /// The de-identified DICOM file.
+    public var file: StoredObject?
+    /// The model-ready tensor (`.npy`).
+    public var tensor: StoredObject?
+    /// The preview image (`.png`).
+    public var preview: StoredObject?
+    /// The de-identified header as DICOM JSON (PS3.18 F.2) text; must be a JSON object.
+    public var headerJSON: String
+
+    public init(
+        sopInstanceUID: String, seriesUID: String, studyUID: String, patientID: String,
+        sopClassUID: String? = nil, instanceNumber: Int? = nil, modality: String? = nil, bodyPart: String? = nil,
+        studyDate: String? = nil, seriesDescription: String? = nil, manufacturer: String? = nil,
+        rows: Int? = nil, columns: Int? = nil, pixelSpacing: [Double]? = nil, sliceThickness: Double? = nil,
+        numberOfFrames: Int? = nil, transferSyntaxUID: String? = nil,
+        file: StoredObject? = nil, tensor: StoredObject? = nil, preview: StoredObject? = nil,
+        headerJSON: String = "{}"
+    ) {
+        self.sopInstanceUID = sopInstanceUID
+        self.seriesUID = seriesUID
+        self.studyUID = studyUID
+        self.patientID = patientID
+        self.sopClassUID = sopClassUID
+        self.instanceNumber = instanceNumber
+        self.modality = modality
+        self.bodyPart = bodyPart
+        self.studyDate = studyDate
+        self.seriesDescription = seriesDescription
+        self.manufacturer = manufacturer
+        self.rows = rows
+        self.columns = columns
+        self.pixelSpacing = pixelSpacing
+        self.sliceThickness = sliceThickness
+        self.numberOfFrames = numberOfFrames
+        self.transferSyntaxUID = transferSyntaxUID
+        self.file = file
+        self.tensor = tensor
+        self.preview = preview
+        self.headerJSON = headerJSON
+    }
+}
+
+/// The flat row shape `jsonb_to_recordset` reads for `imaging.instances`.
+struct InstanceRow: Encodable {
+    let sop_instance_uid: String, series_uid: String, study_uid: String, patient_id: String
+    let sop_class_uid: String?, instance_number: Int?, modality: String?, body_part: String?
+    let study_date: String?, series_description: String?, manufacturer: String?
+    let rows: Int?, columns: Int?, pixel_spacing: [Double]?, slice_thickness: Double?, number_of_frames: Int?
+    let transfer_syntax_uid: String?
+    let file_key: String?, file_sha256: String?, file_size: Int64?
+    let tensor_key: String?, tensor_sha256: String?, preview_key: String?, preview_sha256: String?
+    let header: String
+
+    init(_ r: InstanceRecord) {
+        sop_instance_uid = r.sopInstanceUID; series_uid = r.seriesUID; study_uid = r.studyUID; patient_id = r.patientID
+        sop_class_uid = r.sopClassUID; instance_number = r.instanceNumber; modality = r.modality; body_part = r.bodyPart
+        study_date = r.studyDate; series_description = r.seriesDescription; manufacturer = r.manufacturer
+        rows = r.rows; columns = r.columns; pixel_spacing = r.pixelSpacing; slice_thickness = r.sliceThickness
+        number_of_frames = r.numberOfFrames; transfer_syntax_uid = r.transferSyntaxUID
+        file_key = r.file?.key; file_sha256 = r.file?.sha256; file_size = r.file?.size
+        tensor_key = r.tensor?.key; tensor_sha256 = r.tensor?.sha256
+        preview_key = r.preview?.key; preview_sha256 = r.preview?.sha256
+        header = r.headerJSON
+    }
+}
+
+/// Original identifiers of a patient, kept in the vault.
+public struct VaultPatient: Sendable, Hashable, Codable {
+    /// The pseudonymous PatientID.
+    public var patientID: String
+    public var originalPatientID: String
+    public var patientName: String?
+    public var birthDate: String?
+
+    public init(patientID: String, originalPatientID: String, patientName: String? = nil, birthDate: String? = nil) {
+        self.patientID = patientID
+        self.originalPatientID = originalPatientID
+        self.patientName = patientName
+        self.birthDate = birthDate
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case patientID = "patient_id", originalPatientID = "original_patient_id"
+        case patientName = "patient_name", birthDate = "birth_date"
+    }
+}
+
+/// Original identifiers of a study, kept in the vault.
+public struct VaultStudy: Sendable, Hashable, Codable {
+    /// The pseudonymous StudyInstanceUID.
+    public var studyUID: String
+    public var originalStudyUID: String
+    public var accessionNumber: String?
+
+    public init(studyUID: String, originalStudyUID: String, accessionNumber: String? = nil) {
+        self.studyUID = studyUID
+        self.originalStudyUID = originalStudyUID
+        self.accessionNumber = accessionNumber
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case studyUID = "study_uid", originalStudyUID = "original_study_uid", accessionNumber = "accession_number"
+    }
+}
+
+/// Original SeriesInstanceUID, kept in the vault.
+public struct VaultSeries: Sendable, Hashable, Codable {
+    public var seriesUID: String
+    public var originalSeriesUID: String
+
+    public init(seriesUID: String, originalSeriesUID: String) {
+        self.seriesUID = seriesUID
+        self.originalSeriesUID = originalSeriesUID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case seriesUID = "series_uid", originalSeriesUID = "original_series_uid"
+    }
+}
+
+/// Original SOPInstanceUID, kept in the vault.
+public struct VaultInstance: Sendable, Hashable, Codable {
+    public var sopInstanceUID: String
+    public var originalSOPInstanceUID: String
+
+    public init(sopInstanceUID: String, originalSOPInstanceUID: String) {
+        self.sopInstanceUID = sopInstanceUID
+        self.originalSOPInstanceUID = originalSOPInstanceUID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case sopInstanceUID = "sop_instance_uid", originalSOPInstanceUID = "original_sop_instance_uid"
+    }
+}
+
+/// Everything one catalog write holds: rows are upserted parents first, so one batch may carry a whole
+/// new patient → study → series → instance chain (and any number of them, for bulk loads).
+public struct CatalogBatch: Sendable, Hashable {
+    public var patients: [PatientRecord]
+    public var studies: [StudyRecord]
+    public var series: [SeriesRecord]
+    public var instances: [InstanceRecord]
+    public var vaultPatients: [VaultPatient]
+    public var vaultStudies: [VaultStudy]
+    public var vaultSeries: [VaultSeries]
+    public var vaultInstances: [VaultInstance]
+
+    public init(
+        patients: [PatientRecord] = [], studies: [StudyRecord] = [], series: [SeriesRecord] = [],
+        instances: [InstanceRecord] = [], vaultPatients: [VaultPatient] = [], vaultStudies: [VaultStudy] = [],
+        vaultSeries: [VaultSeries] = [], vaultInstances: [VaultInstance] = []
+    ) {
+        self.patients = patients
+        self.studies = studies
+        self.series = series
+        self.instances = instances
+        self.vaultPatients = vaultPatients
+        self.vaultStudies = vaultStudies
+        self.vaultSeries = vaultSeries
+        self.vaultInstances = vaultInstances
+    }
+}
+
+/// What an upsert changed.
+public struct UpsertSummary: Sendable, Equatable {
+    /// Instances that were new.
+    public var insertedInstances: Int
+    /// Instances that existed and were updated in place.
+    public var updatedInstances: Int
+    /// Series that were complete and re-opened (with a new revision) by a newly arrived instance.
+    public var reopenedSeries: [String]
+}
+
+/// A series whose quiet period has passed, just marked complete.
+public struct CompletedSeries: Sendable, Hashable {
+    public var seriesUID: String
+    public var studyUID: String
+    /// The revision the jobs must name: it grows each time a late instance re-opens the series.
+    public var revision: Int
+    public var modality: String?
+    public var bodyPart: String?
+    public var seriesDescription: String?
+    public var instanceCount: Int
+}
+
+/// The completion state of one series.
+public struct SeriesState: Sendable, Hashable {
+    public enum State: String, Sendable { case open, complete }
+    public var seriesUID: String
+    public var state: State
+    public var revision: Int
+    public var instanceCount: Int
+    public var lastInstanceAt: Date?
+}

@@ -1,1 +1,0 @@
-// ObjectStorage: see DESIGN.md for what this target owns.
