@@ -27,9 +27,9 @@ mkdir -p "$work/pg" "$work/sock"
 [ "$(id -u)" = 0 ] && chown postgres:postgres "$work/pg" "$work/sock"
 as_pg "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$work/initdb.log" 2>&1 \
   || { cat "$work/initdb.log"; exit 1; }
-as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/pg.log" \
+as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/sock/pg.log" \
   -o "-k $work/sock -p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
-  || { cat "$work/pg.log"; exit 1; }
+  || { cat "$work/sock/pg.log"; exit 1; }
 
 export DICOM_ETL_TEST_PG_BIN="$PG_BIN"
 export DICOM_ETL_TEST_PG_SOCKET_DIR="$work/sock"

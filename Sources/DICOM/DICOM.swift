@@ -1,1 +1,0 @@
-// DICOM: the Swift API over the DCMTK shim.

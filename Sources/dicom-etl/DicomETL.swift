@@ -1,0 +1,14 @@
+// The dicom-etl command: its subcommands, one file each.
+import ArgumentParser
+
+@main
+struct DicomETL: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dicom-etl",
+        abstract: "De-identify, normalise and catalogue DICOM files dropped by a PACS.",
+        subcommands: [
+            Inspect.self,
+            Decode.self,
+        ]
+    )
+}
