@@ -1,1 +1,0 @@
-// Deidentification: see DESIGN.md for what this target owns.

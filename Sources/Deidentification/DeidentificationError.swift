@@ -1,0 +1,44 @@
+// Typed errors of de-identification: a machine-readable code and a generic text, never patient data.
+
+/// An error of the Deidentification target. `reason` is machine-readable (e.g. "burned_in_annotation");
+/// `detail` names a profile field or a setting, never a value read from a DICOM file.
+public struct DeidentificationError: Error, Sendable, CustomStringConvertible, Hashable {
+    /// A machine-readable reason.
+    public struct Code: RawRepresentable, Sendable, Hashable {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// Pixels may carry burned-in text and no signature blanks them.
+        public static let burnedInAnnotation = Code(rawValue: "burned_in_annotation")
+        /// PatientID is missing or empty and the profile requires it.
+        public static let missingPatientID = Code(rawValue: "missing_patient_id")
+        /// The profile file could not be read or is invalid.
+        public static let invalidProfile = Code(rawValue: "invalid_profile")
+        /// No pseudonym key was configured.
+        public static let keyMissing = Code(rawValue: "key_missing")
+        /// The pseudonym key is shorter than 32 bytes.
+        public static let keyTooShort = Code(rawValue: "key_too_short")
+        /// The key file could not be read.
+        public static let keyUnreadable = Code(rawValue: "key_unreadable")
+        /// A signature matched but its regions could not be blanked (pixels did not decode, 1-bit data...).
+        public static let pixelBlankingFailed = Code(rawValue: "pixel_blanking_failed")
+        /// The DICOM layer failed while reading or changing the file (see `dicomReason`).
+        public static let dicomError = Code(rawValue: "dicom_error")
+    }
+
+    public let code: Code
+    /// A field or setting name, or the DICOM layer's reason; never patient data.
+    public let detail: String?
+
+    public init(_ code: Code, detail: String? = nil) {
+        self.code = code
+        self.detail = detail
+    }
+
+    /// The machine-readable reason, e.g. "burned_in_annotation".
+    public var reason: String { code.rawValue }
+
+    public var description: String {
+        if let detail { return "de-identification failed: \(code.rawValue) (\(detail))" }
+        return "de-identification failed: \(code.rawValue)"
+    }
+}

@@ -1,0 +1,54 @@
+// Real files of DICOM_ETL_CORPUS for the de-identification tests, and helpers shared by them.
+import DICOM
+import Foundation
+import Testing
+@testable import Deidentification
+
+enum Corpus {
+    /// DICOM_ETL_CORPUS, else ../shared/data/dicom next to the repository.
+    static let root: String? = {
+        if let r = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"], !r.isEmpty { return r }
+        let shared = TestPaths.repo.appendingPathComponent("../shared/data/dicom").standardizedFileURL.path
+        return FileManager.default.fileExists(atPath: shared) ? shared : nil
+    }()
+
+    /// Every file of the corpus that the DICOM layer opens, with its path relative to the corpus.
+    /// The deeply nested orthanc file is left out: it crashes DCMTK's own tools (FACTS.md), and parsing it
+    /// is the DICOM layer's test, not this target's.
+    static let files: [(relative: String, path: String)] = {
+        guard let root else { return [] }
+        var out: [(String, String)] = []
+        let fm = FileManager.default
+        guard let e = fm.enumerator(atPath: root) else { return [] }
+        while let rel = e.nextObject() as? String {
+            let name = (rel as NSString).lastPathComponent
+            if name.hasPrefix("_source") || name.hasSuffix(".tsv") || name.hasSuffix(".md") || name.hasSuffix(".txt") || rel.contains("Deeply-Nested") { continue }
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: root + "/" + rel, isDirectory: &isDir), !isDir.boolValue else { continue }
+            if (try? DicomFile.open(path: root + "/" + rel)) != nil { out.append((rel, root + "/" + rel)) }
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }()
+
+    static var available: Bool { !files.isEmpty }
+}
+
+let testKey = try! PseudonymKey(bytes: Array("dicom-etl test key, not a secret: 0123456789".utf8))
+let otherKey = try! PseudonymKey(bytes: Array("another dicom-etl test key, not secret either".utf8))
+
+func loadProfile(_ name: String) throws -> DeidentificationProfile { try DeidentificationProfile.load(path: TestPaths.profile(name)) }
+
+/// De-identifies a fresh copy of `path`; returns the result and the output re-read from its serialized bytes.
+func deidentified(_ path: String, _ deidentifier: Deidentifier, prepare: (DicomFile) throws -> Void = { _ in }) throws
+    -> (result: DeidentificationResult, output: DicomFile, bytes: [UInt8], original: DicomFile)
+{
+    let original = try DicomFile.open(path: path)
+    try prepare(original)
+    let file = try DicomFile.open(path: path)
+    try prepare(file)
+    let result = try deidentifier.deidentify(file)
+    let bytes = try file.serialized(transferSyntax: result.requiredTransferSyntax)
+    return (result, try DicomFile.open(bytes: bytes), bytes, original)
+}
+
+func trimmed(_ s: String?) -> String { (s ?? "").trimmingSpaces() }
