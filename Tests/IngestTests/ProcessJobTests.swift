@@ -66,10 +66,13 @@ import Testing
     }
 
     @Test func lostChildIsASandboxFailureNotATransientError() async throws {
-        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .milliseconds(1), logger: testLogger)
-        // A 1 ms timeout kills the child mid-job: the result is typed, the call does not throw.
-        let result = try await ProcessJob.run(Self.request("/dev/zero"), in: pool)
-        #expect(result.failure?.stage == .sandbox)
+        // A FIFO without a writer blocks the child's read until the pool's timeout kills it.
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("fifo-\(UUID().uuidString.prefix(8))").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { try? FileManager.default.removeItem(atPath: fifo) }
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .milliseconds(500), logger: testLogger)
+        let result = try await ProcessJob.run(Self.request(fifo), in: pool)
+        #expect(result.failure == PipelineFailure(stage: .sandbox, reason: SandboxError(.timedOut).reason))
         await pool.shutdown()
     }
 }
