@@ -93,7 +93,7 @@ public struct IngestStatus: Sendable {
         var rows: [(Int64, String, Int, String?, Int64, String, Date)] = []
         for try await row in try await client.query("""
             SELECT id, state, attempts, error_reason, size, sha256, created_at FROM ingest.source_files
-            WHERE right(path, \(suffix.count)) = \(suffix) OR path = \(name) ORDER BY id
+            WHERE right(path, \(suffix.count)::int4) = \(suffix) OR path = \(name) ORDER BY id
             """).decode((Int64, String, Int, String?, Int64, String, Date).self)
         { rows.append(row) }
         guard !rows.isEmpty else { return "no ledger row for a file of that name" }
