@@ -74,13 +74,16 @@ public enum IngestPipeline: PipelineAssembly {
             store = try StorageLocation.parse(configuration.storageURL).makeStore(credentials: credentials)
         }
 
+        // Output a killed predecessor's children left behind; nothing in it was catalogued yet.
+        let scratchRoot = (dataDirectory as NSString).appendingPathComponent("scratch")
+        try? FileManager.default.removeItem(atPath: scratchRoot)
         let host = ProcessInfo.processInfo.hostName
         let dropHash = SHA256.hash(data: Data(URL(fileURLWithPath: configuration.dropFolder).standardizedFileURL.path.utf8))
             .prefix(6).map { String(format: "%02x", $0) }.joined()
         let processor = IngestProcessor(
             catalog: catalog, store: store, sandbox: context.sandbox,
             inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
-            scratchRoot: (dataDirectory as NSString).appendingPathComponent("scratch"), owner: "\(host)/\(dropHash)",
+            scratchRoot: scratchRoot, owner: "\(host)/\(dropHash)",
             lease: configuration.sandboxTimeout + .seconds(120), logger: logger)
         let completion = SeriesCompletionService(
             catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(), logger: logger)
