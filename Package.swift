@@ -108,6 +108,7 @@ let package = Package(
         ),
         .executableTarget(name: "inference-bench", dependencies: ["Inference", "COpenBLAS"],
                           path: "bench/inference-bench", swiftSettings: strict),
+        .executableTarget(name: "decode-bench", dependencies: ["DICOM"], path: "bench/decode-bench", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
         .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),

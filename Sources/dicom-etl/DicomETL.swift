@@ -9,6 +9,10 @@ struct DicomETL: AsyncParsableCommand {
         subcommands: [
             Inspect.self,
             Decode.self,
+            Deidentify.self,
+            VerifyDeid.self,
+            Normalize.self,
+            Migrate.self,
         ]
     )
 }
