@@ -100,6 +100,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
+        .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
         .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
