@@ -109,6 +109,8 @@ let package = Package(
         .executableTarget(name: "inference-bench", dependencies: ["Inference", "COpenBLAS"],
                           path: "bench/inference-bench", swiftSettings: strict),
         .executableTarget(name: "decode-bench", dependencies: ["DICOM"], path: "bench/decode-bench", swiftSettings: strict),
+        // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
+        .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
         .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
