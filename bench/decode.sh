@@ -62,3 +62,21 @@ for _ in range(5):
 s = time.perf_counter() - start
 print(f"pydicom 1 process: {5*len(paths)/s:.1f} files/s, {total/1e6/s:.1f} decoded MB/s")
 PY
+
+# The same on the uncompressed files alone (no codec: what the container parsing and copying cost).
+awk -F'\t' '$2=="1.2.840.10008.1.2" || $2=="1.2.840.10008.1.2.1"' "$work/list" | cut -f1 > "$work/plain"
+mapfile -t plain < "$work/plain"
+echo "uncompressed files: ${#plain[@]}"
+echo "DICOM layer in process, uncompressed, 1 thread:  $("$bin" 1 20 "${plain[@]}")"
+echo "DICOM layer in process, uncompressed, 2 threads: $("$bin" 2 20 "${plain[@]}")"
+"$py" - "$work/plain" <<'PY'
+import sys, time, warnings, pydicom
+from pydicom.pixels import pixel_array
+warnings.simplefilter("ignore")
+paths = open(sys.argv[1]).read().split()
+start = time.perf_counter(); n = 0
+for _ in range(20):
+    for p in paths:
+        pixel_array(pydicom.dcmread(p, force=True), raw=True); n += 1
+print(f"pydicom 1 process, uncompressed: {n / (time.perf_counter() - start):.1f} files/s")
+PY
