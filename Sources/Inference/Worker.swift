@@ -128,7 +128,15 @@ public struct InferenceWorker: Service, Sendable {
         var jobs = 0
         var deadline: ContinuousClock.Instant?
         while jobs < limit && images < limit {
-            let claimed = try await queue.claim(limit - jobs, lease: configuration.lease, models: [modelRef])
+            let claimed: [ClaimedJob]
+            do {
+                claimed = try await queue.claim(limit - jobs, lease: configuration.lease, models: [modelRef])
+            } catch {
+                // jobs already in hand are run rather than left to their lease
+                if jobs == 0 { throw error }
+                logger.warning("claiming more jobs failed; running those in hand", metadata: ["error": "\(error)"])
+                break
+            }
             if claimed.isEmpty {
                 guard let deadline, clock.now < deadline else { break }
                 try await Task.sleep(for: min(.milliseconds(2), deadline - clock.now))
