@@ -73,7 +73,11 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
         .target(
             name: "Inference",
-            dependencies: ["COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -116,7 +120,9 @@ let package = Package(
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference"], swiftSettings: strict),
+        .testTarget(name: "InferenceTests", dependencies: [
+            "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
+        ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
         .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "sandbox-test-worker"], swiftSettings: strict),

@@ -13,6 +13,7 @@ struct DicomETL: AsyncParsableCommand {
             VerifyDeid.self,
             Normalize.self,
             Migrate.self,
+            Worker.self,
         ]
     )
 }
