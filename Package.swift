@@ -73,7 +73,11 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
         .target(
             name: "Inference",
-            dependencies: ["COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -109,12 +113,17 @@ let package = Package(
         ),
         .executableTarget(name: "inference-bench", dependencies: ["Inference", "COpenBLAS"],
                           path: "bench/inference-bench", swiftSettings: strict),
+        .executableTarget(name: "decode-bench", dependencies: ["DICOM"], path: "bench/decode-bench", swiftSettings: strict),
+        // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
+        .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
         .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference"], swiftSettings: strict),
+        .testTarget(name: "InferenceTests", dependencies: [
+            "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
+        ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
         .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "sandbox-test-worker"], swiftSettings: strict),

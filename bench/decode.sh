@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # bench/decode: files/s and MB/s decoding the corpus's images, in one run:
-#   dicom-etl decode (DCMTK + OpenJPEG in process) on 1 and 2 threads,
+#   the DICOM layer in process (decode-bench: DCMTK + OpenJPEG) on 1 and 2 threads,
 #   DCMTK's command-line decoders (dcmdjpeg / dcmdjpls / dcmdrle / dcmconv, one process per file),
 #   pydicom (+ pylibjpeg, openjpeg) in one Python process.
 # Usage: bench/decode.sh [CORPUS_DIR]   (default ../shared/data/dicom; builds the release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus=${1:-../shared/data/dicom}
-swift build -c release --product dicom-etl >/dev/null
-bin=.build/release/dicom-etl
+swift build -c release --product decode-bench >/dev/null
+bin=.build/release/decode-bench
 py=${DICOM_ETL_PYTHON:-.venv/bin/python}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
@@ -33,8 +33,8 @@ mapfile -t paths < "$work/paths"
 bytes=$(cat "${paths[@]}" | wc -c)
 echo "files decodable by pydicom: ${#paths[@]} ($(( bytes / 1024 )) KiB on disk)"
 
-echo "dicom-etl decode, 1 thread:  $("$bin" decode --threads 1 --repeats 5 "${paths[@]}")"
-echo "dicom-etl decode, 2 threads: $("$bin" decode --threads 2 --repeats 5 "${paths[@]}")"
+echo "DICOM layer in process, 1 thread:  $("$bin" 1 5 "${paths[@]}")"
+echo "DICOM layer in process, 2 threads: $("$bin" 2 5 "${paths[@]}")"
 
 start=$(date +%s.%N); n=0
 while IFS=$'\t' read -r path ts; do
@@ -48,7 +48,7 @@ while IFS=$'\t' read -r path ts; do
   $tool "$path" "$work/out.dcm" >/dev/null 2>&1 && n=$((n + 1)) || true
 done < "$work/list"
 end=$(date +%s.%N)
-echo "DCMTK command-line tools (process per file): $n files in $(echo "$end - $start" | bc) s = $(echo "scale=1; $n / ($end - $start)" | bc) files/s"
+python3 -c "import sys; n, s = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'DCMTK command-line tools (one process per file): {n} files in {s:.2f} s = {n / s:.1f} files/s')" "$n" "$start" "$end"
 
 "$py" - "$work/paths" <<'PY'
 import sys, time, warnings, pydicom
@@ -61,4 +61,22 @@ for _ in range(5):
         total += pixel_array(pydicom.dcmread(p, force=True), raw=True).nbytes
 s = time.perf_counter() - start
 print(f"pydicom 1 process: {5*len(paths)/s:.1f} files/s, {total/1e6/s:.1f} decoded MB/s")
+PY
+
+# The same on the uncompressed files alone (no codec: what the container parsing and copying cost).
+awk -F'\t' '$2=="1.2.840.10008.1.2" || $2=="1.2.840.10008.1.2.1"' "$work/list" | cut -f1 > "$work/plain"
+mapfile -t plain < "$work/plain"
+echo "uncompressed files: ${#plain[@]}"
+echo "DICOM layer in process, uncompressed, 1 thread:  $("$bin" 1 20 "${plain[@]}")"
+echo "DICOM layer in process, uncompressed, 2 threads: $("$bin" 2 20 "${plain[@]}")"
+"$py" - "$work/plain" <<'PY'
+import sys, time, warnings, pydicom
+from pydicom.pixels import pixel_array
+warnings.simplefilter("ignore")
+paths = open(sys.argv[1]).read().split()
+start = time.perf_counter(); n = 0
+for _ in range(20):
+    for p in paths:
+        pixel_array(pydicom.dcmread(p, force=True), raw=True); n += 1
+print(f"pydicom 1 process, uncompressed: {n / (time.perf_counter() - start):.1f} files/s")
 PY

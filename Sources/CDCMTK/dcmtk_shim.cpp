@@ -54,6 +54,9 @@ extern "C" void dcmtk_initialize(void) {
     std::call_once(initialize_once, [] {
         // DCMTK's log lines can quote element values: none of them may reach our logs.
         OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+        // A known attribute written with VR UN (e.g. by a relay that lost the dictionary) is read
+        // with its dictionary VR, so its value means what the standard says.
+        dcmEnableUnknownVRConversion.set(OFTrue);
         // Colour stays as stored (YCbCr is not turned into RGB): colour models are normalisation's job.
         DJDecoderRegistration::registerCodecs(EDC_never);
         DJEncoderRegistration::registerCodecs();

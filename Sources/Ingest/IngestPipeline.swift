@@ -41,17 +41,17 @@ public enum IngestPipeline: PipelineAssembly {
 
         // Database.
         var embedded: EmbeddedPostgres?
-        let databaseURL: String
+        let database: DatabaseConfiguration
         if configuration.databaseURL.isEmpty {
-            let postgres = try EmbeddedPostgres(directory: dataDirectory, logger: logger)
-            databaseURL = try await postgres.start().url
+            let postgres = EmbeddedPostgres(
+                configuration: EmbeddedPostgresConfiguration(root: (dataDirectory as NSString).appendingPathComponent("postgres")), logger: logger)
+            database = try await postgres.start()
             embedded = postgres
         } else {
-            databaseURL = configuration.databaseURL
+            var environment = ProcessInfo.processInfo.environment
+            if let password = configuration.databasePassword { environment["DICOM_ETL_DATABASE_PASSWORD"] = password }
+            database = try DatabaseConfiguration.parse(configuration.databaseURL, environment: environment)
         }
-        var environment = ProcessInfo.processInfo.environment
-        if let password = configuration.databasePassword { environment["DICOM_ETL_DATABASE_PASSWORD"] = password }
-        let database = try DatabaseConfiguration.parse(databaseURL, environment: environment)
         let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
         let clientTask = Task { await client.run() }
         let catalog = Catalog(client: client, logger: logger)
@@ -59,7 +59,7 @@ public enum IngestPipeline: PipelineAssembly {
             try await retryingUntilReachable(logger: logger) { try await catalog.migrate() }
         } catch {
             clientTask.cancel()
-            await embedded?.stop()
+            try? await embedded?.stop()
             throw error
         }
 
@@ -124,6 +124,8 @@ struct DatabaseService: Service {
         try? await gracefulShutdown()
         clientTask.cancel()
         await clientTask.value
-        await embedded?.stop()
+        do { try await embedded?.stop() } catch {
+            logger.warning("embedded PostgreSQL did not stop", metadata: LogRedaction.metadata(for: error))
+        }
     }
 }

@@ -19,6 +19,7 @@ enum PixelTag {
     static let voiLUTFunction = Tag(0x0028, 0x1056)
     static let paletteDescriptors = [Tag(0x0028, 0x1101), Tag(0x0028, 0x1102), Tag(0x0028, 0x1103)]
     static let paletteData = [Tag(0x0028, 0x1201), Tag(0x0028, 0x1202), Tag(0x0028, 0x1203)]
+    static let segmentedPaletteData = [Tag(0x0028, 0x1221), Tag(0x0028, 0x1222), Tag(0x0028, 0x1223)]
     static let pixelSpacing = Tag(0x0028, 0x0030)
     static let imagerPixelSpacing = Tag(0x0018, 0x1164)
     static let imageOrientationPatient = Tag(0x0020, 0x0037)
@@ -144,9 +145,16 @@ extension PixelAttributes {
         }
         var palette: Palette?
         if pixels.photometricInterpretation.uppercased() == "PALETTE COLOR" {
-            let luts = try (0..<3).map {
-                try LookupTable(item: top, descriptor: PixelTag.paletteDescriptors[$0], data: PixelTag.paletteData[$0],
-                                signedInput: false)
+            let luts = try (0..<3).map { c -> LookupTable in
+                if !top.contains(PixelTag.paletteData[c]), let raw = top.bytes(PixelTag.segmentedPaletteData[c]) {
+                    let d = top.integers(PixelTag.paletteDescriptors[c])
+                    guard d.count >= 3 else { throw NormalizationError(.badLookupTable, "descriptor needs three values") }
+                    let words = d[2] <= 8 ? raw.map { Int($0) }
+                        : stride(from: 0, to: raw.count - 1, by: 2).map { Int(raw[$0]) | Int(raw[$0 + 1]) << 8 }
+                    return try LookupTable(descriptor: d, data: try LookupTable.expandSegmented(words))
+                }
+                return try LookupTable(item: top, descriptor: PixelTag.paletteDescriptors[c], data: PixelTag.paletteData[c],
+                                       signedInput: false)
             }
             palette = Palette(red: luts[0], green: luts[1], blue: luts[2])
         }

@@ -39,6 +39,46 @@ public struct LookupTable: Sendable, Equatable {
         return values[i]
     }
 
+    /// Expands segmented LUT data (PS3.3 C.7.9.2: discrete, linear and indirect segments) to entries.
+    public static func expandSegmented(_ words: [Int]) throws -> [Int] {
+        var out: [Int] = []
+        try expand(words, from: 0, segments: nil, into: &out, depth: 0)
+        guard !out.isEmpty else { throw NormalizationError(.badLookupTable, "empty segmented LUT") }
+        return out
+    }
+
+    private static func expand(_ w: [Int], from start: Int, segments: Int?, into out: inout [Int], depth: Int) throws {
+        guard depth < 8 else { throw NormalizationError(.badLookupTable, "segmented LUT nests too deep") }
+        var i = start, read = 0
+        func bad() -> NormalizationError { NormalizationError(.badLookupTable, "malformed segmented LUT") }
+        while i + 1 < w.count {
+            let opcode = w[i], length = w[i + 1]
+            i += 2
+            switch opcode {
+            case 0:
+                guard i + length <= w.count else { throw bad() }
+                out += w[i..<(i + length)]
+                i += length
+            case 1:
+                guard let y0 = out.last, i < w.count, length > 0 else { throw bad() }
+                let y1 = w[i]
+                i += 1
+                let step = Double(y1 - y0) / Double(length)
+                for j in 1...length { out.append(Int((Double(y0) + step * Double(j)).rounded(.toNearestOrEven))) }
+            case 2:
+                guard !out.isEmpty, i + 1 < w.count else { throw bad() }
+                let offset = w[i] | w[i + 1] << 16
+                i += 2
+                guard offset < w.count else { throw bad() }
+                try expand(w, from: offset, segments: length, into: &out, depth: depth + 1)
+            default:
+                throw bad()
+            }
+            read += 1
+            if let n = segments, read == n { return }
+        }
+    }
+
     /// Largest value an entry can hold: 2^bits − 1.
     public var maximumOutput: Float { Float((1 << bitsPerEntry) - 1) }
 }

@@ -74,8 +74,10 @@ struct Deidentify: AsyncParsableCommand {
         } catch let e as DeidentificationError {
             return "rejected:\(e.reason)\(e.detail.map { "(\($0))" } ?? "")"
         } catch let e as DicomError {
+            try? FileManager.default.removeItem(atPath: pair.output)  // no partial output
             return "write_failed:\(e.reason)"
         } catch {
+            try? FileManager.default.removeItem(atPath: pair.output)
             return "write_failed"
         }
     }

@@ -10,6 +10,11 @@ struct DicomETL: AsyncParsableCommand {
         subcommands: [
             Inspect.self,
             Decode.self,
+            Deidentify.self,
+            VerifyDeid.self,
+            Normalize.self,
+            Migrate.self,
+            Worker.self,
             RunCommand<IngestPipeline>.self,
             Status.self,
             SandboxWorkerCommand<IngestPipeline>.self,

@@ -23,12 +23,12 @@ struct Inspect: AsyncParsableCommand {
 
     func run() async throws {
         var failures = 0
-        for path in files {
+        for (index, path) in files.enumerated() {
             do {
                 print(try Self.describe(path: path, bulkDataLimit: bulkDataLimit, decodePixels: !noPixels))
             } catch let error as DicomError {
                 failures += 1
-                FileHandle.standardError.write(Data("\(path): error: \(error) [\(error.reason)]\n".utf8))
+                FileHandle.standardError.write(Data("file \(index + 1) of \(files.count): error: \(error) [\(error.reason)]\n".utf8))
             }
         }
         if failures > 0 { throw ExitCode(1) }

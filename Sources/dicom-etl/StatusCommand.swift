@@ -29,15 +29,16 @@ struct Status: AsyncParsableCommand {
             throw ValidationError(error.description)
         }
         let logger = Logger(label: "dicom-etl.status")
-        var url = configuration.databaseURL
-        if url.isEmpty {
-            // The daemon's embedded cluster (started if it is down; left as found otherwise).
-            url = try await EmbeddedPostgres(directory: URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path, logger: logger)
-                .start().url
+        let database: DatabaseConfiguration
+        if configuration.databaseURL.isEmpty {
+            // The daemon's embedded cluster (started if it is down).
+            let root = (URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path as NSString).appendingPathComponent("postgres")
+            database = try await EmbeddedPostgres(configuration: EmbeddedPostgresConfiguration(root: root), logger: logger).start()
+        } else {
+            var variables = environment
+            if let password = configuration.databasePassword { variables["DICOM_ETL_DATABASE_PASSWORD"] = password }
+            database = try DatabaseConfiguration.parse(configuration.databaseURL, environment: variables)
         }
-        var variables = environment
-        if let password = configuration.databasePassword { variables["DICOM_ETL_DATABASE_PASSWORD"] = password }
-        let database = try DatabaseConfiguration.parse(url, environment: variables)
         let text = try await Catalog.withRunningClient(database, logger: logger) { client -> String in
             let catalog = Catalog(client: client, logger: logger)
             if let file { return try await IngestStatus.fileReport(catalog: catalog, name: file) }

@@ -76,11 +76,12 @@ struct QueueTests {
         try await TestDatabase.withCatalog { catalog, _ in
             _ = try await seed(catalog, seriesCount: 5)
             let queue = JobQueue(client: catalog.client, logger: TestDatabase.logger)
-            let abandoned = try await queue.claim(5, lease: .milliseconds(300))
+            // A lease long enough that a loaded machine cannot outrun it between the two claims below.
+            let abandoned = try await queue.claim(5, lease: .seconds(3))
             #expect(abandoned.count == 5)
             // While the lease holds, nobody else gets them.
             #expect(try await queue.claim(5, lease: .seconds(60)).isEmpty)
-            try await Task.sleep(for: .milliseconds(600))
+            try await Task.sleep(for: .milliseconds(3_500))
             let retaken = try await queue.claim(10, lease: .seconds(60))
             #expect(retaken.map(\.id) == abandoned.map(\.id))
             #expect(retaken.allSatisfy { $0.attempts == 2 })

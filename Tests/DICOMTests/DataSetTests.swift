@@ -103,6 +103,19 @@ struct DataSetTests {
         #expect(pixel["InlineBinary"] == nil)
     }
 
+    @Test("known attributes written with VR UN are read with their dictionary VR")
+    func unknownVRConversion() throws {
+        guard let url = Corpus.file(named: "orthanc-tests/2021-02-19-MalaterreCP246.dcm") else {
+            print("MalaterreCP246: not in this corpus")
+            return
+        }
+        let ds = try DicomFile.open(path: url.path).dataset
+        #expect(ds.element(.sopClassUID)?.vr == .UI)
+        #expect(ds.string(.studyDate) == "20040721")
+        #expect(ds.element(.windowCenter)?.vr == .DS)
+        #expect((ds.double(.windowCenter) ?? 0) > 100)
+    }
+
     @Test("errors carry no values from the file")
     func errorTextIsGeneric() throws {
         let error = DicomError(.truncated)

@@ -121,3 +121,38 @@ struct CorpusDeidentificationTests {
         }
     }
 }
+
+@Suite(.enabled(if: Corpus.available, "needs DICOM_ETL_CORPUS"))
+struct PHIVerifierTests {
+    /// The verifier finds what a broken de-identification would leave: a name copied into a kept element,
+    /// an original UID put back, and an untouched original compared with itself.
+    @Test func plantedLeaksAreFound() throws {
+        let profile = try researchProfile()
+        let deidentifier = Deidentifier(profile: profile, key: testKey)
+        let verifier = PHIVerifier(profile: profile)
+        var planted = 0
+        for (rel, path) in Corpus.files {
+            let original = try DicomFile.open(path: path)
+            let name = trimmed(Deidentifier.value(Tags.patientName, original.dataset))
+            let sop = trimmed(Deidentifier.value(Tags.sopInstanceUID, original.dataset))
+            guard name.count >= 6, name.contains(where: \.isLetter), sop.count >= 8,
+                  let out = try? deidentified(path, deidentifier) else { continue }
+            #expect(verifier.verify(original: original, output: out.output, outputBytes: out.bytes).isEmpty, "\(rel)")
+            // A name copied into a kept element.
+            try out.output.dataset.set(DICOM.Tag(0x0008, 0x103E), string: "CHEST " + name, vr: .LO)
+            let bytes = try out.output.serialized()
+            let leaks = verifier.verify(original: original, output: try DicomFile.open(bytes: bytes), outputBytes: bytes)
+            #expect(leaks.contains { $0.sourceTag == "(0010,0010)" && $0.foundIn == "(0008,103E)" }, "\(rel): \(leaks)")
+            // The original SOP Instance UID put back.
+            try out.output.dataset.set(Tags.sopInstanceUID, string: sop, vr: .UI)
+            let again = try out.output.serialized()
+            #expect(verifier.verify(original: original, output: try DicomFile.open(bytes: again), outputBytes: again).contains { $0.sourceTag == "(0008,0018)" })
+            // An original is full of leaks of itself.
+            let raw = try original.serialized()
+            #expect(!verifier.verify(original: original, output: try DicomFile.open(bytes: raw), outputBytes: raw).isEmpty)
+            planted += 1
+            if planted == 10 { break }
+        }
+        #expect(planted > 0)
+    }
+}

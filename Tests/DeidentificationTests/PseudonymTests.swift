@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import Deidentification
+import DICOM
 
 let keyA = try! PseudonymKey(bytes: Array("0123456789abcdef0123456789abcdef".utf8))
 let keyB = try! PseudonymKey(bytes: Array("fedcba9876543210fedcba9876543210".utf8))
@@ -130,5 +131,17 @@ let keyB = try! PseudonymKey(bytes: Array("fedcba9876543210fedcba9876543210".utf
         }
         #expect(DateShift.days(fromCivil: 1970, 1, 1) == 0)
         #expect(DateShift.days(fromCivil: 2000, 3, 1) == 11017)
+    }
+}
+
+@Suite struct RawSearchTests {
+    /// The raw-bytes search finds values anywhere in bytes (ignoring ASCII case), and only those.
+    @Test func findsNeedlesInBytes() {
+        var bytes = [UInt8](repeating: 0, count: 10_000)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 7) }
+        let planted = Array("doe^jonathan".utf8)
+        bytes.replaceSubrange(5000..<(5000 + planted.count), with: planted)
+        let found = PHIVerifier.searchRaw(bytes, [("DOE^JONATHAN", DICOM.Tag(0x0010, 0x0010)), ("NOT-THERE-123", DICOM.Tag(0x0010, 0x0020))])
+        #expect(found.map(\.0) == ["DOE^JONATHAN"])
     }
 }

@@ -16,7 +16,7 @@ import Testing
         .deletingLastPathComponent()
     static let corpus = environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
     static var psqlPath: String {
-        let bin = environment["DICOM_ETL_TEST_PG_BIN"] ?? EmbeddedPostgres.defaultBinDirectory() ?? "/usr/bin"
+        let bin = environment["DICOM_ETL_TEST_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"
         return (bin as NSString).appendingPathComponent("psql")
     }
     static var daemonPath: String {

@@ -15,6 +15,7 @@ final class RecordingProcessor: FileProcessor, @unchecked Sendable {
     private(set) var processed: [String] = []
     private var gate: CheckedContinuation<Void, Never>?
     private var waiting: [CheckedContinuation<Void, Never>] = []
+    private var released = false
     let holdFiles: Bool
     let delay: Duration
 
@@ -29,6 +30,8 @@ final class RecordingProcessor: FileProcessor, @unchecked Sendable {
 
     func releaseAll() {
         let held = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+            // A file that starts after the release must not wait for a release that already happened.
+            released = true
             defer { waiting.removeAll() }
             return waiting
         }
@@ -43,7 +46,14 @@ final class RecordingProcessor: FileProcessor, @unchecked Sendable {
         }
         defer { lock.withLock { running -= 1 } }
         if holdFiles {
-            await withCheckedContinuation { continuation in lock.withLock { waiting.append(continuation) } }
+            await withCheckedContinuation { continuation in
+                let hold = lock.withLock { () -> Bool in
+                    if released { return false }
+                    waiting.append(continuation)
+                    return true
+                }
+                if !hold { continuation.resume() }
+            }
         }
         if delay > .zero { try? await Task.sleep(for: delay) }
         let name = (file.relativePath as NSString).lastPathComponent

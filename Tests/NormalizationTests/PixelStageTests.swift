@@ -93,3 +93,13 @@ import Testing
 }
 
 import Foundation
+
+@Suite struct SegmentedLUTTests {
+    @Test func expandsDiscreteLinearAndIndirectSegments() throws {
+        // discrete [0, 10], linear to 40 over 3, indirect replay of the first segment (offset 0, 1 segment).
+        let words = [0, 2, 0, 10, 1, 3, 40, 2, 1, 0, 0]
+        #expect(try LookupTable.expandSegmented(words) == [0, 10, 20, 30, 40, 0, 10])
+        #expect(throws: NormalizationError.self) { try LookupTable.expandSegmented([1, 3, 40]) }   // linear with no start
+        #expect(throws: NormalizationError.self) { try LookupTable.expandSegmented([7, 1, 1]) }    // unknown opcode
+    }
+}

@@ -1,0 +1,292 @@
+// InferenceWorker: the service that turns queued series into diagnoses. It waits for work (LISTEN/NOTIFY with a
+// polling fallback), claims jobs under a lease, loads each series' instance tensors from the object store, runs
+// the model over up to B images at a time (gathering for at most T), and per job writes one diagnosis row per
+// image and completes the job in one transaction; failures go back to the queue with backoff, then die.
+import Catalog
+import Foundation
+import Logging
+import ObjectStorage
+import PostgresNIO
+import ServiceLifecycle
+
+/// Settings of an `InferenceWorker`.
+public struct InferenceWorkerConfiguration: Sendable, Hashable {
+    /// B: images per forward pass, and the most jobs claimed at once.
+    public var batchSize: Int
+    /// T: how long a worker that holds fewer than `batchSize` images keeps claiming more before it runs.
+    public var maxBatchDelay: Duration
+    /// How long a claim holds before another worker may take the job over.
+    public var lease: Duration
+    /// The polling fallback of LISTEN/NOTIFY (also picks up retries whose backoff ended and expired leases).
+    public var pollInterval: Duration
+
+    public init(
+        batchSize: Int = 64, maxBatchDelay: Duration = .milliseconds(20), lease: Duration = .seconds(120),
+        pollInterval: Duration = .seconds(5)
+    ) {
+        self.batchSize = max(1, batchSize)
+        self.maxBatchDelay = maxBatchDelay
+        self.lease = lease
+        self.pollInterval = pollInterval
+    }
+}
+
+/// Why a job failed in the worker: a machine-readable code recorded as the job's `last_error`.
+public struct InferenceWorkerError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The series has no instance with a tensor.
+        public static let noTensors = Code("noTensors")
+        /// A tensor named by the catalogue is not in the object store.
+        public static let tensorNotFound = Code("tensorNotFound")
+        /// The object store failed while reading a tensor.
+        public static let tensorUnreadable = Code("tensorUnreadable")
+        /// A tensor is not a float32 array of the model's input shape.
+        public static let tensorShapeMismatch = Code("tensorShapeMismatch")
+        /// The forward pass rejected the input.
+        public static let inferenceFailed = Code("inferenceFailed")
+    }
+
+    public let code: Code
+    public init(_ code: Code) { self.code = code }
+    public var description: String { "inference worker error: \(code.rawValue)" }
+}
+
+/// Claims inference jobs for one model and writes their diagnoses. Run it as a ServiceLifecycle service
+/// (`run()`), or drive it step by step with `processAvailable()`. Several workers (threads, processes or hosts)
+/// may share a queue: a job is leased to one claimer, and only the claimer whose lease still holds can complete
+/// it, so each job's diagnoses are written once.
+public struct InferenceWorker: Service, Sendable {
+    public let model: InferenceModel
+    public let queue: JobQueue
+    public let store: any ObjectStore
+    public let configuration: InferenceWorkerConfiguration
+    let logger: Logger
+
+    /// - Parameters:
+    ///   - queue: the job queue (its client must be running).
+    ///   - store: where the tensors named by `imaging.instances.tensor_key` live.
+    public init(
+        model: InferenceModel, queue: JobQueue, store: any ObjectStore,
+        configuration: InferenceWorkerConfiguration = InferenceWorkerConfiguration(),
+        logger: Logger = Logger(label: "dicom-etl.worker")
+    ) {
+        self.model = model
+        self.queue = queue
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The model's name and version as jobs name it.
+    public var modelRef: ModelRef { ModelRef(name: model.metadata.name, version: model.metadata.version) }
+
+    /// Registers (or updates) the model's row in `inference.models`.
+    public func registerModel() async throws {
+        let metadata = model.metadata
+        try await Catalog(client: queue.client, logger: logger).withTransaction { transaction in
+            try await transaction.registerModel(ModelRecord(
+                model: modelRef, inputRecipe: metadata.input.recipe, classes: metadata.classes,
+                threshold: Double(metadata.threshold)))
+        }
+    }
+
+    /// Registers the model, then processes jobs whenever work may be available until cancelled or shut down
+    /// gracefully (the batch in hand is finished first).
+    public func run() async throws {
+        try await registerModel()
+        logger.info("inference worker started", metadata: ["model": "\(modelRef.name)", "version": "\(modelRef.version)"])
+        let wakeups = queue.wakeups(pollInterval: configuration.pollInterval)
+        await cancelWhenGracefulShutdown {
+            for await _ in wakeups {
+                if Task.isCancelled { break }
+                do {
+                    while try await processAvailable() > 0 {
+                        if Task.isCancelled || Task.isShuttingDownGracefully { break }
+                    }
+                } catch {
+                    if Task.isCancelled { break }
+                    logger.error("inference worker round failed", metadata: ["error": "\(String(describing: error))"])
+                }
+            }
+        }
+        logger.info("inference worker stopped")
+    }
+
+    /// One round: claims up to `batchSize` jobs (claiming more for up to `maxBatchDelay` while they hold fewer
+    /// than `batchSize` images), runs them and completes or fails each.
+    /// - Returns: the number of jobs claimed (0 when none was runnable).
+    @discardableResult
+    public func processAvailable() async throws -> Int {
+        let limit = configuration.batchSize
+        let clock = ContinuousClock()
+        var loaded: [LoadedJob] = []
+        var images = 0
+        var jobs = 0
+        var deadline: ContinuousClock.Instant?
+        while jobs < limit && images < limit {
+            let claimed: [ClaimedJob]
+            do {
+                claimed = try await queue.claim(limit - jobs, lease: configuration.lease, models: [modelRef])
+            } catch {
+                // jobs already in hand are run rather than left to their lease
+                if jobs == 0 { throw error }
+                logger.warning("claiming more jobs failed; running those in hand", metadata: ["error": "\(error)"])
+                break
+            }
+            if claimed.isEmpty {
+                guard let deadline, clock.now < deadline else { break }
+                try await Task.sleep(for: min(.milliseconds(2), deadline - clock.now))
+                continue
+            }
+            if deadline == nil { deadline = clock.now + configuration.maxBatchDelay }
+            jobs += claimed.count
+            for job in claimed {
+                do {
+                    let job = try await load(job)
+                    images += job.instances.count
+                    loaded.append(job)
+                } catch {
+                    await fail(job, error)
+                }
+            }
+            if let deadline, clock.now >= deadline { break }
+        }
+        if !loaded.isEmpty { try await infer(loaded) }
+        return jobs
+    }
+
+    /// Runs rounds until no job is runnable. Returns the number of jobs claimed in all.
+    @discardableResult
+    public func processUntilIdle() async throws -> Int {
+        var total = 0
+        while true {
+            let n = try await processAvailable()
+            if n == 0 { return total }
+            total += n
+        }
+    }
+
+    // MARK: Steps
+
+    struct LoadedJob: Sendable {
+        var job: ClaimedJob
+        var instances: [String]
+        var tensors: [Float]
+    }
+
+    /// Reads the job's instances (by instance number) and their tensors.
+    func load(_ job: ClaimedJob) async throws -> LoadedJob {
+        let rows = try await queue.client.query("""
+            SELECT sop_instance_uid, tensor_key FROM imaging.instances
+            WHERE series_uid = \(job.seriesUID) AND tensor_key IS NOT NULL
+            ORDER BY instance_number NULLS LAST, sop_instance_uid
+            """, logger: logger)
+        var entries: [(String, String)] = []
+        for try await row in rows.decode((String, String).self) { entries.append(row) }
+        guard !entries.isEmpty else { throw InferenceWorkerError(.noTensors) }
+        let size = model.inputSize
+        var tensors = [Float]()
+        tensors.reserveCapacity(entries.count * size)
+        for (_, key) in entries {
+            let data: Data
+            do { data = try await store.get(key) } catch let error as ObjectStoreError where error.code == .notFound {
+                throw InferenceWorkerError(.tensorNotFound)
+            } catch {
+                throw InferenceWorkerError(.tensorUnreadable)
+            }
+            let array: NpyArray
+            do { array = try NpyArray(bytes: [UInt8](data)) } catch { throw InferenceWorkerError(.tensorShapeMismatch) }
+            guard Self.matches(array.shape, model.metadata.input.shape) else {
+                throw InferenceWorkerError(.tensorShapeMismatch)
+            }
+            tensors.append(contentsOf: array.values)
+        }
+        return LoadedJob(job: job, instances: entries.map(\.0), tensors: tensors)
+    }
+
+    /// Whether a tensor's shape holds one image of the input shape (H, W, C): equal once unit axes are dropped,
+    /// so a single-channel image may come as [H, W], [H, W, 1] or [1, H, W].
+    static func matches(_ shape: [Int], _ input: [Int]) -> Bool {
+        shape == input || (shape.filter { $0 != 1 } == input.filter { $0 != 1 } && input.last == 1)
+    }
+
+    /// Runs the jobs' images in passes of up to `batchSize` and completes each job with its diagnoses.
+    func infer(_ jobs: [LoadedJob]) async throws {
+        let metadata = model.metadata
+        let size = model.inputSize
+        let batch = configuration.batchSize
+        var inputs: [Float] = []
+        inputs.reserveCapacity(jobs.reduce(0) { $0 + $1.tensors.count })
+        for job in jobs { inputs.append(contentsOf: job.tensors) }
+        let total = inputs.count / size
+        var probabilities: [[Float]] = []
+        var latencies: [Double] = []
+        probabilities.reserveCapacity(total)
+        var start = 0
+        do {
+            while start < total {
+                let n = min(batch, total - start)
+                let began = ContinuousClock.now
+                let chunk = Array(inputs[(start * size)..<((start + n) * size)])
+                probabilities.append(contentsOf: try model.predict(batch: chunk, count: n))
+                let elapsed = ContinuousClock.now - began
+                let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+                latencies.append(contentsOf: repeatElement(ms, count: n))
+                start += n
+            }
+        } catch {
+            for job in jobs { await fail(job.job, InferenceWorkerError(.inferenceFailed)) }
+            return
+        }
+        let positive = metadata.classes.firstIndex(of: metadata.positiveClass) ?? 0
+        var offset = 0
+        for job in jobs {
+            var diagnoses: [DiagnosisRecord] = []
+            for (i, sop) in job.instances.enumerated() {
+                let p = probabilities[offset + i]
+                let label: String
+                if metadata.output.activation == "sigmoid" {
+                    label = p[positive] >= metadata.threshold
+                        ? metadata.positiveClass : metadata.classes[positive == 0 ? 1 : 0]
+                } else {
+                    label = metadata.classes[p.indices.max { p[$0] < p[$1] } ?? 0]
+                }
+                var byClass: [String: Double] = [:]
+                for (c, name) in metadata.classes.enumerated() { byClass[name] = Double(p[c]) }
+                diagnoses.append(DiagnosisRecord(
+                    jobID: job.job.id, seriesUID: job.job.seriesUID, sopInstanceUID: sop, model: modelRef, label: label,
+                    probabilities: byClass, threshold: Double(metadata.threshold),
+                    latencyMilliseconds: latencies[offset + i]))
+            }
+            offset += job.instances.count
+            do {
+                try await queue.complete(job.job, diagnoses: diagnoses)
+            } catch let error as CatalogError where error.code == .leaseLost {
+                logger.warning("job lease lost before completion; its result is discarded", metadata: ["job": "\(job.job.id)"])
+            } catch {
+                await fail(job.job, error)
+            }
+        }
+    }
+
+    /// Records a failed attempt with a machine-readable reason.
+    func fail(_ job: ClaimedJob, _ error: any Error) async {
+        let reason: String
+        switch error {
+        case let error as InferenceWorkerError: reason = error.code.rawValue
+        case let error as CatalogError: reason = error.code.rawValue
+        case let error as InferenceError: reason = error.code.rawValue
+        default: reason = "internalError"
+        }
+        do {
+            let outcome = try await queue.fail(job, reason: reason)
+            logger.warning("job failed", metadata: ["job": "\(job.id)", "reason": "\(reason)", "outcome": "\(outcome)"])
+        } catch {
+            logger.error("could not record a job failure", metadata: ["job": "\(job.id)", "reason": "\(reason)"])
+        }
+    }
+}
