@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# What `make run` starts. The ingestion daemon is not wired to its stages yet, so this shows the DICOM
-# layer on a real sample: its header as DICOM JSON and its pixel summary.
+# What `make run` starts: the ingestion daemon on ./drop with everything inside ./var — a private
+# PostgreSQL cluster (initialised on first start, stopped on exit), a filesystem object store and a
+# pseudonymisation key generated on first start (./var/pseudonym.key; never commit it, keep a backup:
+# the same key always gives the same pseudonyms). Drop DICOM files into ./drop; Ctrl-C drains and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
-sample=../shared/data/dicom/pydicom/CT_small.dcm
-if [ ! -f "$sample" ]; then
-  sample=$("$VENV/bin/python" -c 'import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "CT_small.dcm"))')
+mkdir -p drop var
+chmod 711 var
+key=var/pseudonym.key
+if [ ! -s "$key" ]; then
+  umask 077
+  head -c 48 /dev/urandom | base64 | tr -d '\n' > "$key"
+  echo "generated a new pseudonymisation key in $key"
 fi
-exec .build/release/dicom-etl inspect "$sample"
+exec .build/release/dicom-etl run --drop-folder ./drop --data-dir ./var --key-file "$key" --log-format text "$@"

@@ -1,5 +1,6 @@
 // The dicom-etl command: its subcommands, one file each.
 import ArgumentParser
+import Ingest
 
 @main
 struct DicomETL: AsyncParsableCommand {
@@ -9,6 +10,9 @@ struct DicomETL: AsyncParsableCommand {
         subcommands: [
             Inspect.self,
             Decode.self,
+            RunCommand<IngestPipeline>.self,
+            Status.self,
+            SandboxWorkerCommand<IngestPipeline>.self,
             Deidentify.self,
             VerifyDeid.self,
             Normalize.self,

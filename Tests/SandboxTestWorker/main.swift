@@ -35,6 +35,7 @@ let handlers: [String: SandboxWorker.Handler] = [
         let file = try DicomFile.open(path: String(decoding: payload, as: UTF8.self), maxSequenceNesting: Int(Int32.max))
         return Array(file.transferSyntaxUID.utf8)
     },
+    ProcessJob.kind: ProcessJob.handler,
     "print": { payload in
         // Stray output on stdout must not corrupt the frames.
         print("noise from a library")

@@ -1,0 +1,129 @@
+// The real pipeline behind `dicom-etl run`: database (configured URL, or the embedded cluster in the
+// data dir), migrations, object store (configured URL, or a filesystem store in the data dir), the
+// processor and the series completion service; and the sandbox job the children serve.
+import Catalog
+import Crypto
+import Foundation
+import Logging
+import ObjectStorage
+import PostgresNIO
+import ServiceLifecycle
+
+/// Why the pipeline cannot be assembled. Carries no paths or secrets.
+public struct PipelineSetupError: Error, Sendable, Equatable, CustomStringConvertible, ReasonedError {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { "pipeline setup failed: \(reason)" }
+}
+
+/// `PipelineAssembly` of the ingestion daemon.
+public enum IngestPipeline: PipelineAssembly {
+    public static var sandboxJobs: [String: SandboxWorker.Handler] { [ProcessJob.kind: ProcessJob.handler] }
+
+    public static func assemble(_ context: PipelineContext) async throws -> AssembledPipeline {
+        let configuration = context.configuration
+        let logger = context.logger
+        let dataDirectory = URL(fileURLWithPath: configuration.dataDirectory).standardizedFileURL.path
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+
+        // Inputs the children load; checked here so a bad file stops the start, not every job.
+        let routesFile = absolute(configuration.routesFile)
+        let routes: SeriesRoutes
+        do { routes = try SeriesRoutes.load(path: routesFile) } catch let error as RoutesError { throw PipelineSetupError(error.reason) }
+        let keyFile = absolute(configuration.effectiveKeyFile)
+        guard let keyBytes = FileManager.default.contents(atPath: keyFile), keyBytes.count >= 32 else {
+            throw PipelineSetupError("key_file_unreadable_or_short")
+        }
+        let profileFile = absolute(configuration.profile)
+        guard FileManager.default.isReadableFile(atPath: profileFile) else { throw PipelineSetupError("profile_unreadable") }
+        let recipesDirectory = ProcessInfo.processInfo.environment["DICOM_ETL_RECIPES"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (URL(fileURLWithPath: routesFile).deletingLastPathComponent().appendingPathComponent("normalize").path)
+
+        // Database.
+        var embedded: EmbeddedPostgres?
+        let databaseURL: String
+        if configuration.databaseURL.isEmpty {
+            let postgres = try EmbeddedPostgres(directory: dataDirectory, logger: logger)
+            databaseURL = try await postgres.start().url
+            embedded = postgres
+        } else {
+            databaseURL = configuration.databaseURL
+        }
+        var environment = ProcessInfo.processInfo.environment
+        if let password = configuration.databasePassword { environment["DICOM_ETL_DATABASE_PASSWORD"] = password }
+        let database = try DatabaseConfiguration.parse(databaseURL, environment: environment)
+        let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
+        let clientTask = Task { await client.run() }
+        let catalog = Catalog(client: client, logger: logger)
+        do {
+            try await retryingUntilReachable(logger: logger) { try await catalog.migrate() }
+        } catch {
+            clientTask.cancel()
+            await embedded?.stop()
+            throw error
+        }
+
+        // Object store.
+        let store: any ObjectStore
+        if configuration.storageURL.isEmpty {
+            store = try FilesystemObjectStore(root: URL(fileURLWithPath: dataDirectory).appendingPathComponent("objects", isDirectory: true))
+        } else {
+            let credentials = configuration.storageAccessKeyID.flatMap { id in
+                configuration.storageSecretAccessKey.map { AWSCredentials(accessKeyID: id, secretAccessKey: $0) }
+            }
+            store = try StorageLocation.parse(configuration.storageURL).makeStore(credentials: credentials)
+        }
+
+        // Output a killed predecessor's children left behind; nothing in it was catalogued yet.
+        let scratchRoot = (dataDirectory as NSString).appendingPathComponent("scratch")
+        try? FileManager.default.removeItem(atPath: scratchRoot)
+        let host = ProcessInfo.processInfo.hostName
+        let dropHash = SHA256.hash(data: Data(URL(fileURLWithPath: configuration.dropFolder).standardizedFileURL.path.utf8))
+            .prefix(6).map { String(format: "%02x", $0) }.joined()
+        let processor = IngestProcessor(
+            catalog: catalog, store: store, sandbox: context.sandbox,
+            inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
+            scratchRoot: scratchRoot, owner: "\(host)/\(dropHash)",
+            lease: configuration.sandboxTimeout + .seconds(120), logger: logger)
+        let completion = SeriesCompletionService(
+            catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(), logger: logger)
+        let databaseService = DatabaseService(clientTask: clientTask, embedded: embedded, logger: logger)
+        return AssembledPipeline(
+            processor: processor, services: [databaseService, completion],
+            readiness: {
+                (try? await catalog.withTransaction { _ in true }) ?? false
+            },
+            pathHashSecret: Array(keyBytes))
+    }
+
+    static func absolute(_ path: String) -> String {
+        URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+
+    /// Runs `body`, retrying for up to a minute while the database is not reachable yet.
+    static func retryingUntilReachable(logger: Logger, _ body: () async throws -> Void) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            do { return try await body() } catch {
+                if ContinuousClock.now > deadline { throw error }
+                logger.warning("database not ready; retrying", metadata: LogRedaction.metadata(for: error))
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+}
+
+/// Keeps the database client running until shutdown, then stops it and the embedded cluster (after
+/// the pipeline and the completion service, which the service group shuts down first).
+struct DatabaseService: Service {
+    let clientTask: Task<Void, Never>
+    let embedded: EmbeddedPostgres?
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        clientTask.cancel()
+        await clientTask.value
+        await embedded?.stop()
+    }
+}

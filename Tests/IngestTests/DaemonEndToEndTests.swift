@@ -1,0 +1,263 @@
+// End to end: the built `dicom-etl run` as a child process on a drop folder, with a fresh database in
+// the test PostgreSQL (DICOM_ETL_TEST_DATABASE_URL), a filesystem store in a temporary data dir and
+// real corpus files (DICOM_ETL_CORPUS). The subset is the corpus' pydicom folder (112 files: every
+// transfer syntax family, truncated and odd files) plus the file that crashes DCMTK's tools and
+// four chest radiographs (CR/DX, routed to the pneumonia model): ~11 s for three daemon runs on 2
+// cores, where the whole corpus (324 files, larger images) would take minutes per run; every code path
+// (each quarantine reason, routing, jobs, duplicates, crash recovery) is reached by the subset.
+import Foundation
+import Ingest
+import Testing
+
+@Suite(.serialized) struct DaemonEndToEndTests {
+    static let environment = ProcessInfo.processInfo.environment
+    static let adminURL = environment["DICOM_ETL_TEST_DATABASE_URL"]
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let corpus = environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
+    static var psqlPath: String {
+        let bin = environment["DICOM_ETL_TEST_PG_BIN"] ?? EmbeddedPostgres.defaultBinDirectory() ?? "/usr/bin"
+        return (bin as NSString).appendingPathComponent("psql")
+    }
+    static var daemonPath: String {
+        URL(fileURLWithPath: testWorkerCommand().executable).deletingLastPathComponent().appendingPathComponent("dicom-etl").path
+    }
+    static var ready: Bool { adminURL != nil && FileManager.default.fileExists(atPath: corpus) }
+
+    static let radiographs = [
+        ("cr-chest.dcm", "dwv/gdcm-CR-MONO1-10-chest.dcm"), ("dx.dcm", "highdicom/dx_image.dcm"),
+        ("cr-j2k.dcm", "pydicom-data/RG3_J2KI.dcm"), ("cr-jpeg.dcm", "torchxrayvision/Fake_MONOHR1.dcm"),
+    ]
+
+    /// The files dropped: relative name in the drop folder → source path.
+    static func subset() -> [(String, String)] {
+        let root = FileManager.default.fileExists(atPath: corpus + "/pydicom") ? corpus + "/pydicom" : corpus
+        var files: [(String, String)] = []
+        if let walker = FileManager.default.enumerator(atPath: root) {
+            while let relative = walker.nextObject() as? String {
+                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular {
+                    files.append((relative.replacingOccurrences(of: "/", with: "_"), (root as NSString).appendingPathComponent(relative)))
+                }
+            }
+        }
+        let nested = corpus + "/orthanc-tests/2026-05-06-Deeply-Nested-Sequence.dcm"
+        if FileManager.default.fileExists(atPath: nested) { files.append(("nested.dcm", nested)) }
+        // Chest radiographs (CR/DX) with pixels, so series are routed to the pneumonia model.
+        for (name, relative) in radiographs where FileManager.default.fileExists(atPath: corpus + "/" + relative) {
+            files.append((name, corpus + "/" + relative))
+        }
+        return files.shuffled()
+    }
+
+    /// A temporary world: drop folder, data dir, key, fresh database.
+    struct World {
+        let root: String
+        let drop: String
+        let data: String
+        let key: String
+        let databaseURL: String
+        let database: String
+
+        init() throws {
+            root = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))").path
+            drop = root + "/drop"
+            data = root + "/var"
+            key = root + "/key"
+            for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
+            database = "e2e_\(UUID().uuidString.prefix(8).lowercased())"
+            let admin = try #require(DaemonEndToEndTests.adminURL)
+            _ = try DaemonEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
+            var components = try #require(URLComponents(string: admin))
+            components.path = "/" + database
+            databaseURL = try #require(components.string)
+        }
+
+        func drop(_ files: [(String, String)]) throws {
+            for (name, source) in files {
+                // Written under a temporary name, then renamed: as a PACS export would appear.
+                let part = drop + "/." + name + ".part"
+                try FileManager.default.copyItem(atPath: source, toPath: part)
+                try FileManager.default.moveItem(atPath: part, toPath: drop + "/" + name)
+            }
+        }
+
+        func count(_ sql: String) throws -> Int {
+            Int(try DaemonEndToEndTests.psql(databaseURL, sql)) ?? -1
+        }
+
+        /// Files under a folder of the drop folder ("" for the drop folder itself, outside its own subfolders).
+        func files(in folder: String) -> [String] {
+            let base = folder.isEmpty ? drop : drop + "/" + folder
+            var names: [String] = []
+            guard let walker = FileManager.default.enumerator(atPath: base) else { return [] }
+            while let relative = walker.nextObject() as? String {
+                if folder.isEmpty, relative == "processed" || relative == "quarantine" { walker.skipDescendants(); continue }
+                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { names.append(relative) }
+            }
+            return names.sorted()
+        }
+
+        func cleanUp() {
+            _ = try? DaemonEndToEndTests.psql(DaemonEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    static func psql(_ url: String, _ sql: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: psqlPath)
+        process.arguments = [url, "-v", "ON_ERROR_STOP=1", "-tAc", sql]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw PipelineFailure(stage: .catalog, reason: "psql_failed") }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func startDaemon(_ world: World) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: daemonPath)
+        process.arguments = [
+            "run", "--drop-folder", world.drop, "--data-dir", world.data, "--database-url", world.databaseURL,
+            "--key-file", world.key, "--profile", packageRoot.path + "/etl/deidentify/basic.yaml",
+            "--routes-file", packageRoot.path + "/etl/routes.yaml", "--stable-file-seconds", "0.3",
+            "--rescan-interval-seconds", "1", "--series-quiet-seconds", "1", "--ops-port", "0", "--concurrency", "2",
+            "--log-level", "warning",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["DICOM_ETL_RECIPES"] = packageRoot.path + "/etl/normalize"
+        environment["DICOM_ETL_STORAGE_URL"] = nil
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        return process
+    }
+
+    /// Waits until the drop folder is empty and no series is still open (or the time runs out).
+    static func waitUntilSettled(_ world: World, daemon: Process, timeout: Duration = .seconds(180)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !daemon.isRunning { return }
+            if world.files(in: "").isEmpty, (try? world.count("SELECT count(*) FROM imaging.series WHERE state = 'open'")) == 0 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    static func stop(_ daemon: Process) {
+        guard daemon.isRunning else { return }
+        daemon.terminate()
+        daemon.waitUntilExit()
+    }
+
+    struct Counts: Equatable, CustomStringConvertible {
+        var instances, series, jobs, catalogued, quarantined, objects: Int
+        var description: String { "instances=\(instances) series=\(series) jobs=\(jobs) catalogued=\(catalogued) quarantined=\(quarantined) objects=\(objects)" }
+    }
+
+    static func counts(_ world: World) throws -> Counts {
+        // The store's data/ folder (tmp/ holds writes a kill interrupted; they are not objects).
+        var objects = 0
+        if let walker = FileManager.default.enumerator(atPath: world.data + "/objects/data") {
+            while walker.nextObject() != nil {
+                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { objects += 1 }
+            }
+        }
+        return Counts(
+            instances: try world.count("SELECT count(*) FROM imaging.instances"),
+            series: try world.count("SELECT count(*) FROM imaging.series"),
+            jobs: try world.count("SELECT count(*) FROM inference.jobs"),
+            catalogued: try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'catalogued'"),
+            quarantined: try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'quarantined'"),
+            objects: objects)
+    }
+
+    @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(6)))
+    func dropFolderIsIngestedOnceRedropIsDuplicateAndKilledDaemonRecovers() async throws {
+        let files = Self.subset()
+        let world = try World()
+        defer { world.cleanUp() }
+        let daemon = try Self.startDaemon(world)
+        defer { Self.stop(daemon) }
+        let started = ContinuousClock.now
+        try world.drop(files)
+        try await Self.waitUntilSettled(world, daemon: daemon)
+        let elapsed = ContinuousClock.now - started
+        #expect(daemon.isRunning, "the daemon keeps running through every file, the DCMTK-crashing one included")
+
+        // Every file went somewhere: processed/ or quarantine/ beside a reason file; none left.
+        #expect(world.files(in: "").isEmpty)
+        let processed = world.files(in: "processed")
+        let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
+        let reasons = world.files(in: "quarantine").filter { $0.hasSuffix(".reason.json") }
+        #expect(processed.count + quarantined.count == files.count)
+        #expect(Set(reasons) == Set(quarantined.map { $0 + ".reason.json" }))
+        if files.contains(where: { $0.0 == "nested.dcm" }) { #expect(quarantined.contains("nested.dcm")) }
+        if files.contains(where: { $0.0 == "CT_small.dcm" }) { #expect(processed.contains("CT_small.dcm")) }
+
+        // Catalogued once: each processed file is a catalogued (or duplicate) ledger row; every
+        // instance row comes from a catalogued row; quarantined rows match quarantined files.
+        let first = try Self.counts(world)
+        print("quarantined by reason: " + (try Self.psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")))
+        print("end to end: \(files.count) files dropped, \(processed.count) processed, \(quarantined.count) quarantined in \(elapsed) (drop to settled, incl. the 1 s quiet period); \(first)")
+        let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
+        #expect(first.catalogued + duplicates == processed.count)
+        #expect(first.quarantined == quarantined.count)
+        #expect(first.instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
+        #expect(first.instances > 0)
+        // A job per complete series routed to a model (CR/DX, chest or no body part), one per revision.
+        let routed = try world.count("""
+            SELECT count(*) FROM imaging.series WHERE state = 'complete' AND upper(modality) IN ('CR', 'DX')
+              AND (body_part IS NULL OR body_part = '' OR upper(body_part) IN ('CHEST', 'THORAX', 'LUNG'))
+            """)
+        #expect(first.jobs == routed)
+        if processed.contains(where: { name in Self.radiographs.contains { $0.0 == name } }) {
+            #expect(first.jobs > 0, "a catalogued chest radiograph's series gets a job once complete")
+            #expect(try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL") > 0)
+        }
+        #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
+        // No PHI in the analyst tables: no original UID appears among the catalogued ones.
+        #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN vault.instances v ON v.original_sop_instance_uid = i.sop_instance_uid") == 0)
+
+        // Re-dropping the same files: all duplicates (or quarantined again), no new rows.
+        let processedBefore = processed.count
+        try world.drop(files)
+        try await Self.waitUntilSettled(world, daemon: daemon)
+        #expect(world.files(in: "").isEmpty)
+        let second = try Self.counts(world)
+        #expect(second.instances == first.instances && second.series == first.series && second.jobs == first.jobs)
+        #expect(second.catalogued == first.catalogued)
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'") >= duplicates + processedBefore)
+        Self.stop(daemon)
+
+        // The same files into a fresh world, SIGKILLed mid-run and restarted: same final counts.
+        let crashed = try World()
+        defer { crashed.cleanUp() }
+        var victim = try Self.startDaemon(crashed)
+        try crashed.drop(files)
+        let killAt = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < killAt, (try? crashed.count("SELECT count(*) FROM ingest.source_files WHERE state = 'catalogued'")) ?? 0 < max(1, first.catalogued / 3) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        victim = try Self.startDaemon(crashed)
+        defer { Self.stop(victim) }
+        try await Self.waitUntilSettled(crashed, daemon: victim)
+        #expect(crashed.files(in: "").isEmpty)
+        let recovered = try Self.counts(crashed)
+        print("after SIGKILL and restart: \(recovered)")
+        #expect(recovered.instances == first.instances)
+        #expect(recovered.series == first.series)
+        #expect(recovered.jobs == first.jobs)
+        #expect(recovered.catalogued == first.catalogued)
+        #expect(recovered.quarantined == first.quarantined)
+        #expect(recovered.objects == first.objects, "\(recovered) vs \(first)")
+    }
+}

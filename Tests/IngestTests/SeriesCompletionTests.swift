@@ -1,0 +1,70 @@
+// Tests of SeriesCompletionService against a fresh database in the test PostgreSQL: a series is
+// complete only after its quiet period (time injected), gets one job per routed model and revision,
+// and a late instance re-opens it under a new revision.
+import Catalog
+import Foundation
+import Ingest
+import Logging
+import Testing
+
+@Suite(.serialized) struct SeriesCompletionTests {
+    static func instance(_ sop: String, series: String, modality: String) -> CatalogBatch {
+        CatalogBatch(
+            patients: [PatientRecord(patientID: "P1")], studies: [StudyRecord(studyUID: "2.25.1", patientID: "P1")],
+            series: [SeriesRecord(seriesUID: series, studyUID: "2.25.1", modality: modality)],
+            instances: [InstanceRecord(sopInstanceUID: sop, seriesUID: series, studyUID: "2.25.1", patientID: "P1", modality: modality)])
+    }
+
+    @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"))
+    func quietSeriesGetOneJobPerRoutedModelAndRevision() async throws {
+        let world = try DaemonEndToEndTests.World()
+        defer { world.cleanUp() }
+        let routes = try SeriesRoutes.load(path: DaemonEndToEndTests.packageRoot.path + "/etl/routes.yaml")
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let clock = LockedDate(t0)
+        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
+            let catalog = Catalog(client: client)
+            try await catalog.migrate()
+            let service = SeriesCompletionService(
+                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: ContinuousClock(), now: { clock.value },
+                logger: Logger(label: "test"))
+            try await catalog.upsert(Self.instance("2.25.10", series: "2.25.100", modality: "CR"), arrivedAt: t0)
+            try await catalog.upsert(Self.instance("2.25.20", series: "2.25.200", modality: "CT"), arrivedAt: t0)
+
+            clock.value = t0.addingTimeInterval(9)
+            #expect(try await service.completeQuietSeries().isEmpty)
+            #expect(try world.count("SELECT count(*) FROM inference.jobs") == 0)
+
+            clock.value = t0.addingTimeInterval(11)
+            let completed = try await service.completeQuietSeries()
+            #expect(completed.map(\.seriesUID) == ["2.25.100", "2.25.200"])
+            // Only the CR series is routed: one job, for the routed model at the series' revision.
+            #expect(try world.count("SELECT count(*) FROM inference.jobs") == 1)
+            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT series_uid || ' ' || model_name || ' ' || model_version FROM inference.jobs")
+                == "2.25.100 \(routes.routes[0].model) \(routes.routes[0].modelVersion)")
+            #expect(try await service.completeQuietSeries().isEmpty)
+
+            // A late instance re-opens the series; once quiet again it is queued under the next revision.
+            try await catalog.upsert(Self.instance("2.25.11", series: "2.25.100", modality: "CR"), arrivedAt: t0.addingTimeInterval(12))
+            clock.value = t0.addingTimeInterval(20)
+            #expect(try await service.completeQuietSeries().isEmpty)
+            clock.value = t0.addingTimeInterval(23)
+            let reopened = try await service.completeQuietSeries()
+            #expect(reopened.map(\.seriesUID) == ["2.25.100"])
+            #expect(reopened.first?.revision == (completed.first?.revision ?? 0) + 1)
+            #expect(try world.count("SELECT count(DISTINCT series_revision) FROM inference.jobs WHERE series_uid = '2.25.100'") == 2)
+            #expect(try world.count("SELECT count(*) FROM inference.jobs") == 2)
+        }
+    }
+}
+
+/// A settable time shared with the service's `now` closure.
+final class LockedDate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Date
+    init(_ date: Date) { stored = date }
+    var value: Date {
+        get { lock.lock(); defer { lock.unlock() }; return stored }
+        set { lock.lock(); stored = newValue; lock.unlock() }
+    }
+}
