@@ -10,14 +10,14 @@ struct DicomETL: AsyncParsableCommand {
         subcommands: [
             Inspect.self,
             Decode.self,
+            RunCommand<IngestPipeline>.self,
+            Status.self,
+            SandboxWorkerCommand<IngestPipeline>.self,
             Deidentify.self,
             VerifyDeid.self,
             Normalize.self,
             Migrate.self,
             Worker.self,
-            RunCommand<IngestPipeline>.self,
-            Status.self,
-            SandboxWorkerCommand<IngestPipeline>.self,
         ]
     )
 }
