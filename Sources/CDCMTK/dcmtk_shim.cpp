@@ -531,61 +531,45 @@ static bool read_int64(DcmElement *el, unsigned long i, int64_t &v) {
     switch (el->ident()) {
     case EVR_SV: { Sint64 x; if (el->getSint64(x, i).bad()) return false; v = x; return true; }
     case EVR_UV: case EVR_OV: { Uint64 x; if (el->getUint64(x, i).bad()) return false; v = int64_t(x); return true; }
-    case EVR_FL: case EVR_OF: case EVR_FD: case EVR_OD: case EVR_DS: {
-        double d;
-        if (!read_double(el, i, d)) return false;
-        v = int64_t(d);
-        return true;
-    }
     default: {
-        double d;
+        double d;  // every other VR fits a double exactly (at most 32-bit integers)
         if (!read_double(el, i, d)) return false;
         v = int64_t(d);
         return true;
     }
     }
+}
+
+// Values of a numeric element through `read`; with out == NULL only *count is set.
+template <typename T>
+static dcmtk_status get_values(dcmtk_item *item, uint16_t group, uint16_t element, T *out, size_t capacity, size_t *count,
+                               bool (*read)(DcmElement *, unsigned long, T &)) {
+    if (!count) return DCMTK_INVALID_ARGUMENT;
+    *count = 0;
+    DcmElement *el = find(item, group, element);
+    if (!el) return DCMTK_NOT_FOUND;
+    if (el->ident() == EVR_SQ) return DCMTK_WRONG_TYPE;
+    size_t n = value_count(el);
+    if (!out) {
+        *count = n;
+        return DCMTK_OK;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < capacity; i++) {
+        T v;
+        if (!read(el, OFstatic_cast(unsigned long, i), v)) return k == 0 ? DCMTK_WRONG_TYPE : DCMTK_OK;
+        out[k++] = v;
+        *count = k;
+    }
+    return DCMTK_OK;
 }
 
 extern "C" dcmtk_status dcmtk_item_get_doubles(dcmtk_item *item, uint16_t group, uint16_t element, double *out, size_t capacity, size_t *count) {
-    if (!count) return DCMTK_INVALID_ARGUMENT;
-    *count = 0;
-    DcmElement *el = find(item, group, element);
-    if (!el) return DCMTK_NOT_FOUND;
-    if (el->ident() == EVR_SQ) return DCMTK_WRONG_TYPE;
-    size_t n = value_count(el);
-    if (!out) {
-        *count = n;
-        return DCMTK_OK;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < capacity; i++) {
-        double v;
-        if (!read_double(el, OFstatic_cast(unsigned long, i), v)) return k == 0 ? DCMTK_WRONG_TYPE : DCMTK_OK;
-        out[k++] = v;
-        *count = k;
-    }
-    return DCMTK_OK;
+    return get_values<double>(item, group, element, out, capacity, count, read_double);
 }
 
 extern "C" dcmtk_status dcmtk_item_get_int64s(dcmtk_item *item, uint16_t group, uint16_t element, int64_t *out, size_t capacity, size_t *count) {
-    if (!count) return DCMTK_INVALID_ARGUMENT;
-    *count = 0;
-    DcmElement *el = find(item, group, element);
-    if (!el) return DCMTK_NOT_FOUND;
-    if (el->ident() == EVR_SQ) return DCMTK_WRONG_TYPE;
-    size_t n = value_count(el);
-    if (!out) {
-        *count = n;
-        return DCMTK_OK;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < capacity; i++) {
-        int64_t v;
-        if (!read_int64(el, OFstatic_cast(unsigned long, i), v)) return k == 0 ? DCMTK_WRONG_TYPE : DCMTK_OK;
-        out[k++] = v;
-        *count = k;
-    }
-    return DCMTK_OK;
+    return get_values<int64_t>(item, group, element, out, capacity, count, read_int64);
 }
 
 extern "C" dcmtk_status dcmtk_item_get_tags(dcmtk_item *item, uint16_t group, uint16_t element, uint32_t *out, size_t capacity, size_t *count) {
