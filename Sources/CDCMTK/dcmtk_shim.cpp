@@ -593,6 +593,15 @@ extern "C" dcmtk_status dcmtk_item_get_tags(dcmtk_item *item, uint16_t group, ui
     return DCMTK_OK;
 }
 
+// The value of el as held by DCMTK, through one of its typed array getters.
+template <typename T>
+static OFCondition held_bytes(DcmElement *el, OFCondition (DcmElement::*get)(T *&), Uint8 *&bytes) {
+    T *values = nullptr;
+    OFCondition c = (el->*get)(values);
+    bytes = reinterpret_cast<Uint8 *>(values);
+    return c;
+}
+
 extern "C" dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, uint16_t element, const uint8_t **out, size_t *length) {
     if (!out || !length) return DCMTK_INVALID_ARGUMENT;
     *out = nullptr;
@@ -613,56 +622,27 @@ extern "C" dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, u
     Uint8 *bytes = nullptr;
     OFCondition c;
     switch (el->ident()) {
-    case EVR_US: case EVR_SS: case EVR_OW: case EVR_xs: case EVR_lt: {
-        Uint16 *w = nullptr;
-        c = el->getUint16Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
+    case EVR_US: case EVR_SS: case EVR_OW: case EVR_xs: case EVR_lt: case EVR_AT:
+        c = held_bytes<Uint16>(el, &DcmElement::getUint16Array, bytes);
         break;
-    }
-    case EVR_UL: case EVR_SL: case EVR_OL: {
-        Uint32 *w = nullptr;
-        c = el->getUint32Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
+    case EVR_UL: case EVR_SL: case EVR_OL:
+        c = held_bytes<Uint32>(el, &DcmElement::getUint32Array, bytes);
         break;
-    }
-    case EVR_FL: case EVR_OF: {
-        Float32 *w = nullptr;
-        c = el->getFloat32Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
+    case EVR_FL: case EVR_OF:
+        c = held_bytes<Float32>(el, &DcmElement::getFloat32Array, bytes);
         break;
-    }
-    case EVR_FD: case EVR_OD: {
-        Float64 *w = nullptr;
-        c = el->getFloat64Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
+    case EVR_FD: case EVR_OD:
+        c = held_bytes<Float64>(el, &DcmElement::getFloat64Array, bytes);
         break;
-    }
-    case EVR_SV: {
-        Sint64 *w = nullptr;
-        c = el->getSint64Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
+    case EVR_SV:
+        c = held_bytes<Sint64>(el, &DcmElement::getSint64Array, bytes);
         break;
-    }
-    case EVR_UV: case EVR_OV: {
-        Uint64 *w = nullptr;
-        c = el->getUint64Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
+    case EVR_UV: case EVR_OV:
+        c = held_bytes<Uint64>(el, &DcmElement::getUint64Array, bytes);
         break;
-    }
-    case EVR_AT: {
-        Uint16 *w = nullptr;
-        c = el->getUint16Array(w);
-        bytes = reinterpret_cast<Uint8 *>(w);
-        break;
-    }
     case EVR_PixelData: {
-        if (el->getTag().getEVR() == EVR_OW) {
-            Uint16 *w = nullptr;
-            c = el->getUint16Array(w);
-            bytes = reinterpret_cast<Uint8 *>(w);
-        } else {
-            c = el->getUint8Array(bytes);
-        }
+        if (el->getTag().getEVR() == EVR_OW) c = held_bytes<Uint16>(el, &DcmElement::getUint16Array, bytes);
+        else c = el->getUint8Array(bytes);
         break;
     }
     default:
@@ -675,11 +655,7 @@ extern "C" dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, u
             return c.good() ? DCMTK_OK : DCMTK_WRONG_TYPE;
         }
         c = el->getUint8Array(bytes);
-        if (c.bad()) {
-            Uint16 *w = nullptr;
-            c = el->getUint16Array(w);
-            bytes = reinterpret_cast<Uint8 *>(w);
-        }
+        if (c.bad()) c = held_bytes<Uint16>(el, &DcmElement::getUint16Array, bytes);
     }
     if (c.bad() || !bytes) return DCMTK_WRONG_TYPE;
     *out = bytes;

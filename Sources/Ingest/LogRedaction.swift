@@ -1,5 +1,6 @@
 // What may appear in logs and reason files: path hashes, never paths or DICOM values.
 import Crypto
+import DICOM
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -137,19 +138,7 @@ public struct JSONLogHandler: LogHandler {
     }
 
     static func appendString(_ string: String, to line: inout String) {
-        line += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": line += "\\\""
-            case "\\": line += "\\\\"
-            case "\n": line += "\\n"
-            case "\r": line += "\\r"
-            case "\t": line += "\\t"
-            case _ where scalar.value < 0x20: line += String(format: "\\u%04x", scalar.value)
-            default: line.unicodeScalars.append(scalar)
-            }
-        }
-        line += "\""
+        line += DicomJSON.quoted(string)
     }
 
     static func timestamp() -> String {
