@@ -267,7 +267,8 @@ public struct CatalogTransaction: Sendable {
             """, logger: logger)
     }
 
-    /// Writes diagnosis rows.
+    /// Writes diagnosis rows. A job writes one row per instance (migration 006's key): a row its job already
+    /// wrote, when the job runs again, is kept as it is and the new one dropped.
     public func insertDiagnoses(_ diagnoses: [DiagnosisRecord]) async throws {
         guard !diagnoses.isEmpty else { return }
         try await connection.query("""
@@ -279,6 +280,7 @@ public struct CatalogTransaction: Sendable {
                  AS x(job_id bigint, series_uid text, sop_instance_uid text, model_name text, model_version text,
                       label text, probabilities jsonb, threshold double precision, latency_ms double precision,
                       created_at timestamptz)
+            ON CONFLICT (job_id, sop_instance_uid) WHERE job_id IS NOT NULL DO NOTHING
             """, logger: logger)
     }
 
