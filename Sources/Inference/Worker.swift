@@ -95,22 +95,21 @@ public struct InferenceWorker: Service, Sendable {
     }
 
     /// Registers the model, then processes jobs whenever work may be available until cancelled or shut down
-    /// gracefully (the batch in hand is finished first).
+    /// gracefully. A graceful shutdown lets the round in hand finish (its jobs are completed, not left to their
+    /// lease) and claims nothing more.
     public func run() async throws {
         try await registerModel()
         logger.info("inference worker started", metadata: ["model": "\(modelRef.name)", "version": "\(modelRef.version)"])
         let wakeups = queue.wakeups(pollInterval: configuration.pollInterval)
-        await cancelWhenGracefulShutdown {
-            for await _ in wakeups {
-                if Task.isCancelled { break }
-                do {
-                    while try await processAvailable() > 0 {
-                        if Task.isCancelled || Task.isShuttingDownGracefully { break }
-                    }
-                } catch {
-                    if Task.isCancelled { break }
-                    logger.error("inference worker round failed", metadata: ["error": "\(String(describing: error))"])
+        for await _ in wakeups.cancelOnGracefulShutdown() {
+            if Task.isCancelled || Task.isShuttingDownGracefully { break }
+            do {
+                while try await processAvailable() > 0 {
+                    if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 }
+            } catch {
+                if Task.isCancelled { break }
+                logger.error("inference worker round failed", metadata: ["error": "\(String(describing: error))"])
             }
         }
         logger.info("inference worker stopped")
