@@ -4,8 +4,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Catalog
 import Foundation
 import Logging
+import ObjectStorage
 import Prometheus
 import ServiceLifecycle
 
@@ -19,12 +21,21 @@ public struct AssembledPipeline: Sendable {
     public var readiness: @Sendable () async -> Bool
     /// Key material for path hashes in logs and reason files.
     public var pathHashSecret: [UInt8]
+    /// The database the pipeline writes (its client runs while `services` run), for services that share it.
+    public var catalog: Catalog?
+    /// The object store the pipeline writes, for services that share it.
+    public var store: (any ObjectStore)?
 
-    public init(processor: any FileProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8]) {
+    public init(
+        processor: any FileProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8],
+        catalog: Catalog? = nil, store: (any ObjectStore)? = nil
+    ) {
         self.processor = processor
         self.services = services
         self.readiness = readiness
         self.pathHashSecret = pathHashSecret
+        self.catalog = catalog
+        self.store = store
     }
 }
 
