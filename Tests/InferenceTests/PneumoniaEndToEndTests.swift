@@ -1,7 +1,7 @@
 // End to end, drop folder to diagnosis: the 624 official PneumoniaMNIST test images, written as a PACS export
 // of DICOM CR files (scripts/medmnist-to-dicom.py), dropped into the folder of the built `dicom-etl run
 // --with-worker` (child process, database in the test PostgreSQL, filesystem store) come back as one diagnosis
-// row each. The stored cxr-28 tensors equal the images (grey level / 255: the recipe is the identity on a 28×28
+// row each, through a SIGTERM mid-run (both stop cleanly, exit 0) and a restart. The stored cxr-28 tensors equal the images (grey level / 255: the recipe is the identity on a 28×28
 // image with a full-range window), the probabilities equal the Swift model's on the npz pixels, and the AUC
 // computed from the rows equals the committed model's evaluation_metrics.json. The clinician's view joins each
 // row back to the patient ID written into the file; the analyst role cannot read that view or the vault.
@@ -191,7 +191,7 @@ import Testing
     func officialTestImagesDroppedAsCRFilesComeBackAsDiagnosesWithTheModelsAUC() async throws {
         let world = try World()
         defer { world.cleanUp() }
-        let daemon = try Self.startDaemon(world)
+        var daemon = try Self.startDaemon(world)
         defer {
             if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() }
         }
@@ -206,12 +206,27 @@ import Testing
         try #require(n == 624)
         let written = ContinuousClock.now - started
 
-        // Until every image has its diagnosis, the daemon dies, or the time runs out.
+        // Until every image has its diagnosis, the daemon dies, or the time runs out. Once the first diagnoses are
+        // in, while files are still arriving and series completing, SIGTERM stops the daemon and its worker
+        // mid-run (exit 0: files in flight drained, the worker's round finished) and a new daemon carries on.
         let deadline = ContinuousClock.now + .seconds(420)
         var diagnosed = 0
+        var stoppedAt: Int?
+        var midRunStop = Duration.zero
         while ContinuousClock.now < deadline, daemon.isRunning {
             diagnosed = world.count("SELECT count(*) FROM inference.diagnoses")
             if diagnosed >= n { break }
+            if stoppedAt == nil, diagnosed >= 30 {
+                let stopping = ContinuousClock.now
+                daemon.terminate()
+                daemon.waitUntilExit()
+                midRunStop = ContinuousClock.now - stopping
+                #expect(daemon.terminationReason == .exit && daemon.terminationStatus == 0, "mid-run exit status \(daemon.terminationStatus)")
+                stoppedAt = world.count("SELECT count(*) FROM inference.diagnoses")
+                #expect(world.count("SELECT count(*) FROM inference.jobs WHERE state = 'running'") == 0,
+                        "no job is left to its lease by a graceful stop")
+                daemon = try Self.startDaemon(world)
+            }
             try await Task.sleep(for: .milliseconds(500))
         }
         let elapsed = ContinuousClock.now - started
@@ -234,6 +249,7 @@ import Testing
         #expect(world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL") == n)
         #expect(world.count("SELECT count(*) FROM inference.jobs WHERE state = 'done'") == n)
         #expect(world.count("SELECT count(*) FROM inference.jobs WHERE state <> 'done'") == 0)
+        #expect(stoppedAt.map { $0 > 0 && $0 < n } == true, "the daemon was stopped mid-run")
         #expect(world.count("SELECT count(DISTINCT (job_id, sop_instance_uid)) FROM inference.diagnoses") == n)
 
         // The rows as a clinician sees them: original patient ID, accession number, study and SOP Instance UIDs.
@@ -320,7 +336,8 @@ import Testing
 
         print("""
             pneumonia end to end: \(n) CR files written in \(written), all diagnosed \(elapsed) after the export began \
-            (ingest, 1 s quiet period, worker), stopped by SIGTERM in \(stopTime), checked in \(ContinuousClock.now - checking); model \(modelName) \(modelVersion): AUC from the rows \
+            (ingest, 1 s quiet period, worker; SIGTERM at \(stoppedAt ?? -1) diagnoses took \(midRunStop), then a \
+            restart), stopped by SIGTERM in \(stopTime), checked in \(ContinuousClock.now - checking); model \(modelName) \(modelVersion): AUC from the rows \
             \(String(format: "%.4f", auc)) (the Swift model on the npz pixels \(String(format: "%.4f", directAUC)), \
             evaluation_metrics.json \(String(format: "%.4f", expectedAUC))), accuracy \(String(format: "%.4f", accuracy)) \
             (evaluation_metrics.json \(String(format: "%.4f", expectedAccuracy))), max |Δp| \(worst), max |tensor − grey/255| \(largest)
