@@ -138,7 +138,7 @@ import Testing
         environment["DICOM_ETL_WITH_WORKER"] = nil
         environment["OPENBLAS_NUM_THREADS"] = "1"
         process.environment = environment
-        FileManager.default.createFile(atPath: world.log, contents: nil)
+        _ = FileManager.default.createFile(atPath: world.log, contents: nil)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: world.log)
         try process.run()
