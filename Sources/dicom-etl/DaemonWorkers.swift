@@ -32,7 +32,6 @@ enum DaemonWorkers {
     static func loadModels(routes: SeriesRoutes, modelsDirectory: String) throws -> [InferenceModel] {
         let base = URL(fileURLWithPath: modelsDirectory).standardizedFileURL
         var models: [InferenceModel] = []
-        var seen: Set<ModelRef> = []
         for route in routes.routes {
             let reference = ModelRef(name: route.model, version: route.modelVersion)
             let label = "\(route.model)@\(route.modelVersion)"
@@ -40,7 +39,6 @@ enum DaemonWorkers {
                 guard loaded.metadata.input.recipe == route.recipe else { throw DaemonWorkerError("route_recipe_mismatch", model: label) }
                 continue
             }
-            guard seen.insert(reference).inserted else { continue }
             let directory = base.appendingPathComponent(route.model).appendingPathComponent(route.modelVersion)
             let model: InferenceModel
             do throws(InferenceError) { model = try InferenceModel.load(directory: directory) } catch {

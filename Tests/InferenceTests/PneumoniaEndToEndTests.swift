@@ -1,10 +1,14 @@
 // End to end, drop folder to diagnosis: the 624 official PneumoniaMNIST test images, written as a PACS export
 // of DICOM CR files (scripts/medmnist-to-dicom.py), dropped into the folder of the built `dicom-etl run
 // --with-worker` (child process, database in the test PostgreSQL, filesystem store) come back as one diagnosis
-// row each, through a SIGTERM mid-run (both stop cleanly, exit 0) and a restart. The stored cxr-28 tensors equal the images (grey level / 255: the recipe is the identity on a 28×28
-// image with a full-range window), the probabilities equal the Swift model's on the npz pixels, and the AUC
+// row each, through a SIGTERM mid-run (both stop cleanly, exit 0) and a restart. The stored cxr-28 tensors equal
+// the images (grey level / 255), the probabilities equal the Swift model's on the npz pixels, and the AUC
 // computed from the rows equals the committed model's evaluation_metrics.json. The clinician's view joins each
 // row back to the patient ID written into the file; the analyst role cannot read that view or the vault.
+//
+// cxr-28 on a 28×28 image is an identity crop and resize; the pixels stay the images' only through the window:
+// the files carry WindowCenter 128 / WindowWidth 256 (LINEAR: x / 255). Without a window the recipe falls back to
+// the image's min–max, which would stretch every one of these images (none reaches 255, most start above 0).
 //
 // The images come from DICOM_ETL_MEDMNIST (../shared/data/medmnist, exported by scripts/test.sh). A fresh clone
 // without ../shared has no copy of them, and this test does not download one: it is skipped with that reason.
