@@ -294,6 +294,22 @@ public struct CompletedSeries: Sendable, Hashable {
     public var instanceCount: Int
 }
 
+/// An open series that has been quiet for some time: a candidate for completion.
+public struct OpenSeries: Sendable, Hashable {
+    public var seriesUID: String
+    public var modality: String?
+    public var bodyPart: String?
+    /// When its last instance arrived (by the clock that stamped the arrivals).
+    public var lastInstanceAt: Date
+
+    public init(seriesUID: String, modality: String?, bodyPart: String?, lastInstanceAt: Date) {
+        self.seriesUID = seriesUID
+        self.modality = modality
+        self.bodyPart = bodyPart
+        self.lastInstanceAt = lastInstanceAt
+    }
+}
+
 /// The completion state of one series.
 public struct SeriesState: Sendable, Hashable {
     public enum State: String, Sendable { case open, complete }
