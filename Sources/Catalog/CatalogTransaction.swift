@@ -129,9 +129,35 @@ public struct CatalogTransaction: Sendable {
             for try await (inserted, updated, _, reopened) in rows.decode((Int, Int, Int, [String]).self) {
                 summary = UpsertSummary(insertedInstances: inserted, updatedInstances: updated, reopenedSeries: reopened)
             }
+            try await upsertTensors(instances)
         }
         try await upsertVault(batch)
         return summary
+    }
+
+    /// Writes every recipe's tensor of the instances that list theirs; recipes an instance no longer has go.
+    func upsertTensors(_ instances: [InstanceRecord]) async throws {
+        let tensors = instances.flatMap { instance in unique(instance.tensors, by: \.recipe).map { TensorRow(instance.sopInstanceUID, $0) } }
+        guard !tensors.isEmpty else { return }
+        try await connection.query("""
+            WITH input AS (
+                SELECT * FROM jsonb_to_recordset(\(try json(tensors))::jsonb) AS x(
+                    sop_instance_uid text, recipe text, tensor_key text, tensor_sha256 text, sidecar_key text,
+                    preview_key text, preview_sha256 text)
+            ), gone AS (
+                DELETE FROM imaging.tensors t
+                WHERE t.sop_instance_uid IN (SELECT sop_instance_uid FROM input)
+                  AND (t.sop_instance_uid, t.recipe) NOT IN (SELECT sop_instance_uid, recipe FROM input)
+            )
+            INSERT INTO imaging.tensors AS t
+                (sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256)
+            SELECT sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256 FROM input
+            ON CONFLICT (sop_instance_uid, recipe) DO UPDATE
+            SET tensor_key = EXCLUDED.tensor_key, tensor_sha256 = EXCLUDED.tensor_sha256, sidecar_key = EXCLUDED.sidecar_key,
+                preview_key = EXCLUDED.preview_key, preview_sha256 = EXCLUDED.preview_sha256, updated_at = now()
+            WHERE (t.tensor_key, t.tensor_sha256, t.sidecar_key, t.preview_key, t.preview_sha256) IS DISTINCT FROM
+                  (EXCLUDED.tensor_key, EXCLUDED.tensor_sha256, EXCLUDED.sidecar_key, EXCLUDED.preview_key, EXCLUDED.preview_sha256)
+            """, logger: logger)
     }
 
     func upsertVault(_ batch: CatalogBatch) async throws {

@@ -228,6 +228,11 @@ public struct IngestProcessor: FileProcessor {
             numberOfFrames: instance.numberOfFrames, transferSyntaxUID: instance.transferSyntaxUID,
             file: stored["file"] ?? StoredObject(key: "dicom/\(base).dcm", sha256: file.sha256, size: file.size),
             tensor: firstRecipe.flatMap { stored["tensor/\($0)"] }, preview: firstRecipe.flatMap { stored["preview/\($0)"] },
+            tensors: Set(result.objects.compactMap(\.recipe)).sorted().compactMap { recipe in
+                stored["tensor/\(recipe)"].map {
+                    TensorRecord(recipe: recipe, tensor: $0, sidecar: stored["sidecar/\(recipe)"], preview: stored["preview/\(recipe)"])
+                }
+            },
             headerJSON: instance.headerJSON)
         let batch = CatalogBatch(
             patients: [PatientRecord(patientID: instance.patientID, sex: instance.sex, ageYears: instance.ageYears)],

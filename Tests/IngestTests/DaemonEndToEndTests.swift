@@ -165,7 +165,7 @@ import Testing
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
         if let logFile {
-            if !FileManager.default.fileExists(atPath: logFile) { FileManager.default.createFile(atPath: logFile, contents: nil) }
+            if !FileManager.default.fileExists(atPath: logFile) { _ = FileManager.default.createFile(atPath: logFile, contents: nil) }
             let handle = FileHandle(forWritingAtPath: logFile)
             handle?.seekToEndOfFile()
             process.standardError = handle
@@ -300,6 +300,9 @@ import Testing
         if processed.contains(where: { name in Self.radiographs.contains { $0.0 == name } }) {
             #expect(first.jobs > 0, "a catalogued chest radiograph's series gets a job once complete")
             #expect(try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL") > 0)
+            // Every recipe's tensor is catalogued; the instance row keeps the first recipe's.
+            #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN imaging.tensors t USING (sop_instance_uid) WHERE t.tensor_key = i.tensor_key")
+                == (try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL")))
         }
         #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
         // No PHI in the analyst tables: no original UID appears among the catalogued ones.
