@@ -93,7 +93,7 @@ private struct SeriesFixture {
             instances.append(InstanceRecord(
                 sopInstanceUID: sop(i), seriesUID: seriesUID, studyUID: studyUID, patientID: patientID,
                 instanceNumber: i + 1, modality: "CR", bodyPart: "CHEST",
-                tensor: StoredObject(key: key(i), sha256: sha256Hex(data), size: Int64(data.count))))
+                tensors: [TensorRecord(recipe: "cxr-28", tensor: StoredObject(key: key(i), sha256: sha256Hex(data), size: Int64(data.count)))]))
         }
         try await Catalog(client: client, logger: quietLogger).upsert(CatalogBatch(
             patients: [PatientRecord(patientID: patientID)],
