@@ -116,8 +116,8 @@ public struct InstanceRecord: Sendable, Hashable {
     /// The preview image (`.png`).
     public var preview: StoredObject?
     /// Every recipe's tensor (`imaging.tensors`); `tensor` and `preview` hold the first recipe's (taken from
-    /// here when not given). When not
-    /// empty, it is the instance's whole set: tensors of recipes left out are removed.
+    /// here when not given). When not empty, it is the instance's whole set: tensors of recipes left out are
+    /// removed.
     public var tensors: [TensorRecord]
     /// The de-identified header as DICOM JSON (PS3.18 F.2) text; must be a JSON object.
     public var headerJSON: String
