@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# What `make run` starts: the ingestion daemon on ./drop with everything inside ./var — a private
-# PostgreSQL cluster (initialised on first start, stopped on exit), a filesystem object store and a
-# pseudonymisation key generated on first start (./var/pseudonym.key; never commit it, keep a backup:
-# the same key always gives the same pseudonyms). Drop DICOM files into ./drop; Ctrl-C drains and stops.
+# What `make run` starts: the ingestion daemon and the inference worker in one process, on ./drop with
+# everything inside ./var — a private PostgreSQL cluster (initialised on first start, stopped on exit), a
+# filesystem object store and a pseudonymisation key generated on first start (./var/pseudonym.key; never
+# commit it, keep a backup: the same key always gives the same pseudonyms). Drop DICOM files into ./drop:
+# complete chest radiograph series come back as rows of inference.diagnoses. Ctrl-C drains and stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p drop var
@@ -13,4 +14,4 @@ if [ ! -s "$key" ]; then
   head -c 48 /dev/urandom | base64 | tr -d '\n' > "$key"
   echo "generated a new pseudonymisation key in $key"
 fi
-exec .build/release/dicom-etl run --drop-folder ./drop --data-dir ./var --key-file "$key" --log-format text "$@"
+exec .build/release/dicom-etl run --with-worker --drop-folder ./drop --data-dir ./var --key-file "$key" --log-format text "$@"

@@ -306,5 +306,55 @@ GRANT USAGE ON SCHEMA clinical TO clinician;
 GRANT SELECT ON clinical.diagnoses TO clinician;
 
 """##),
+        Migration(version: 6, name: "diagnosis_once", sql: ##"""
+-- 006 one diagnosis per job and instance: a retried or re-delivered job cannot write a second row for the
+-- same image. Series-level results (sop_instance_uid NULL) count once per job too. Rows a job already
+-- wrote twice before this key existed are reduced to the first one written.
+DELETE FROM inference.diagnoses d
+USING inference.diagnoses e
+WHERE d.job_id = e.job_id
+  AND d.sop_instance_uid IS NOT DISTINCT FROM e.sop_instance_uid
+  AND d.id > e.id;
+
+CREATE UNIQUE INDEX diagnoses_job_instance_key
+    ON inference.diagnoses (job_id, sop_instance_uid) NULLS NOT DISTINCT
+    WHERE job_id IS NOT NULL;
+
+COMMENT ON INDEX inference.diagnoses_job_instance_key IS
+    'one diagnosis per job and instance (NULL instance: one series-level result per job)';
+
+"""##),
+        Migration(version: 7, name: "ledger_attempts", sql: ##"""
+-- 007 ledger attempts: `attempts` now counts only failed attempts that may be the file's fault (a sandbox
+-- crash or timeout, recorded as a transition to 'failed'). Claims are counted apart, and so are claims that
+-- ended with no outcome (the daemon was killed, or the database went away mid-file): `interruptions`.
+-- An outage releases the claim back to 'discovered' when it can, and counts nothing against the file.
+ALTER TABLE ingest.source_files ADD COLUMN claims integer NOT NULL DEFAULT 0;
+ALTER TABLE ingest.source_files ADD COLUMN interruptions integer NOT NULL DEFAULT 0;
+UPDATE ingest.source_files SET claims = attempts;
+
+"""##),
+        Migration(version: 8, name: "instance_tensors", sql: ##"""
+-- 008 instance tensors: a series several routes take is normalised once per recipe, so an instance has one
+-- tensor (with its sidecar and preview) per recipe. imaging.instances.tensor_key and preview_key keep the
+-- first recipe's, as before; this table lists every recipe's. Workers pick the tensor of their model's
+-- input recipe here.
+CREATE TABLE imaging.tensors (
+    sop_instance_uid text NOT NULL REFERENCES imaging.instances (sop_instance_uid) ON DELETE CASCADE,
+    recipe           text NOT NULL,
+    tensor_key       text NOT NULL,
+    tensor_sha256    text NOT NULL,
+    sidecar_key      text,
+    preview_key      text,
+    preview_sha256   text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (sop_instance_uid, recipe)
+);
+CREATE INDEX tensors_recipe_idx ON imaging.tensors (recipe);
+GRANT SELECT, INSERT, UPDATE, DELETE ON imaging.tensors TO dicom_etl_daemon;
+GRANT SELECT ON imaging.tensors TO dicom_etl_worker, analyst;
+
+"""##),
     ]
 }

@@ -60,10 +60,10 @@ public struct Catalog: Sendable {
 
     /// Claims a source file for processing (see `CatalogTransaction.claimSourceFile`).
     public func claimSourceFile(
-        _ file: SourceFile, owner: String, lease: Duration, maxAttempts: Int = 3
+        _ file: SourceFile, owner: String, lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10
     ) async throws -> LedgerClaim {
         try await withTransaction {
-            try await $0.claimSourceFile(file, owner: owner, lease: lease, maxAttempts: maxAttempts)
+            try await $0.claimSourceFile(file, owner: owner, lease: lease, maxAttempts: maxAttempts, maxInterruptions: maxInterruptions)
         }
     }
 

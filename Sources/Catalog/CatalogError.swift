@@ -69,3 +69,29 @@ func inTransaction<Result: Sendable>(
         }
     }
 }
+
+/// What a failed database call means for the work that made it.
+public enum DatabaseFault: String, Sendable, Hashable {
+    /// The database could not be reached or cannot work now (connection lost or refused, shutting down,
+    /// out of disk or memory): nothing is wrong with the data; retry once it is back.
+    case unavailable
+    /// A serialization failure or deadlock: retry at once.
+    case conflict
+    /// The server answered and refused the statement (e.g. a value out of range): retrying the same data
+    /// will fail the same way.
+    case rejected
+
+    /// Classifies an error thrown by a catalogue call.
+    public static func of(_ error: any Error) -> DatabaseFault {
+        if error is CatalogError { return .rejected }
+        guard let state = sqlState(of: error) else { return .unavailable }
+        switch state {
+        case "40001", "40P01": return .conflict
+        // Connection exceptions, operator intervention (shutdown, cannot connect now), insufficient
+        // resources (disk full, out of memory, too many connections), system errors.
+        case _ where state.hasPrefix("08") || state.hasPrefix("57") || state.hasPrefix("53") || state.hasPrefix("58"):
+            return .unavailable
+        default: return .rejected
+        }
+    }
+}

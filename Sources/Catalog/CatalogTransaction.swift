@@ -129,9 +129,35 @@ public struct CatalogTransaction: Sendable {
             for try await (inserted, updated, _, reopened) in rows.decode((Int, Int, Int, [String]).self) {
                 summary = UpsertSummary(insertedInstances: inserted, updatedInstances: updated, reopenedSeries: reopened)
             }
+            try await upsertTensors(instances)
         }
         try await upsertVault(batch)
         return summary
+    }
+
+    /// Writes every recipe's tensor of the instances that list theirs; recipes an instance no longer has go.
+    func upsertTensors(_ instances: [InstanceRecord]) async throws {
+        let tensors = instances.flatMap { instance in unique(instance.tensors, by: \.recipe).map { TensorRow(instance.sopInstanceUID, $0) } }
+        guard !tensors.isEmpty else { return }
+        try await connection.query("""
+            WITH input AS (
+                SELECT * FROM jsonb_to_recordset(\(try json(tensors))::jsonb) AS x(
+                    sop_instance_uid text, recipe text, tensor_key text, tensor_sha256 text, sidecar_key text,
+                    preview_key text, preview_sha256 text)
+            ), gone AS (
+                DELETE FROM imaging.tensors t
+                WHERE t.sop_instance_uid IN (SELECT sop_instance_uid FROM input)
+                  AND (t.sop_instance_uid, t.recipe) NOT IN (SELECT sop_instance_uid, recipe FROM input)
+            )
+            INSERT INTO imaging.tensors AS t
+                (sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256)
+            SELECT sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256 FROM input
+            ON CONFLICT (sop_instance_uid, recipe) DO UPDATE
+            SET tensor_key = EXCLUDED.tensor_key, tensor_sha256 = EXCLUDED.tensor_sha256, sidecar_key = EXCLUDED.sidecar_key,
+                preview_key = EXCLUDED.preview_key, preview_sha256 = EXCLUDED.preview_sha256, updated_at = now()
+            WHERE (t.tensor_key, t.tensor_sha256, t.sidecar_key, t.preview_key, t.preview_sha256) IS DISTINCT FROM
+                  (EXCLUDED.tensor_key, EXCLUDED.tensor_sha256, EXCLUDED.sidecar_key, EXCLUDED.preview_key, EXCLUDED.preview_sha256)
+            """, logger: logger)
     }
 
     func upsertVault(_ batch: CatalogBatch) async throws {
@@ -214,6 +240,44 @@ public struct CatalogTransaction: Sendable {
         return result.sorted { $0.seriesUID < $1.seriesUID }
     }
 
+    /// Like `completeQuietSeries(quietSince:limit:)`, but completes only the candidates for which `isQuiet`
+    /// holds: e.g. a series whose own quiet period (by its routes) is longer than the one `quietSince` used.
+    /// Candidates left open stay open, unlocked at the end of the transaction.
+    /// - Parameters:
+    ///   - quietSince: now minus the shortest quiet period in use.
+    ///   - limit: the most candidates looked at in one call (oldest arrival first).
+    ///   - isQuiet: whether a candidate is quiet by its own period.
+    public func completeQuietSeries(
+        quietSince: Date, limit: Int = 500, where isQuiet: (OpenSeries) -> Bool
+    ) async throws -> [CompletedSeries] {
+        let candidates = try await connection.query("""
+            SELECT series_uid, modality, body_part, last_instance_at FROM imaging.series
+            WHERE state = 'open' AND last_instance_at <= \(quietSince)
+            ORDER BY last_instance_at LIMIT \(limit)
+            FOR UPDATE SKIP LOCKED
+            """, logger: logger)
+        var quiet: [String] = []
+        for try await (uid, modality, bodyPart, last) in candidates.decode((String, String?, String?, Date).self) {
+            if isQuiet(OpenSeries(seriesUID: uid, modality: modality, bodyPart: bodyPart, lastInstanceAt: last)) { quiet.append(uid) }
+        }
+        guard !quiet.isEmpty else { return [] }
+        let rows = try await connection.query("""
+            UPDATE imaging.series s SET state = 'complete', completed_at = now(), updated_at = now()
+            WHERE s.series_uid = ANY(\(quiet)) AND s.state = 'open'
+            RETURNING s.series_uid, s.study_uid, s.revision, s.modality, s.body_part, s.series_description,
+                      s.instance_count
+            """, logger: logger)
+        var result: [CompletedSeries] = []
+        for try await (uid, study, revision, modality, bodyPart, description, count) in rows.decode(
+            (String, String, Int, String?, String?, String?, Int).self)
+        {
+            result.append(CompletedSeries(
+                seriesUID: uid, studyUID: study, revision: revision, modality: modality, bodyPart: bodyPart,
+                seriesDescription: description, instanceCount: count))
+        }
+        return result.sorted { $0.seriesUID < $1.seriesUID }
+    }
+
     /// The completion state of a series, or nil when it is unknown.
     public func seriesState(_ seriesUID: String) async throws -> SeriesState? {
         let rows = try await connection.query("""
@@ -267,7 +331,8 @@ public struct CatalogTransaction: Sendable {
             """, logger: logger)
     }
 
-    /// Writes diagnosis rows.
+    /// Writes diagnosis rows. A job writes one row per instance (migration 006's key): a row its job already
+    /// wrote, when the job runs again, is kept as it is and the new one dropped.
     public func insertDiagnoses(_ diagnoses: [DiagnosisRecord]) async throws {
         guard !diagnoses.isEmpty else { return }
         try await connection.query("""
@@ -279,6 +344,7 @@ public struct CatalogTransaction: Sendable {
                  AS x(job_id bigint, series_uid text, sop_instance_uid text, model_name text, model_version text,
                       label text, probabilities jsonb, threshold double precision, latency_ms double precision,
                       created_at timestamptz)
+            ON CONFLICT (job_id, sop_instance_uid) WHERE job_id IS NOT NULL DO NOTHING
             """, logger: logger)
     }
 
@@ -286,12 +352,17 @@ public struct CatalogTransaction: Sendable {
 
     /// Claims a source file: inserts its ledger row if new (keyed by path, size, mtime and sha256) and takes a
     /// lease on it unless it is done, leased by someone else, a duplicate of catalogued bytes, or out of attempts.
+    ///
+    /// A claim counts no attempt: only a transition to `failed` does. Taking back a row still `processing`
+    /// (its claimer was killed, or lost the database before it could release it) counts an interruption.
     /// - Parameters:
     ///   - owner: the claimer's identity (e.g. replica name); checked by later transitions.
     ///   - lease: how long the claim holds before another replica may take the file over.
-    ///   - maxAttempts: attempts after which the file is reported `exhausted`.
+    ///   - maxAttempts: failed attempts after which the file is reported `exhausted`.
+    ///   - maxInterruptions: interrupted claims after which the file is reported `exhausted` (a file that
+    ///     keeps taking its claimer down with it).
     public func claimSourceFile(
-        _ file: SourceFile, owner: String, lease: Duration, maxAttempts: Int = 3
+        _ file: SourceFile, owner: String, lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10
     ) async throws -> LedgerClaim {
         try await connection.query("""
             INSERT INTO ingest.source_files (path, size, mtime, sha256)
@@ -306,12 +377,21 @@ public struct CatalogTransaction: Sendable {
             """, logger: logger)
         var found: (LedgerEntry, Bool)?
         for try await row in rows {
-            found = (try Self.ledgerEntry(row), try row.makeRandomAccess()[11].decode(Bool.self))
+            found = (try Self.ledgerEntry(row), try row.makeRandomAccess()[Self.ledgerColumnCount].decode(Bool.self))
         }
         guard let (entry, leaseLive) = found else { throw CatalogError(.ledgerTransitionRejected) }
         if entry.state.isTerminal { return .alreadyDone(entry) }
         if entry.state == .processing && leaseLive && entry.leaseOwner != owner { return .busy(entry) }
         if entry.attempts >= maxAttempts { return .exhausted(entry) }
+        let interrupted = entry.state == .processing
+        if interrupted && entry.interruptions + 1 >= maxInterruptions {
+            try await connection.query("""
+                UPDATE ingest.source_files SET interruptions = interruptions + 1, updated_at = now() WHERE id = \(entry.id)
+                """, logger: logger)
+            var exhausted = entry
+            exhausted.interruptions += 1
+            return .exhausted(exhausted)
+        }
 
         let duplicates = try await connection.query("""
             SELECT id FROM ingest.source_files
@@ -336,7 +416,8 @@ public struct CatalogTransaction: Sendable {
 
         let claimed = try await connection.query("""
             UPDATE ingest.source_files
-            SET state = 'processing', attempts = attempts + 1, lease_owner = \(owner),
+            SET state = 'processing', claims = claims + 1, interruptions = interruptions + \(interrupted ? 1 : 0),
+                lease_owner = \(owner),
                 lease_until = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
             WHERE id = \(entry.id)
             RETURNING \(unescaped: Self.ledgerColumns)
@@ -344,11 +425,12 @@ public struct CatalogTransaction: Sendable {
         var result: LedgerEntry?
         for try await row in claimed { result = try Self.ledgerEntry(row) }
         guard let result else { throw CatalogError(.ledgerTransitionRejected) }
-        try await event(entry.id, stage: "claim", from: entry.state, to: .processing, detail: nil)
+        try await event(entry.id, stage: "claim", from: entry.state, to: .processing, detail: interrupted ? "interrupted" : nil)
         return .claimed(result)
     }
 
-    /// Moves a ledger row to `state` and records the transition in the audit table.
+    /// Moves a ledger row to `state` and records the transition in the audit table. A move to `failed` counts
+    /// one attempt; a move back to `discovered` releases a claim with nothing counted (e.g. after an outage).
     /// - Parameters:
     ///   - stage: the pipeline stage reporting it (e.g. "catalog", "parse").
     ///   - detail: a machine-readable reason (kept as `error_reason` for `failed` and `quarantined`); no patient data.
@@ -363,6 +445,7 @@ public struct CatalogTransaction: Sendable {
             WITH old AS (SELECT id, state FROM ingest.source_files WHERE id = \(id) FOR UPDATE)
             UPDATE ingest.source_files f
             SET state = \(state.rawValue),
+                attempts = f.attempts + CASE WHEN \(state.rawValue) = 'failed' THEN 1 ELSE 0 END,
                 error_reason = CASE WHEN \(state.rawValue) IN ('failed', 'quarantined') THEN \(detail) ELSE NULL END,
                 sop_instance_uid = COALESCE(\(sopInstanceUID), f.sop_instance_uid),
                 lease_owner = CASE WHEN \(keepsLease) THEN f.lease_owner ELSE NULL END,
@@ -425,17 +508,20 @@ public struct CatalogTransaction: Sendable {
     }
 
     static let ledgerColumns = """
-        id, path, size, sha256, state, attempts, error_reason, lease_owner, lease_until, sop_instance_uid, duplicate_of
+        id, path, size, sha256, state, attempts, error_reason, lease_owner, lease_until, sop_instance_uid, duplicate_of, claims,
+        interruptions
         """
+    static let ledgerColumnCount = 13
 
-    /// Reads the first eleven columns (`ledgerColumns`) of a row.
+    /// Reads the first `ledgerColumnCount` columns (`ledgerColumns`) of a row.
     static func ledgerEntry(_ row: PostgresRow) throws -> LedgerEntry {
         let cells = row.makeRandomAccess()
         return LedgerEntry(
             id: try cells[0].decode(Int64.self), path: try cells[1].decode(String.self),
             size: try cells[2].decode(Int64.self), sha256: try cells[3].decode(String.self),
             state: LedgerState(rawValue: try cells[4].decode(String.self)) ?? .failed,
-            attempts: try cells[5].decode(Int.self), errorReason: try cells[6].decode(String?.self),
+            attempts: try cells[5].decode(Int.self), claims: try cells[11].decode(Int.self),
+            interruptions: try cells[12].decode(Int.self), errorReason: try cells[6].decode(String?.self),
             leaseOwner: try cells[7].decode(String?.self), leaseUntil: try cells[8].decode(Date?.self),
             sopInstanceUID: try cells[9].decode(String?.self), duplicateOf: try cells[10].decode(Int64?.self))
     }

@@ -20,7 +20,7 @@ public struct SourceFile: Sendable, Hashable {
 
 /// The states of a ledger row.
 public enum LedgerState: String, Sendable, CaseIterable {
-    /// Seen, not yet claimed.
+    /// Seen, not yet claimed (or released after an outage, with nothing counted against it).
     case discovered
     /// Claimed by a replica under a lease.
     case processing
@@ -30,7 +30,8 @@ public enum LedgerState: String, Sendable, CaseIterable {
     case quarantined
     /// Same bytes as a file already catalogued: done.
     case duplicate
-    /// The last attempt failed; claimable again until attempts run out.
+    /// The last attempt failed in a way that may be the file's fault (e.g. the sandbox crashed or timed
+    /// out); claimable again until attempts run out. Each transition to `failed` counts one attempt.
     case failed
 
     /// Whether no further work is due.
@@ -44,7 +45,12 @@ public struct LedgerEntry: Sendable, Hashable {
     public var size: Int64
     public var sha256: String
     public var state: LedgerState
+    /// Failed attempts (transitions to `failed`); outages and interrupted claims are not counted here.
     public var attempts: Int
+    /// Claims taken, whatever became of them.
+    public var claims: Int
+    /// Claims that ended with no outcome: the claimer died or lost the database mid-file.
+    public var interruptions: Int
     public var errorReason: String?
     public var leaseOwner: String?
     public var leaseUntil: Date?
@@ -54,7 +60,7 @@ public struct LedgerEntry: Sendable, Hashable {
 
 /// The answer to a claim.
 public enum LedgerClaim: Sendable, Hashable {
-    /// The caller owns the file until the lease ends; `attempts` counts this one.
+    /// The caller owns the file until the lease ends; `claims` counts this one, `attempts` the failures so far.
     case claimed(LedgerEntry)
     /// Nothing to do: the file was already catalogued, quarantined or marked a duplicate.
     case alreadyDone(LedgerEntry)
@@ -62,6 +68,7 @@ public enum LedgerClaim: Sendable, Hashable {
     case busy(LedgerEntry)
     /// The same bytes were already catalogued from another path or mtime; this row is now `duplicate`.
     case duplicate(LedgerEntry, of: Int64)
-    /// The file failed `maxAttempts` times; the caller should quarantine it.
+    /// The file failed `maxAttempts` times (its `errorReason` is the last failure), or its claims were
+    /// interrupted `maxInterruptions` times; the caller should quarantine it.
     case exhausted(LedgerEntry)
 }

@@ -115,6 +115,10 @@ public struct InstanceRecord: Sendable, Hashable {
     public var tensor: StoredObject?
     /// The preview image (`.png`).
     public var preview: StoredObject?
+    /// Every recipe's tensor (`imaging.tensors`); `tensor` and `preview` hold the first recipe's (taken from
+    /// here when not given). When not
+    /// empty, it is the instance's whole set: tensors of recipes left out are removed.
+    public var tensors: [TensorRecord]
     /// The de-identified header as DICOM JSON (PS3.18 F.2) text; must be a JSON object.
     public var headerJSON: String
 
@@ -124,7 +128,7 @@ public struct InstanceRecord: Sendable, Hashable {
         studyDate: String? = nil, seriesDescription: String? = nil, manufacturer: String? = nil,
         rows: Int? = nil, columns: Int? = nil, pixelSpacing: [Double]? = nil, sliceThickness: Double? = nil,
         numberOfFrames: Int? = nil, transferSyntaxUID: String? = nil,
-        file: StoredObject? = nil, tensor: StoredObject? = nil, preview: StoredObject? = nil,
+        file: StoredObject? = nil, tensor: StoredObject? = nil, preview: StoredObject? = nil, tensors: [TensorRecord] = [],
         headerJSON: String = "{}"
     ) {
         self.sopInstanceUID = sopInstanceUID
@@ -145,9 +149,40 @@ public struct InstanceRecord: Sendable, Hashable {
         self.numberOfFrames = numberOfFrames
         self.transferSyntaxUID = transferSyntaxUID
         self.file = file
-        self.tensor = tensor
-        self.preview = preview
+        self.tensor = tensor ?? tensors.first?.tensor
+        self.preview = preview ?? tensors.first?.preview
+        self.tensors = tensors
         self.headerJSON = headerJSON
+    }
+}
+
+/// One recipe's normalised tensor of an instance, with its sidecar and preview.
+public struct TensorRecord: Sendable, Hashable {
+    /// The normalisation recipe (e.g. `cxr-28`).
+    public var recipe: String
+    /// The tensor (`.npy`).
+    public var tensor: StoredObject
+    /// Its JSON sidecar.
+    public var sidecar: StoredObject?
+    /// Its preview image (`.png`).
+    public var preview: StoredObject?
+
+    public init(recipe: String, tensor: StoredObject, sidecar: StoredObject? = nil, preview: StoredObject? = nil) {
+        self.recipe = recipe
+        self.tensor = tensor
+        self.sidecar = sidecar
+        self.preview = preview
+    }
+}
+
+/// The flat row shape `jsonb_to_recordset` reads for `imaging.tensors`.
+struct TensorRow: Encodable {
+    let sop_instance_uid: String, recipe: String, tensor_key: String, tensor_sha256: String
+    let sidecar_key: String?, preview_key: String?, preview_sha256: String?
+
+    init(_ sopInstanceUID: String, _ t: TensorRecord) {
+        sop_instance_uid = sopInstanceUID; recipe = t.recipe; tensor_key = t.tensor.key; tensor_sha256 = t.tensor.sha256
+        sidecar_key = t.sidecar?.key; preview_key = t.preview?.key; preview_sha256 = t.preview?.sha256
     }
 }
 
@@ -292,6 +327,22 @@ public struct CompletedSeries: Sendable, Hashable {
     public var bodyPart: String?
     public var seriesDescription: String?
     public var instanceCount: Int
+}
+
+/// An open series that has been quiet for some time: a candidate for completion.
+public struct OpenSeries: Sendable, Hashable {
+    public var seriesUID: String
+    public var modality: String?
+    public var bodyPart: String?
+    /// When its last instance arrived (by the clock that stamped the arrivals).
+    public var lastInstanceAt: Date
+
+    public init(seriesUID: String, modality: String?, bodyPart: String?, lastInstanceAt: Date) {
+        self.seriesUID = seriesUID
+        self.modality = modality
+        self.bodyPart = bodyPart
+        self.lastInstanceAt = lastInstanceAt
+    }
 }
 
 /// The completion state of one series.

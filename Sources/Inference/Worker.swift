@@ -68,7 +68,7 @@ public struct InferenceWorker: Service, Sendable {
 
     /// - Parameters:
     ///   - queue: the job queue (its client must be running).
-    ///   - store: where the tensors named by `imaging.instances.tensor_key` live.
+    ///   - store: where the tensors named by `imaging.tensors` (per instance and recipe) live.
     public init(
         model: InferenceModel, queue: JobQueue, store: any ObjectStore,
         configuration: InferenceWorkerConfiguration = InferenceWorkerConfiguration(),
@@ -95,22 +95,21 @@ public struct InferenceWorker: Service, Sendable {
     }
 
     /// Registers the model, then processes jobs whenever work may be available until cancelled or shut down
-    /// gracefully (the batch in hand is finished first).
+    /// gracefully. A graceful shutdown lets the round in hand finish (its jobs are completed, not left to their
+    /// lease) and claims nothing more.
     public func run() async throws {
         try await registerModel()
         logger.info("inference worker started", metadata: ["model": "\(modelRef.name)", "version": "\(modelRef.version)"])
         let wakeups = queue.wakeups(pollInterval: configuration.pollInterval)
-        await cancelWhenGracefulShutdown {
-            for await _ in wakeups {
-                if Task.isCancelled { break }
-                do {
-                    while try await processAvailable() > 0 {
-                        if Task.isCancelled || Task.isShuttingDownGracefully { break }
-                    }
-                } catch {
-                    if Task.isCancelled { break }
-                    logger.error("inference worker round failed", metadata: ["error": "\(String(describing: error))"])
+        for await _ in wakeups.cancelOnGracefulShutdown() {
+            if Task.isCancelled || Task.isShuttingDownGracefully { break }
+            do {
+                while try await processAvailable() > 0 {
+                    if Task.isCancelled || Task.isShuttingDownGracefully { break }
                 }
+            } catch {
+                if Task.isCancelled { break }
+                logger.error("inference worker round failed", metadata: ["error": "\(String(describing: error))"])
             }
         }
         logger.info("inference worker stopped")
@@ -180,10 +179,13 @@ public struct InferenceWorker: Service, Sendable {
 
     /// Reads the job's instances (by instance number) and their tensors.
     func load(_ job: ClaimedJob) async throws -> LoadedJob {
+        // The tensor of this model's input recipe: a series several routes take has one per recipe.
+        let recipe = model.metadata.input.recipe
         let rows = try await queue.client.query("""
-            SELECT sop_instance_uid, tensor_key FROM imaging.instances
-            WHERE series_uid = \(job.seriesUID) AND tensor_key IS NOT NULL
-            ORDER BY instance_number NULLS LAST, sop_instance_uid
+            SELECT i.sop_instance_uid, t.tensor_key FROM imaging.instances i
+            JOIN imaging.tensors t ON t.sop_instance_uid = i.sop_instance_uid AND t.recipe = \(recipe)
+            WHERE i.series_uid = \(job.seriesUID)
+            ORDER BY i.instance_number NULLS LAST, i.sop_instance_uid
             """, logger: logger)
         var entries: [(String, String)] = []
         for try await row in rows.decode((String, String).self) { entries.append(row) }

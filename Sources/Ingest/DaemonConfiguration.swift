@@ -58,6 +58,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var sandboxWorkers = 0
     /// A sandboxed job running longer than this is killed and its file quarantined.
     public var sandboxTimeout: Duration = .seconds(60)
+    /// Runs the inference worker inside the daemon, on the daemon's database and object store.
+    public var withWorker = false
+    /// Trained models, as `<models dir>/<model>/<version>/`: the worker loads every model the routes name.
+    public var modelsDirectory = "models/trained_models"
 
     /// Database password (environment or flag only, never the file).
     public var databasePassword: String?
@@ -182,6 +186,8 @@ extension DaemonConfiguration {
         ConfigurationKey("sandbox_timeout_seconds") {
             $0.sandboxTimeout = try seconds($1, "sandbox_timeout_seconds", minimum: 0.001)
         },
+        ConfigurationKey("with_worker") { $0.withWorker = try boolean($1, "with_worker") },
+        ConfigurationKey("models_dir") { $0.modelsDirectory = try nonEmpty($1, "models_dir") },
         ConfigurationKey("database_password", secret: true) { $0.databasePassword = $1 },
         ConfigurationKey("storage_access_key_id", secret: true) { $0.storageAccessKeyID = $1 },
         ConfigurationKey("storage_secret_access_key", secret: true) { $0.storageSecretAccessKey = $1 },
@@ -279,6 +285,14 @@ private func integer(_ value: String, _ key: String, in range: ClosedRange<Int>)
         throw ConfigurationError(.invalidValue, key: key)
     }
     return number
+}
+
+private func boolean(_ value: String, _ key: String) throws -> Bool {
+    switch value.trimmingCharacters(in: .whitespaces).lowercased() {
+    case "true", "yes", "on", "1": return true
+    case "false", "no", "off", "0": return false
+    default: throw ConfigurationError(.invalidValue, key: key)
+    }
 }
 
 private func seconds(_ value: String, _ key: String, minimum: Double = 0) throws -> Duration {

@@ -4,8 +4,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Catalog
 import Foundation
 import Logging
+import ObjectStorage
 import Prometheus
 import ServiceLifecycle
 
@@ -19,12 +21,21 @@ public struct AssembledPipeline: Sendable {
     public var readiness: @Sendable () async -> Bool
     /// Key material for path hashes in logs and reason files.
     public var pathHashSecret: [UInt8]
+    /// The database the pipeline writes (its client runs while `services` run), for services that share it.
+    public var catalog: Catalog?
+    /// The object store the pipeline writes, for services that share it.
+    public var store: (any ObjectStore)?
 
-    public init(processor: any FileProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8]) {
+    public init(
+        processor: any FileProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8],
+        catalog: Catalog? = nil, store: (any ObjectStore)? = nil
+    ) {
         self.processor = processor
         self.services = services
         self.readiness = readiness
         self.pathHashSecret = pathHashSecret
+        self.catalog = catalog
+        self.store = store
     }
 }
 
@@ -61,6 +72,8 @@ public struct DaemonService: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let metrics: IngestMetrics
     public let queue: FileQueue
+    /// Outage state: pauses the pipeline's workers and makes `/readyz` report not-ready.
+    public let backoff: OutageBackoff
     public let logger: Logger
     /// Only for tests: replaces inotify (nil keeps inotify; rescans always run).
     let eventSourceOverride: (@Sendable () -> (any DirectoryEventSource)?)?
@@ -88,13 +101,30 @@ public struct DaemonService: Sendable {
         self.logger = logger
         self.eventSourceOverride = eventSource
         queue = FileQueue(capacity: max(2 * configuration.effectiveConcurrency, 4))
+        backoff = OutageBackoff(clock: ContinuousClock())
     }
 
     /// The operations server (exposed so callers can ask for its bound port).
     public func makeOpsServer() -> OpsServer {
-        OpsServer(
-            host: configuration.opsHost, port: configuration.opsPort, registry: registry, readiness: pipeline.readiness,
+        let backoff = self.backoff, readiness = pipeline.readiness
+        return OpsServer(
+            host: configuration.opsHost, port: configuration.opsPort, registry: registry,
+            readiness: { backoff.isAvailable ? await Self.probe(readiness, timeout: .seconds(2)) : false },
             logger: logger.component("ops"))
+    }
+
+    /// `readiness()`, or false when it does not answer within `timeout` (a dead database can hold a query).
+    static func probe(_ readiness: @escaping @Sendable () async -> Bool, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await readiness() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
     }
 
     /// The service group: ops server, supporting services, pipeline, watcher (shut down in reverse).
@@ -125,7 +155,7 @@ public struct DaemonService: Sendable {
         let runner = PipelineRunner(
             queue: queue, processor: pipeline.processor,
             disposer: FileDisposer(layout: layout, processedFiles: configuration.processedFiles),
-            concurrency: configuration.effectiveConcurrency, metrics: metrics, logger: logger.component("pipeline"))
+            concurrency: configuration.effectiveConcurrency, metrics: metrics, backoff: backoff, logger: logger.component("pipeline"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: opsServer)]
         services += pipeline.services.map { .init(service: $0) }
         // The pipeline and the watcher end only at shutdown; if one ends early the group stops.

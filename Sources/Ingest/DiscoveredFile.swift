@@ -75,9 +75,11 @@ public enum ProcessingOutcome: Sendable, Hashable {
 /// The pipeline's work on one file: claim, parse, de-identify, normalise, store, catalog.
 ///
 /// Return `.ingested`/`.duplicate`, or `.rejected` (or throw a `PipelineFailure`) for a file that
-/// cannot go through. Throw any other error for a transient fault (database or store unreachable):
-/// the file then stays in the drop folder and is taken again at the next rescan. The runner moves,
-/// deletes or quarantines the source file after `process` returns; `process` must not.
+/// cannot go through. Throw a `PipelineOutage` when the surroundings fail (database or store
+/// unreachable, disk full): the file stays in the drop folder and the runner pauses every worker for
+/// a while. Throw any other error for a fault of this file alone that may pass (e.g. to be retried):
+/// the file stays and is taken again at the next rescan. The runner moves, deletes or quarantines the
+/// source file after `process` returns; `process` must not.
 public protocol FileProcessor: Sendable {
     func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome
 }

@@ -95,7 +95,7 @@ public enum IngestPipeline: PipelineAssembly {
             readiness: {
                 (try? await catalog.withTransaction { _ in true }) ?? false
             },
-            pathHashSecret: Array(keyBytes))
+            pathHashSecret: Array(keyBytes), catalog: catalog, store: store)
     }
 
     static func absolute(_ path: String) -> String {

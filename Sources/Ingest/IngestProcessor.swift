@@ -2,6 +2,12 @@
 // de-identify, normalise, serialise) → objects stored under keys derived from pseudonymous UIDs →
 // one catalogue transaction (instance upsert + vault + ledger catalogued + audit events + series
 // last arrival). Source paths go only to the ledger; logs carry the path hash.
+//
+// Failures fall in three kinds. The file's own (not DICOM, truncated, …): quarantined at once. Maybe
+// the file's (the sandbox crashed or timed out): one attempt counted, the file retried until
+// `maxAttempts`, then quarantined with that reason. Outages (database or store unreachable, disk full):
+// nothing counted, the claim released when the database answers, a `PipelineOutage` thrown so the
+// runner backs off and the file stays in the drop folder.
 import Catalog
 import Foundation
 import Logging
@@ -34,13 +40,18 @@ public struct IngestProcessor: FileProcessor {
     public let owner: String
     /// How long a claim holds before another replica may take the file over.
     public let lease: Duration
+    /// Failed attempts (sandbox crashes or timeouts) after which a file is quarantined.
+    public let maxAttempts: Int
+    /// Claims interrupted with no outcome (the daemon killed mid-file) after which a file is quarantined.
+    public let maxInterruptions: Int
     /// The clock of arrival times (compared by the series completion service).
     public let now: @Sendable () -> Date
     public let logger: Logger
 
     public init(
         catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, scratchRoot: String, owner: String,
-        lease: Duration, now: @escaping @Sendable () -> Date = { Date() }, logger: Logger
+        lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, now: @escaping @Sendable () -> Date = { Date() },
+        logger: Logger
     ) {
         self.catalog = catalog
         self.store = store
@@ -49,6 +60,8 @@ public struct IngestProcessor: FileProcessor {
         self.scratchRoot = scratchRoot
         self.owner = owner
         self.lease = lease
+        self.maxAttempts = maxAttempts
+        self.maxInterruptions = maxInterruptions
         self.now = now
         self.logger = logger
     }
@@ -59,6 +72,36 @@ public struct IngestProcessor: FileProcessor {
         public var description: String { "transient: \(reason)" }
     }
 
+    /// Failures that may be the file's fault or chance (a crashed or timed-out sandbox child, a statement the
+    /// database refused): counted as attempts and retried, where every other `PipelineFailure` is the file's
+    /// own and quarantines it at once.
+    static let retriedReasons: Set<String> = [
+        SandboxError.Code.processCrashed.rawValue, SandboxError.Code.timedOut.rawValue, SandboxError.Code.protocolError.rawValue,
+        "bad_response", "catalog_rejected",
+    ]
+
+    /// `PipelineFailure`s that are outages rather than the file's fault, by reason.
+    static let outageReasons: [String: String] = [
+        SandboxError.Code.spawnFailed.rawValue: "sandbox_unavailable", "scratch_unwritable": "disk_unavailable",
+    ]
+
+    /// Runs a database call in a transaction. An unreachable database becomes a `PipelineOutage`; a conflict
+    /// or a lost lease a `TransientFailure` (retried, nothing counted); a statement the server refuses a
+    /// `PipelineFailure` of `stage` (`catalog_rejected`: counted and retried like a sandbox crash).
+    private func database<T: Sendable>(
+        _ stage: PipelineStage = .catalog, _ body: (CatalogTransaction) async throws -> T
+    ) async throws -> T {
+        do { return try await catalog.withTransaction(body) } catch {
+            switch DatabaseFault.of(error) {
+            case .unavailable: throw PipelineOutage(reason: "database_unavailable")
+            case .conflict: throw TransientFailure(reason: "database_conflict")
+            case .rejected:
+                if let error = error as? CatalogError, error.code == .ledgerTransitionRejected { throw TransientFailure(reason: "lease_lost") }
+                throw PipelineFailure(stage: stage, reason: stage == .claim ? "claim_rejected" : "catalog_rejected")
+            }
+        }
+    }
+
     public func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome {
         var log = logger
         log[metadataKey: "path_hash"] = .string(file.pathHash)
@@ -67,8 +110,10 @@ public struct IngestProcessor: FileProcessor {
             throw TransientFailure(reason: failure.reason)
         }
         let source = SourceFile(path: file.path, size: digest.size, mtime: digest.modificationTime, sha256: digest.sha256)
-        let owner = self.owner, lease = self.lease
-        let claim = try await catalog.withTransaction { try await $0.claimSourceFile(source, owner: owner, lease: lease) }
+        let owner = self.owner, lease = self.lease, maxAttempts = self.maxAttempts, maxInterruptions = self.maxInterruptions
+        let claim = try await database(.claim) {
+            try await $0.claimSourceFile(source, owner: owner, lease: lease, maxAttempts: maxAttempts, maxInterruptions: maxInterruptions)
+        }
         let entry: LedgerEntry
         switch claim {
         case .claimed(let claimed): entry = claimed
@@ -80,10 +125,11 @@ public struct IngestProcessor: FileProcessor {
         case .duplicate: return .duplicate
         case .busy: throw TransientFailure(reason: "claimed_elsewhere")
         case .exhausted(let exhausted):
-            let failure = PipelineFailure(stage: .claim, reason: "attempts_exhausted")
-            try await catalog.withTransaction {
-                try await $0.quarantineSourceFile(id: exhausted.id, reason: failure.reason, detail: exhausted.errorReason)
-            }
+            // Quarantined with the true reason: the last failure, or the interruptions.
+            let failure = exhausted.attempts >= maxAttempts
+                ? PipelineFailure(stage: .sandbox, reason: exhausted.errorReason ?? "attempts_exhausted")
+                : PipelineFailure(stage: .claim, reason: "interrupted_repeatedly")
+            try await quarantine(exhausted, failure, owner: nil)
             return .rejected(failure)
         }
 
@@ -92,22 +138,49 @@ public struct IngestProcessor: FileProcessor {
         do {
             return try await ingest(entry: entry, path: file.path, sha256: digest.sha256, scratch: scratch, logger: log)
         } catch let failure as PipelineFailure {
-            try await quarantine(entry, failure)
-            return .rejected(failure)
-        } catch {
-            // Transient (database, store): record it when the database answers, and retry later.
-            let reason = (error as? any ReasonedError)?.reason ?? "transient_error"
-            log.warning("file deferred", metadata: ["reason": .string(reason)])
-            _ = try? await catalog.withTransaction {
-                try await $0.transitionSourceFile(id: entry.id, to: .failed, stage: "retry", detail: reason, owner: owner)
+            if let outage = Self.outageReasons[failure.reason] {
+                try await release(entry, reason: outage, logger: log)
             }
+            guard Self.retriedReasons.contains(failure.reason) else {
+                try await quarantine(entry, failure, owner: owner)
+                return .rejected(failure)
+            }
+            // Maybe the file's fault: one attempt counted (the move to `failed`); quarantined once they run out.
+            if entry.attempts + 1 >= maxAttempts {
+                try await database { transaction in
+                    try await transaction.transitionSourceFile(id: entry.id, to: .failed, stage: failure.stage.rawValue, detail: failure.reason, owner: owner)
+                    try await transaction.quarantineSourceFile(id: entry.id, reason: failure.reason, detail: failure.stage.rawValue)
+                }
+                return .rejected(failure)
+            }
+            try await database {
+                try await $0.transitionSourceFile(id: entry.id, to: .failed, stage: failure.stage.rawValue, detail: failure.reason, owner: owner)
+            }
+            log.notice("file will be retried", metadata: ["reason": .string(failure.reason), "attempt": .stringConvertible(entry.attempts + 1)])
+            throw TransientFailure(reason: failure.reason)
+        } catch let outage as PipelineOutage {
+            try await release(entry, reason: outage.reason, logger: log)
+        } catch {
+            // The sandbox pool shut down under the file (the daemon is stopping): taken again at the next start.
+            let reason = (error as? any ReasonedError)?.reason ?? "transient_error"
+            _ = try? await release(entry, reason: reason, logger: log)
             throw TransientFailure(reason: reason)
         }
     }
 
-    private func quarantine(_ entry: LedgerEntry, _ failure: PipelineFailure) async throws {
+    /// Gives a claimed file back with nothing counted against it (when the database answers; otherwise the
+    /// next claim finds it interrupted), then throws the outage.
+    private func release(_ entry: LedgerEntry, reason: String, logger: Logger) async throws -> Never {
         let owner = self.owner
-        try await catalog.withTransaction {
+        logger.debug("file deferred", metadata: ["reason": .string(reason)])
+        _ = try? await catalog.withTransaction {
+            try await $0.transitionSourceFile(id: entry.id, to: .discovered, stage: "deferred", detail: reason, owner: owner)
+        }
+        throw PipelineOutage(reason: reason)
+    }
+
+    private func quarantine(_ entry: LedgerEntry, _ failure: PipelineFailure, owner: String?) async throws {
+        try await database {
             try await $0.recordStage(sourceFileID: entry.id, stage: failure.stage.rawValue, detail: failure.reason)
             try await $0.quarantineSourceFile(id: entry.id, reason: failure.reason, detail: failure.stage.rawValue, owner: owner)
         }
@@ -137,8 +210,11 @@ public struct IngestProcessor: FileProcessor {
             case "preview": key = "previews/\(object.recipe ?? "default")/\(base).png"
             default: continue
             }
-            let data = try Data(contentsOf: URL(fileURLWithPath: object.path))
-            try await store.put(key, data: data, contentType: object.contentType, sha256: object.sha256)
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: object.path)) } catch { throw PipelineOutage(reason: "disk_unavailable") }
+            do { try await store.put(key, data: data, contentType: object.contentType, sha256: object.sha256) } catch {
+                throw PipelineOutage(reason: "store_unavailable")
+            }
             let name = object.role + (object.recipe.map { "/" + $0 } ?? "")
             stored[name] = StoredObject(key: key, sha256: object.sha256, size: object.size)
         }
@@ -152,6 +228,11 @@ public struct IngestProcessor: FileProcessor {
             numberOfFrames: instance.numberOfFrames, transferSyntaxUID: instance.transferSyntaxUID,
             file: stored["file"] ?? StoredObject(key: "dicom/\(base).dcm", sha256: file.sha256, size: file.size),
             tensor: firstRecipe.flatMap { stored["tensor/\($0)"] }, preview: firstRecipe.flatMap { stored["preview/\($0)"] },
+            tensors: Set(result.objects.compactMap(\.recipe)).sorted().compactMap { recipe in
+                stored["tensor/\(recipe)"].map {
+                    TensorRecord(recipe: recipe, tensor: $0, sidecar: stored["sidecar/\(recipe)"], preview: stored["preview/\(recipe)"])
+                }
+            },
             headerJSON: instance.headerJSON)
         let batch = CatalogBatch(
             patients: [PatientRecord(patientID: instance.patientID, sex: instance.sex, ageYears: instance.ageYears)],
@@ -168,7 +249,7 @@ public struct IngestProcessor: FileProcessor {
             vaultSeries: [VaultSeries(seriesUID: instance.seriesUID, originalSeriesUID: instance.originalSeriesUID)],
             vaultInstances: [VaultInstance(sopInstanceUID: instance.sopInstanceUID, originalSOPInstanceUID: instance.originalSOPInstanceUID)])
         let owner = self.owner, arrivedAt = now(), recipes = Set(result.objects.compactMap(\.recipe)).sorted()
-        try await catalog.withTransaction { transaction in
+        try await database { transaction in
             try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.deidentify.rawValue)
             if !recipes.isEmpty {
                 try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.normalize.rawValue, detail: recipes.joined(separator: ","))

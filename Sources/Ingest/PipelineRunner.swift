@@ -1,6 +1,7 @@
 // The pipeline service: a fixed number of workers take files from the FileQueue (bounded concurrency;
 // a full queue holds the watcher back), run the injected FileProcessor and dispose of each file.
 // On graceful shutdown the queue closes: files in flight finish, queued ones stay for the next start.
+// An outage (database, store, disk) pauses every worker with a growing delay (OutageBackoff).
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -12,6 +13,7 @@ public struct PipelineRunner: Service, Sendable {
     private let disposer: FileDisposer
     private let concurrency: Int
     private let metrics: IngestMetrics
+    private let backoff: OutageBackoff
     private let logger: Logger
 
     /// - Parameters:
@@ -19,9 +21,10 @@ public struct PipelineRunner: Service, Sendable {
     ///   - processor: the pipeline's work on one file.
     ///   - disposer: moves, deletes or quarantines files after `processor`.
     ///   - concurrency: files processed at once.
+    ///   - backoff: the outage state workers wait on (shared with `/readyz`).
     public init(
         queue: FileQueue, processor: any FileProcessor, disposer: FileDisposer, concurrency: Int, metrics: IngestMetrics,
-        logger: Logger
+        backoff: OutageBackoff = OutageBackoff(clock: ContinuousClock()), logger: Logger
     ) {
         precondition(concurrency > 0)
         self.queue = queue
@@ -29,17 +32,26 @@ public struct PipelineRunner: Service, Sendable {
         self.disposer = disposer
         self.concurrency = concurrency
         self.metrics = metrics
+        self.backoff = backoff
         self.logger = logger
     }
 
     /// Runs until graceful shutdown (then drains the files in flight) or until the queue is closed.
     public func run() async {
-        let queue = self.queue
+        let queue = self.queue, backoff = self.backoff
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for _ in 0..<concurrency {
                     group.addTask {
-                        while let file = await queue.next() {
+                        while true {
+                            await backoff.waitWhileOutage(stop: { queue.isClosed })
+                            guard let file = await queue.next() else { break }
+                            // An outage may have begun while this worker waited for a file: the file waits too,
+                            // and is left for the next start if the daemon stops meanwhile.
+                            guard await backoff.waitWhileOutage(stop: { queue.isClosed }) else {
+                                queue.complete(file.path)
+                                break
+                            }
                             await handle(file)
                         }
                     }
@@ -64,6 +76,12 @@ public struct PipelineRunner: Service, Sendable {
             outcome = try await processor.process(file)
         } catch let failure as PipelineFailure {
             outcome = .rejected(failure)
+        } catch let outage as PipelineOutage {
+            metrics.filesRetried.increment()
+            if backoff.reportOutage(outage.reason) {
+                logger.warning("outage: pausing the pipeline; files stay in the drop folder", metadata: ["reason": .string(outage.reason)])
+            }
+            return
         } catch {
             metrics.filesRetried.increment()
             logger.warning(
@@ -71,6 +89,7 @@ public struct PipelineRunner: Service, Sendable {
                 metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: error)) { $1 })
             return
         }
+        if backoff.reportSuccess() { logger.notice("outage over: the pipeline resumes") }
         do {
             switch outcome {
             case .ingested, .duplicate:

@@ -1,4 +1,5 @@
-// Series completeness: a series is complete once no instance has arrived for its quiet period; then,
+// Series completeness: a series is complete once no instance has arrived for its quiet period (the
+// longest of its routes' `quiet_seconds`, or the daemon's default for an unrouted series); then,
 // in the same transaction that marks it complete, one job per routed model is enqueued, unique by
 // (series, model, revision). A late instance re-opens the series (the catalogue bumps its revision).
 // The state lives in PostgreSQL and rows are taken FOR UPDATE SKIP LOCKED, so replicas and restarts
@@ -12,9 +13,11 @@ import ServiceLifecycle
 public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Duration {
     public let catalog: Catalog
     public let routes: SeriesRoutes
-    /// The quiet period applied to every series: the longest of the configured default and the
-    /// routes' own quiet periods, so no routed model receives a series its route considers open.
-    public let quietPeriod: Duration
+    /// The quiet period of a series no route takes.
+    public let defaultQuietPeriod: Duration
+    /// The shortest quiet period of any series (the default or a route's): candidates are looked for
+    /// with it, then each is held to its own.
+    public let shortestQuietPeriod: Duration
     /// How often quiet series are looked for.
     public let pollInterval: Duration
     public let clock: C
@@ -28,8 +31,9 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
     ) {
         self.catalog = catalog
         self.routes = routes
-        quietPeriod = SeriesRoutes.quietPeriod(of: routes.routes, default: defaultQuietPeriod)
-        let quarter = quietPeriod / 4
+        self.defaultQuietPeriod = defaultQuietPeriod
+        shortestQuietPeriod = ([defaultQuietPeriod] + routes.routes.compactMap(\.quietPeriod)).min() ?? defaultQuietPeriod
+        let quarter = shortestQuietPeriod / 4
         pollInterval = min(max(quarter, .milliseconds(100)), .seconds(2))
         self.clock = clock
         self.now = now
@@ -39,10 +43,14 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
     /// One pass: completes the quiet series and enqueues their jobs; returns the series completed.
     @discardableResult
     public func completeQuietSeries() async throws -> [CompletedSeries] {
-        let quietSince = now().addingTimeInterval(-Double(quietPeriod.components.seconds) - Double(quietPeriod.components.attoseconds) / 1e18)
-        let routes = self.routes
+        let now = now()
+        let routes = self.routes, defaultQuietPeriod = self.defaultQuietPeriod
+        let quietSince = now.addingTimeInterval(-Self.seconds(shortestQuietPeriod))
         return try await catalog.withTransaction { transaction in
-            let completed = try await transaction.completeQuietSeries(quietSince: quietSince)
+            let completed = try await transaction.completeQuietSeries(quietSince: quietSince) { series in
+                let own = SeriesRoutes.quietPeriod(of: routes.routes(modality: series.modality, bodyPart: series.bodyPart), default: defaultQuietPeriod)
+                return series.lastInstanceAt <= now.addingTimeInterval(-Self.seconds(own))
+            }
             var requests: [JobRequest] = []
             for series in completed {
                 for route in routes.routes(modality: series.modality, bodyPart: series.bodyPart) {
@@ -53,6 +61,10 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
             try await transaction.enqueue(requests)
             return completed
         }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     public func run() async throws {

@@ -1,8 +1,10 @@
-// `dicom-etl run`: the ingestion daemon, and `dicom-etl sandbox-worker`: its hidden crash-isolation
-// child. Both are generic over the PipelineAssembly that builds the real pipeline; the @main registers
+// `dicom-etl run`: the ingestion daemon (with `--with-worker`, the inference worker too), and
+// `dicom-etl sandbox-worker`: its hidden crash-isolation child. Both are generic over the
+// PipelineAssembly that builds the real pipeline; the @main registers
 // `RunCommand<TheAssembly>.self` and `SandboxWorkerCommand<TheAssembly>.self`.
 import ArgumentParser
 import Foundation
+import Inference
 import Ingest
 import Logging
 import Metrics
@@ -17,7 +19,8 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
             discussion: """
                 Every option overrides the configuration file and the DICOM_ETL_<KEY> environment variable of \
                 the same name (e.g. --drop-folder, DICOM_ETL_DROP_FOLDER, drop_folder). SIGTERM drains the \
-                files in flight and exits 0.
+                files in flight and exits 0. --with-worker also runs the inference worker on the daemon's \
+                database and object store, so complete series come back as diagnoses.
                 """)
     }
 
@@ -41,6 +44,10 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "json | text") var logFormat: String?
     @Option(name: .customLong("sandbox-workers"), help: "Sandbox processes (0: one per concurrent file).") var sandboxWorkers: String?
     @Option(name: .customLong("sandbox-timeout-seconds"), help: "Per-file sandbox timeout.") var sandboxTimeoutSeconds: String?
+    @Flag(name: .customLong("with-worker"), inversion: .prefixedNo,
+          help: "Also run the inference worker on the daemon's database and object store.")
+    var withWorker: Bool?
+    @Option(name: .customLong("models-dir"), help: "Trained models, as <dir>/<model>/<version>/.") var modelsDir: String?
     @Option(name: .customLong("database-password"), help: ArgumentHelp("Database password (prefer the environment).", visibility: .hidden))
     var databasePassword: String?
     @Option(name: .customLong("storage-access-key-id"), help: ArgumentHelp("Object store access key ID.", visibility: .hidden))
@@ -56,7 +63,8 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
             ("stable_file_seconds", stableFileSeconds), ("rescan_interval_seconds", rescanIntervalSeconds),
             ("series_quiet_seconds", seriesQuietSeconds), ("processed_files", processedFiles), ("ops_host", opsHost),
             ("ops_port", opsPort), ("log_level", logLevel), ("log_format", logFormat), ("sandbox_workers", sandboxWorkers),
-            ("sandbox_timeout_seconds", sandboxTimeoutSeconds), ("database_password", databasePassword),
+            ("sandbox_timeout_seconds", sandboxTimeoutSeconds), ("with_worker", withWorker.map { $0 ? "true" : "false" }),
+            ("models_dir", modelsDir), ("database_password", databasePassword),
             ("storage_access_key_id", storageAccessKeyID), ("storage_secret_access_key", storageSecretAccessKey),
         ]
         return Dictionary(uniqueKeysWithValues: all.compactMap { name, value in value.map { (name, $0) } })
@@ -91,12 +99,26 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "dicom-etl")
+        // The models first: a missing or mismatched model stops the start before any file is taken.
+        var models: [InferenceModel] = []
+        if configuration.withWorker {
+            let routes = try SeriesRoutes.load(path: configuration.routesFile)
+            models = try DaemonWorkers.loadModels(routes: routes, modelsDirectory: configuration.modelsDirectory)
+        }
         let metrics = IngestMetrics()
         let sandbox = SandboxPool(
             command: .currentExecutable(arguments: ["sandbox-worker"]), size: configuration.effectiveSandboxWorkers,
             timeout: configuration.sandboxTimeout, metrics: metrics, logger: logger)
         let context = PipelineContext(configuration: configuration, metrics: metrics, logger: logger, sandbox: sandbox)
-        let pipeline = try await Assembly.assemble(context)
+        var pipeline = try await Assembly.assemble(context)
+        if configuration.withWorker {
+            // After the pipeline's services (database, series completion), before the runner and the watcher:
+            // a graceful shutdown stops the watcher, drains the pipeline, stops the worker, then the database.
+            pipeline.services += try DaemonWorkers.services(models: models, pipeline: pipeline, logger: logger)
+            logger.info("inference worker enabled", metadata: [
+                "models": .string(models.map { "\($0.metadata.name)@\($0.metadata.version)" }.joined(separator: ",")),
+            ])
+        }
         let daemon = DaemonService(configuration: configuration, pipeline: pipeline, registry: registry, metrics: metrics, logger: logger)
         do {
             try await daemon.run()

@@ -37,6 +37,37 @@ struct CatalogWriteTests {
         }
     }
 
+    @Test func everyRecipesTensorIsCataloguedAndARecipeLeftOutGoes() async throws {
+        try await TestDatabase.withCatalog { catalog, _ in
+            let fixture = Fixture()
+            func tensor(_ recipe: String, _ digit: Character) -> TensorRecord {
+                TensorRecord(
+                    recipe: recipe, tensor: StoredObject(key: "tensors/\(recipe)/1.npy", sha256: String(repeating: digit, count: 64)),
+                    sidecar: StoredObject(key: "tensors/\(recipe)/1.json", sha256: String(repeating: "e", count: 64)),
+                    preview: StoredObject(key: "previews/\(recipe)/1.png", sha256: String(repeating: "f", count: 64)))
+            }
+            var batch = fixture.batch(instances: [1])
+            batch.instances[0].tensors = [tensor("cxr-28", "1"), tensor("cxr-224", "2"), tensor("cxr-28", "1")]
+            try await catalog.upsert(batch)
+            let client = catalog.client
+            #expect(try await scalar(client, "SELECT count(*)::int FROM imaging.tensors WHERE sop_instance_uid = \(fixture.seriesUID + ".1")") == 2)
+            #expect(try await scalar(client, """
+                SELECT count(*)::int FROM imaging.tensors
+                WHERE recipe = 'cxr-224' AND tensor_key = 'tensors/cxr-224/1.npy' AND sidecar_key = 'tensors/cxr-224/1.json'
+                  AND preview_key = 'previews/cxr-224/1.png'
+                """) == 1)
+            // A new version with one recipe: the other recipe's row goes, the kept one is updated.
+            batch.instances[0].tensors = [tensor("cxr-224", "3")]
+            try await catalog.upsert(batch)
+            #expect(try await scalar(client, "SELECT count(*)::int FROM imaging.tensors") == 1)
+            #expect(try await scalar(client, "SELECT count(*)::int FROM imaging.tensors WHERE recipe = 'cxr-224' AND tensor_sha256 LIKE '3%'") == 1)
+            // An instance written without a tensor list leaves its tensors alone.
+            batch.instances[0].tensors = []
+            try await catalog.upsert(batch)
+            #expect(try await scalar(client, "SELECT count(*)::int FROM imaging.tensors") == 1)
+        }
+    }
+
     @Test func aBatchWithDuplicatesAndManySeriesIsOneWrite() async throws {
         try await TestDatabase.withCatalog { catalog, _ in
             var batch = CatalogBatch()

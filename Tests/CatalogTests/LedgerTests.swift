@@ -1,4 +1,5 @@
-// Ledger: claims, leases between replicas, duplicates, attempts, quarantine and the audit trail.
+// Ledger: claims, leases between replicas, duplicates, attempts, interruptions, outages, quarantine and
+// the audit trail.
 import Catalog
 import Foundation
 import PostgresNIO
@@ -18,7 +19,7 @@ struct LedgerTests {
                 Issue.record("first claim must succeed")
                 return
             }
-            #expect(entry.attempts == 1)
+            #expect(entry.attempts == 0 && entry.claims == 1 && entry.interruptions == 0)
             #expect(entry.leaseOwner == "a")
             guard case .busy = try await catalog.claimSourceFile(f, owner: "b", lease: .seconds(60)) else {
                 Issue.record("a live lease keeps others out")
@@ -38,7 +39,8 @@ struct LedgerTests {
                 return
             }
             #expect(taken.id == entry.id)
-            #expect(taken.attempts == 2)
+            // The first claim ended with no outcome: an interruption, not a failed attempt.
+            #expect(taken.attempts == 0 && taken.claims == 2 && taken.interruptions == 1)
             try await catalog.withTransaction {
                 try await $0.recordStage(sourceFileID: taken.id, stage: "parse")
                 try await $0.transitionSourceFile(id: taken.id, to: .catalogued, stage: "catalog", owner: "b")
@@ -88,6 +90,48 @@ struct LedgerTests {
             }
             #expect(try await catalog.ledgerEntry(id: exhausted.id)?.state == .quarantined)
             #expect(try await scalar(catalog.client, "SELECT count(*)::int FROM ingest.quarantine WHERE reason = 'decodeFailed'") == 1)
+        }
+    }
+
+    @Test func outagesCountNothingAndInterruptionsExhaustApartFromAttempts() async throws {
+        try await TestDatabase.withCatalog { catalog, _ in
+            // An outage mid-file: the claim is released back to `discovered`; nothing counts against the file.
+            let f = file("outage.dcm", sha: "3")
+            for _ in 1...5 {
+                guard case .claimed(let entry) = try await catalog.claimSourceFile(f, owner: "a", lease: .seconds(60), maxAttempts: 1) else {
+                    Issue.record("a released file is claimable again")
+                    return
+                }
+                try await catalog.withTransaction {
+                    try await $0.transitionSourceFile(id: entry.id, to: .discovered, stage: "deferred", detail: "database_unavailable", owner: "a")
+                }
+            }
+            guard case .claimed(let after) = try await catalog.claimSourceFile(f, owner: "a", lease: .seconds(60), maxAttempts: 1) else {
+                Issue.record("outages must not exhaust a file")
+                return
+            }
+            #expect(after.attempts == 0 && after.interruptions == 0 && after.claims == 6)
+            #expect(after.errorReason == nil)
+
+            // A claimer killed mid-file, again and again: the same owner takes the row back; each time is an
+            // interruption, and `maxInterruptions` of them exhaust the file while `attempts` stays 0.
+            let g = file("interrupted.dcm", sha: "4")
+            for round in 1...4 {
+                guard case .claimed(let entry) = try await catalog.claimSourceFile(g, owner: "a", lease: .seconds(60), maxInterruptions: 4) else {
+                    Issue.record("claim \(round)")
+                    return
+                }
+                #expect(entry.interruptions == round - 1)
+                #expect(entry.attempts == 0)
+            }
+            guard case .exhausted(let exhausted) = try await catalog.claimSourceFile(g, owner: "a", lease: .seconds(60), maxInterruptions: 4) else {
+                Issue.record("interruptions exhaust")
+                return
+            }
+            #expect(exhausted.interruptions == 4 && exhausted.attempts == 0)
+            let interrupted = try await scalar(
+                catalog.client, "SELECT count(*)::int FROM ingest.stage_events WHERE source_file_id = \(exhausted.id) AND detail = 'interrupted'")
+            #expect(interrupted == 3)  // claims 2, 3 and 4; the fifth exhausted
         }
     }
 }

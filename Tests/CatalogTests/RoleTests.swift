@@ -56,6 +56,7 @@ struct RoleTests {
             try await asMember(of: "analyst", configuration, admin: catalog.client) { analyst async throws in
                 #expect(try await scalar(analyst, "SELECT count(*)::int FROM imaging.instances WHERE modality = 'CT'") == 2)
                 #expect(try await scalar(analyst, "SELECT count(*)::int FROM inference.diagnoses") == 1)
+                #expect(try await scalar(analyst, "SELECT count(*)::int FROM imaging.tensors") == 0)
                 for table in ["vault.patients", "vault.studies", "vault.instances", "ingest.source_files", "clinical.diagnoses"] {
                     let state = await sqlStateOf { _ = try await scalar(analyst, "SELECT count(*)::int FROM \(unescaped: table)") }
                     #expect(state == "42501", "\(table) must be denied")

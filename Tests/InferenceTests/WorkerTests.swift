@@ -1,6 +1,7 @@
 // The inference worker against a real PostgreSQL (DICOM_ETL_TEST_DATABASE_URL) and a filesystem object store:
 // TensorFlow's reference inputs stored as instance tensors come back as diagnosis rows with TensorFlow's
-// probabilities; two workers share 20 jobs without duplicates; a job whose tensors are missing is retried, then dead.
+// probabilities; two workers share 20 jobs without duplicates; a job run again writes no second diagnosis; a job
+// whose tensors are missing is retried, then dead.
 import Catalog
 import Foundation
 import Logging
@@ -92,7 +93,7 @@ private struct SeriesFixture {
             instances.append(InstanceRecord(
                 sopInstanceUID: sop(i), seriesUID: seriesUID, studyUID: studyUID, patientID: patientID,
                 instanceNumber: i + 1, modality: "CR", bodyPart: "CHEST",
-                tensor: StoredObject(key: key(i), sha256: sha256Hex(data), size: Int64(data.count))))
+                tensors: [TensorRecord(recipe: "cxr-28", tensor: StoredObject(key: key(i), sha256: sha256Hex(data), size: Int64(data.count)))]))
         }
         try await Catalog(client: client, logger: quietLogger).upsert(CatalogBatch(
             patients: [PatientRecord(patientID: patientID)],
@@ -211,6 +212,40 @@ struct WorkerTests {
                     SELECT count(*) FROM inference.diagnoses d JOIN inference.jobs j ON j.id = d.job_id
                     WHERE j.series_uid <> d.series_uid
                     """) == 0)
+            }
+        }
+    }
+
+    @Test func aJobRunAgainWritesNoSecondDiagnosis() async throws {
+        let model = try InferenceModel.load(directory: modelDirectory)
+        let (inputs, _) = try referenceIO()
+        try await withStore { store in
+            try await withCatalog { client in
+                let series = SeriesFixture(count: 3)
+                try await series.store(in: store, client: client, inputs: inputs)
+                let worker = makeWorker(model, client, store)
+                try await enqueue([series], model: worker.modelRef, client: client)
+                #expect(try await worker.processUntilIdle() == 1)
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 3)
+
+                // The same job delivered again after its diagnoses were written (requeued by hand, or a
+                // completion whose acknowledgement was lost): it completes and its first rows stay the only ones.
+                try await client.query(
+                    "UPDATE inference.jobs SET state = 'queued', run_at = now(), completed_at = NULL", logger: quietLogger)
+                #expect(try await worker.processUntilIdle() == 1)
+                #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'done' AND attempts = 2") == 1)
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 3)
+
+                // The key itself: a second row for the same job and instance is refused.
+                await #expect(throws: (any Error).self) {
+                    try await client.query("""
+                        INSERT INTO inference.diagnoses (job_id, series_uid, sop_instance_uid, model_name, model_version,
+                                                         label, probabilities)
+                        SELECT job_id, series_uid, sop_instance_uid, model_name, model_version, label, probabilities
+                        FROM inference.diagnoses LIMIT 1
+                        """, logger: quietLogger)
+                }
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 3)
             }
         }
     }

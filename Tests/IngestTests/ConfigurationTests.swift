@@ -72,6 +72,7 @@ import Testing
             "stable_file_seconds": "4", "rescan_interval_seconds": "9", "series_quiet_seconds": "11",
             "processed_files": "delete", "ops_host": "0.0.0.0", "ops_port": "0", "log_level": "debug",
             "log_format": "text", "sandbox_workers": "3", "sandbox_timeout_seconds": "5",
+            "with_worker": "true", "models_dir": "/m",
             "database_password": "pw", "storage_access_key_id": "AK", "storage_secret_access_key": "SK",
         ]
         #expect(Set(samples.keys) == Set(DaemonConfiguration.keys.map(\.name)))
@@ -91,6 +92,17 @@ import Testing
         #expect(fromFlags.storageSecretAccessKey == "SK")
         #expect(fromFlags.effectiveConcurrency == 7)
         #expect(fromFlags.effectiveSandboxWorkers == 3)
+        #expect(fromFlags.withWorker && fromFlags.modelsDirectory == "/m")
+    }
+
+    @Test func withWorkerIsABooleanFromFileEnvironmentOrFlag() throws {
+        #expect(try DaemonConfiguration.load(yaml: "with_worker: true", environment: [:]).withWorker)
+        #expect(try DaemonConfiguration.load(yaml: "with_worker: yes", environment: [:]).withWorker)
+        #expect(try !DaemonConfiguration.load(yaml: "with_worker: true", environment: ["DICOM_ETL_WITH_WORKER": "0"]).withWorker)
+        #expect(try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_WITH_WORKER": "false"], flags: ["with_worker": "true"]).withWorker)
+        #expect(throws: ConfigurationError(.invalidValue, key: "with_worker")) {
+            try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_WITH_WORKER": "maybe"])
+        }
     }
 
     @Test func secretsAreRefusedInTheFile() {

@@ -56,21 +56,43 @@ import Testing
         let data: String
         let key: String
         let databaseURL: String
-        let database: String
+        /// The database created in the test PostgreSQL (nil when the world brings its own cluster).
+        let database: String?
 
+        /// A world whose database is a fresh one in the test PostgreSQL.
         init() throws {
-            root = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))").path
-            drop = root + "/drop"
-            data = root + "/var"
-            key = root + "/key"
-            for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
-            try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
-            database = "e2e_\(UUID().uuidString.prefix(8).lowercased())"
             let admin = try #require(DaemonEndToEndTests.adminURL)
-            _ = try DaemonEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
+            let database = "e2e_\(UUID().uuidString.prefix(8).lowercased())"
             var components = try #require(URLComponents(string: admin))
             components.path = "/" + database
-            databaseURL = try #require(components.string)
+            try self.init(databaseURL: try #require(components.string), database: database)
+            _ = try DaemonEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
+        }
+
+        /// A world on a database of its own (e.g. a private cluster the test starts under `root`).
+        init(databaseURL: String?, database: String? = nil, root: String? = nil) throws {
+            self.root = root ?? FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))").path
+            drop = self.root + "/drop"
+            data = self.root + "/var"
+            key = self.root + "/key"
+            for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
+            self.database = database
+            self.databaseURL = databaseURL ?? ""
+        }
+
+        /// The same world on another database URL.
+        func with(databaseURL: String) -> World {
+            World(root: root, drop: drop, data: data, key: key, databaseURL: databaseURL, database: database)
+        }
+
+        private init(root: String, drop: String, data: String, key: String, databaseURL: String, database: String?) {
+            self.root = root
+            self.drop = drop
+            self.data = data
+            self.key = key
+            self.databaseURL = databaseURL
+            self.database = database
         }
 
         func drop(_ files: [(String, String)]) throws {
@@ -98,8 +120,13 @@ import Testing
             return names.sorted()
         }
 
+        /// Every regular file under `folder` of the drop folder (recursively), relative to it.
+        func names(in folder: String) -> [String] { files(in: folder) }
+
         func cleanUp() {
-            _ = try? DaemonEndToEndTests.psql(DaemonEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            if let database {
+                _ = try? DaemonEndToEndTests.psql(DaemonEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            }
             try? FileManager.default.removeItem(atPath: root)
         }
     }
@@ -118,14 +145,18 @@ import Testing
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    static func startDaemon(_ world: World) throws -> Process {
+    /// Starts `dicom-etl run` on the world.
+    /// - Parameters:
+    ///   - opsPort: the port of /metrics, /healthz and /readyz (0: any free port).
+    ///   - logFile: where the daemon's log goes (discarded when nil).
+    static func startDaemon(_ world: World, opsPort: Int = 0, logFile: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: daemonPath)
         process.arguments = [
             "run", "--drop-folder", world.drop, "--data-dir", world.data, "--database-url", world.databaseURL,
             "--key-file", world.key, "--profile", packageRoot.path + "/etl/deidentify/basic.yaml",
             "--routes-file", packageRoot.path + "/etl/routes.yaml", "--stable-file-seconds", "0.3",
-            "--rescan-interval-seconds", "1", "--series-quiet-seconds", "1", "--ops-port", "0", "--concurrency", "2",
+            "--rescan-interval-seconds", "1", "--series-quiet-seconds", "1", "--ops-port", String(opsPort), "--concurrency", "2",
             "--log-level", "warning",
         ]
         var environment = ProcessInfo.processInfo.environment
@@ -133,7 +164,14 @@ import Testing
         environment["DICOM_ETL_STORAGE_URL"] = nil
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        if let logFile {
+            if !FileManager.default.fileExists(atPath: logFile) { _ = FileManager.default.createFile(atPath: logFile, contents: nil) }
+            let handle = FileHandle(forWritingAtPath: logFile)
+            handle?.seekToEndOfFile()
+            process.standardError = handle
+        } else {
+            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        }
         try process.run()
         return process
     }
@@ -154,6 +192,48 @@ import Testing
         guard daemon.isRunning else { return }
         daemon.terminate()
         daemon.waitUntilExit()
+    }
+
+    /// Runs `dicom-etl verify-deid` over the de-identified DICOM objects in the world's filesystem store,
+    /// each paired (under the same name) with the processed source file it was made from.
+    static func verifyDeidentification(_ world: World) throws -> (status: Int32, output: String) {
+        let pairs = try psql(world.databaseURL, """
+            SELECT f.id || '|' || f.path || '|' || regexp_replace(i.file_key, '[^/]+\\.dcm$', left(f.sha256, 16) || '.dcm')
+            FROM ingest.source_files f JOIN imaging.instances i ON i.sop_instance_uid = f.sop_instance_uid
+            WHERE f.state = 'catalogued' ORDER BY f.id
+            """).split(separator: "\n").map { $0.split(separator: "|", maxSplits: 2).map(String.init) }
+        let originals = world.root + "/verify/originals", outputs = world.root + "/verify/outputs"
+        for folder in [originals, outputs] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        for pair in pairs where pair.count == 3 {
+            // The source moved from drop/NAME to drop/processed/NAME.
+            let relative = String(pair[1].dropFirst(world.drop.count + 1))
+            try FileManager.default.copyItem(atPath: world.drop + "/processed/" + relative, toPath: originals + "/\(pair[0]).dcm")
+            try FileManager.default.copyItem(atPath: world.data + "/objects/data/" + pair[2], toPath: outputs + "/\(pair[0]).dcm")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: daemonPath)
+        process.arguments = ["verify-deid", "--originals", originals, "--outputs", outputs, "--profile", packageRoot.path + "/etl/deidentify/basic.yaml"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The output of `dicom-etl status` for the world.
+    static func status(_ world: World) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: daemonPath)
+        process.arguments = ["status", "--drop-folder", world.drop, "--database-url", world.databaseURL]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 
     struct Counts: Equatable, CustomStringConvertible {
@@ -220,10 +300,26 @@ import Testing
         if processed.contains(where: { name in Self.radiographs.contains { $0.0 == name } }) {
             #expect(first.jobs > 0, "a catalogued chest radiograph's series gets a job once complete")
             #expect(try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL") > 0)
+            // Every recipe's tensor is catalogued; the instance row keeps the first recipe's.
+            #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN imaging.tensors t USING (sop_instance_uid) WHERE t.tensor_key = i.tensor_key")
+                == (try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL")))
         }
         #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
         // No PHI in the analyst tables: no original UID appears among the catalogued ones.
         #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN vault.instances v ON v.original_sop_instance_uid = i.sop_instance_uid") == 0)
+
+        // `dicom-etl status` once drained: nothing in the backlog or in flight, one ledger row per dropped file.
+        let status = try Self.status(world)
+        #expect(status.contains("backlog: 0\n") && status.contains("in flight: 0\n"), "\(status)")
+        let ledgerLine = status.split(separator: "\n").first { $0.hasPrefix("ledger: ") } ?? ""
+        let ledgerTotal = ledgerLine.dropFirst("ledger: ".count).split(separator: " ").compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
+        #expect(ledgerTotal == files.count, "\(status)")
+
+        // verify-deid over the stored de-identified objects, each paired with the source file it came from.
+        let verified = try Self.verifyDeidentification(world)
+        #expect(verified.status == 0, "\(verified.output)")
+        #expect(verified.output.contains("verified \(first.catalogued) files: 0 with leaks"), "\(verified.output)")
+        print("verify-deid: " + (verified.output.split(separator: "\n").first.map(String.init) ?? ""))
 
         // Re-dropping the same files: all duplicates (or quarantined again), no new rows.
         let processedBefore = processed.count

@@ -1,6 +1,7 @@
 // Tests of SeriesCompletionService against a fresh database in the test PostgreSQL: a series is
 // complete only after its quiet period (time injected), gets one job per routed model and revision,
-// and a late instance re-opens it under a new revision.
+// and a late instance re-opens it under a new revision; each series waits for its routes' own quiet
+// period (the longest when several routes take it), an unrouted one for the default.
 import Catalog
 import Foundation
 import Ingest
@@ -8,11 +9,48 @@ import Logging
 import Testing
 
 @Suite(.serialized) struct SeriesCompletionTests {
-    static func instance(_ sop: String, series: String, modality: String) -> CatalogBatch {
+    static func instance(_ sop: String, series: String, modality: String, bodyPart: String? = nil) -> CatalogBatch {
         CatalogBatch(
             patients: [PatientRecord(patientID: "P1")], studies: [StudyRecord(studyUID: "2.25.1", patientID: "P1")],
-            series: [SeriesRecord(seriesUID: series, studyUID: "2.25.1", modality: modality)],
+            series: [SeriesRecord(seriesUID: series, studyUID: "2.25.1", modality: modality, bodyPart: bodyPart)],
             instances: [InstanceRecord(sopInstanceUID: sop, seriesUID: series, studyUID: "2.25.1", patientID: "P1", modality: modality)])
+    }
+
+    @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"))
+    func eachSeriesWaitsForItsRoutesQuietPeriod() async throws {
+        let world = try DaemonEndToEndTests.World()
+        defer { world.cleanUp() }
+        let routes = try SeriesRoutes.parse(yaml: """
+            routes:
+              - {name: cr, modalities: [CR], recipe: cxr-28, model: m-cr, model_version: "1", quiet_seconds: 30}
+              - {name: mr-fast, modalities: [MR], recipe: cxr-28, model: m-mr, model_version: "1", quiet_seconds: 3}
+              - {name: mr-head, modalities: [MR], body_parts: [HEAD], recipe: cxr-28, model: m-head, model_version: "1", quiet_seconds: 20}
+            """)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let clock = LockedDate(t0)
+        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
+            let catalog = Catalog(client: client)
+            try await catalog.migrate()
+            let service = SeriesCompletionService(
+                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: ContinuousClock(), now: { clock.value },
+                logger: Logger(label: "test"))
+            #expect(service.shortestQuietPeriod == .seconds(3))
+            try await catalog.upsert(Self.instance("2.25.1.1", series: "2.25.1", modality: "CR"), arrivedAt: t0)                     // 30 s
+            try await catalog.upsert(Self.instance("2.25.2.1", series: "2.25.2", modality: "MR", bodyPart: "KNEE"), arrivedAt: t0)   // 3 s
+            try await catalog.upsert(Self.instance("2.25.3.1", series: "2.25.3", modality: "CT"), arrivedAt: t0)                     // default 10 s
+            try await catalog.upsert(Self.instance("2.25.4.1", series: "2.25.4", modality: "MR", bodyPart: "HEAD"), arrivedAt: t0)   // 3 and 20: 20 s
+            var completed: [(Int, [String])] = []
+            for seconds in [2, 4, 9, 11, 19, 21, 29, 31] {
+                clock.value = t0.addingTimeInterval(Double(seconds))
+                let done = try await service.completeQuietSeries().map(\.seriesUID)
+                if !done.isEmpty { completed.append((seconds, done)) }
+            }
+            #expect(completed.map(\.0) == [4, 11, 21, 31])
+            #expect(completed.map(\.1) == [["2.25.2"], ["2.25.3"], ["2.25.4"], ["2.25.1"]])
+            // Jobs: the knee MR to m-mr, the head MR to both MR models, the CR to m-cr; the CT none.
+            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT string_agg(series_uid || ':' || model_name, ' ' ORDER BY series_uid, model_name) FROM inference.jobs")
+                == "2.25.1:m-cr 2.25.2:m-mr 2.25.4:m-head 2.25.4:m-mr")
+        }
     }
 
     @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"))

@@ -1,9 +1,11 @@
 // A sandbox child for the SandboxPool tests: jobs that echo, fail, crash (SIGSEGV, abort) or hang,
-// and a DICOM parse with and without the nesting guard (the payload is a file path).
+// and a DICOM parse with and without the nesting guard (the payload is a file path). Its "process"
+// job is the daemon's, except that a source file named crash* takes the child down.
 #if canImport(Glibc)
 import Glibc
 #endif
 import DICOM
+import Foundation
 import Ingest
 
 extension DicomError: ReasonedError {}
@@ -35,7 +37,14 @@ let handlers: [String: SandboxWorker.Handler] = [
         let file = try DicomFile.open(path: String(decoding: payload, as: UTF8.self), maxSequenceNesting: Int(Int32.max))
         return Array(file.transferSyntaxUID.utf8)
     },
-    ProcessJob.kind: ProcessJob.handler,
+    ProcessJob.kind: { payload in
+        if let request = try? JSONDecoder().decode(ProcessRequest.self, from: Data(payload)),
+            (request.sourcePath as NSString).lastPathComponent.hasPrefix("crash")
+        {
+            abort()   // as a crashing C++ parser would
+        }
+        return try ProcessJob.handler(payload)
+    },
     "print": { payload in
         // Stray output on stdout must not corrupt the frames.
         print("noise from a library")

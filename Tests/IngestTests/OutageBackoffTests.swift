@@ -1,0 +1,97 @@
+// Outages: the backoff state machine (doubling pauses, capped; success ends it; readiness), and the
+// runner pausing its workers while an outage lasts, leaving the file where it was.
+import Foundation
+@testable import Ingest
+import Testing
+
+/// A processor that reports an outage for files named `down*` and ingests the others.
+final class OutageProcessor: FileProcessor, @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: [String] = []
+    var calls: [String] { lock.withLock { names } }
+
+    func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome {
+        let name = (file.relativePath as NSString).lastPathComponent
+        lock.withLock { names.append(name) }
+        if name.hasPrefix("down") { throw PipelineOutage(reason: "database_unavailable") }
+        return .ingested
+    }
+}
+
+@Suite struct OutageBackoffTests {
+    @Test func pausesDoubleUpToTheMaximumAndASuccessEndsTheOutage() {
+        var state = OutageBackoffState(initialDelay: .seconds(1), maximumDelay: .seconds(30))
+        #expect(!state.isOutage(at: .zero))
+        let first = state.reportOutage("database_unavailable", at: .seconds(10))
+        #expect(first.delay == .seconds(1) && first.began)
+        #expect(state.isOutage(at: .seconds(10)))
+        #expect(state.remainingDelay(at: .milliseconds(10_400)) == .milliseconds(600))
+        var delays: [Duration] = []
+        for step in 1...6 { delays.append(state.reportOutage("store_unavailable", at: .seconds(10 + step)).delay) }
+        #expect(delays == [.seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(30)])
+        #expect(state.consecutiveOutages == 7 && state.lastReason == "store_unavailable")
+        #expect(state.remainingDelay(at: .seconds(100)) == .zero)
+        // Nobody retried for a whole maximum pause after the retry time: readiness no longer blames an outage.
+        #expect(state.isOutage(at: .seconds(16 + 30 + 29)))
+        #expect(!state.isOutage(at: .seconds(16 + 30 + 31)))
+        let ended = state.reportSuccess()
+        #expect(ended)
+        #expect(!state.isOutage(at: .seconds(17)) && state.remainingDelay(at: .seconds(17)) == .zero)
+        let endedAgain = state.reportSuccess()
+        #expect(!endedAgain)
+        let again = state.reportOutage("database_unavailable", at: .seconds(200))
+        #expect(again.delay == .seconds(1) && again.began)
+    }
+
+    @Test func theRunnerLeavesTheFileInPlaceAndPausesUntilTheOutageEnds() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let queue = FileQueue(capacity: 4)
+        let processor = OutageProcessor()
+        let (metrics, registry) = makeMetrics()
+        let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: ContinuousClock())
+        let runner = PipelineRunner(
+            queue: queue, processor: processor, disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
+            concurrency: 2, metrics: metrics, backoff: backoff, logger: testLogger)
+        let task = Task { await runner.run() }
+        let down = try folder.write("down.dcm")
+        #expect(await queue.offer(makeFile(down, root: folder.path)))
+        #expect(await eventually { processor.calls == ["down.dcm"] && queue.inFlight == 0 })
+        #expect(folder.exists("down.dcm"))                  // left in place, not quarantined
+        #expect(!folder.exists("quarantine/down.dcm.reason.json"))
+        #expect(!backoff.isAvailable)
+
+        // While the pause lasts, no worker takes the next file.
+        let next = try folder.write("next.dcm")
+        #expect(await queue.offer(makeFile(next, root: folder.path)))
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(processor.calls == ["down.dcm"])   // taken by a worker perhaps, but held until the pause ends
+        #expect(folder.exists("next.dcm"))
+
+        // The outage ends (a success elsewhere, e.g. another worker's file): the workers resume.
+        backoff.reportSuccess()
+        #expect(await eventually { processor.calls.count == 2 && queue.inFlight == 0 })
+        #expect(folder.exists("processed/next.dcm"))
+        #expect(backoff.isAvailable)
+        queue.close()
+        await task.value
+        #expect(registry.emitToString().contains("dicom_etl_files_retried_total 1"))
+    }
+
+    @Test func shutdownEndsThePause() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let queue = FileQueue(capacity: 4)
+        let (metrics, _) = makeMetrics()
+        let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: ContinuousClock())
+        backoff.reportOutage("database_unavailable")
+        let runner = PipelineRunner(
+            queue: queue, processor: OutageProcessor(),
+            disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
+            concurrency: 2, metrics: metrics, backoff: backoff, logger: testLogger)
+        let task = Task { await runner.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        queue.close()
+        await task.value                                    // returns within a slice, not after an hour
+    }
+}
