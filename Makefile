@@ -8,7 +8,7 @@ DEBIAN_PACKAGES := libdcmtk-dev dcmtk libopenblas-dev libopenjp2-7-dev zlib1g-de
 	postgresql pkg-config python3-venv curl ca-certificates
 SWIFT ?= swift
 
-.PHONY: run test deps venv build build-release clean bench train train-venv bench-inference
+.PHONY: run test deps venv build build-release clean bench train train-venv bench-inference image check-deployment
 
 run: deps venv build-release
 	./scripts/run-embedded.sh
@@ -38,6 +38,16 @@ build: deps
 
 build-release: deps
 	$(SWIFT) build -c release
+
+# The container image (needs a Docker engine) and the deployment checks alone (also part of `make test`).
+IMAGE ?= dicom-etl:latest
+image:
+	docker build -f deployment/Dockerfile -t $(IMAGE) .
+
+check-deployment: deps venv
+	$(PY) deployment/tests/validate_manifests.py
+	$(SWIFT) build -c release --static-swift-stdlib --product dicom-etl
+	$(PY) deployment/tests/check_runtime_libs.py "$$($(SWIFT) build -c release --show-bin-path)/dicom-etl"
 
 # The pneumonia CNN: TensorFlow lives in its own venv so that `make test` never needs it.
 TRAIN_VENV ?= .venv-train

@@ -14,10 +14,21 @@ else
 fi
 [ -d ../shared/data/medmnist ] && export DICOM_ETL_MEDMNIST="$(cd ../shared/data/medmnist && pwd)"
 export OPENBLAS_NUM_THREADS=1
+set +e
+# Deployment: the manifests against their schemas and the code; the container image's runtime packages
+# against `ldd` of a release binary built the way deployment/Dockerfile builds it.
+deployment_status=0
+"$DICOM_ETL_PYTHON" deployment/tests/validate_manifests.py 2>&1 || deployment_status=1
+release_started=$(date +%s)
+swift build -c release --static-swift-stdlib --product dicom-etl || deployment_status=1
+echo "release build of the image's binary (--static-swift-stdlib): $(( $(date +%s) - release_started )) s"
+"$DICOM_ETL_PYTHON" deployment/tests/check_runtime_libs.py "$(swift build -c release --show-bin-path)/dicom-etl" || deployment_status=1
+set -e
 swift build --build-tests
 set +e
 # One test at a time: the corpus-wide tests hold the (2-core) cooperative thread pool for many seconds
 # and would starve the timing-sensitive service tests if run beside them.
 swift test --skip-build --no-parallel 2>&1 | tee .build/test.log
 status=${PIPESTATUS[0]}
-exit "$status"
+[ "$deployment_status" = 0 ] || echo "deployment checks failed (see above)"
+[ "$status" = 0 ] && [ "$deployment_status" = 0 ]

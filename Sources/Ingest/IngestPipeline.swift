@@ -77,13 +77,15 @@ public enum IngestPipeline: PipelineAssembly {
         // Output a killed predecessor's children left behind; nothing in it was catalogued yet.
         let scratchRoot = (dataDirectory as NSString).appendingPathComponent("scratch")
         try? FileManager.default.removeItem(atPath: scratchRoot)
+        // The lease owner names this replica: host, drop folder and data dir (each replica has its own data
+        // dir), so two replicas on one host never take each other's claims, and a restart reclaims its own.
         let host = ProcessInfo.processInfo.hostName
-        let dropHash = SHA256.hash(data: Data(URL(fileURLWithPath: configuration.dropFolder).standardizedFileURL.path.utf8))
-            .prefix(6).map { String(format: "%02x", $0) }.joined()
+        let replica = URL(fileURLWithPath: configuration.dropFolder).standardizedFileURL.path + "\u{0}" + dataDirectory
+        let replicaHash = SHA256.hash(data: Data(replica.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
         let processor = IngestProcessor(
             catalog: catalog, store: store, sandbox: context.sandbox,
             inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
-            scratchRoot: scratchRoot, owner: "\(host)/\(dropHash)",
+            scratchRoot: scratchRoot, owner: "\(host)/\(replicaHash)",
             lease: configuration.sandboxTimeout + .seconds(120), logger: logger)
         let completion = SeriesCompletionService(
             catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(), logger: logger)

@@ -1,0 +1,224 @@
+// Replicas: two `dicom-etl run` processes on one drop folder, one database and one object store (each
+// with its own data dir, as two pods would be) ingest the corpus subset of DaemonEndToEndTests plus
+// byte-identical copies under other names. The outcome must equal a single daemon's on the same files:
+// every file in processed/ or quarantine/ exactly once, claimed once, counted once across both
+// daemons' /metrics, and no duplicate instances, objects or jobs. Both daemons must have done work.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Ingest
+import Testing
+
+@Suite(.serialized) struct ReplicaTests {
+    typealias E2E = DaemonEndToEndTests
+
+    /// A port free at the time of asking (the daemon binds it a moment later).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
+            }
+        }
+        guard bound else { throw POSIXError(.EADDRINUSE) }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    struct Daemon {
+        let process: Process
+        let opsPort: Int
+    }
+
+    /// Starts `dicom-etl run` on the world's drop folder and database with its own data dir and the
+    /// shared filesystem store `storeRoot`.
+    static func startDaemon(_ world: E2E.World, dataDirectory: String, storeRoot: String) throws -> Daemon {
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        let port = try freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: E2E.daemonPath)
+        process.arguments = [
+            "run", "--drop-folder", world.drop, "--data-dir", dataDirectory, "--database-url", world.databaseURL,
+            "--storage-url", "file://" + storeRoot, "--key-file", world.key,
+            "--profile", E2E.packageRoot.path + "/etl/deidentify/basic.yaml",
+            "--routes-file", E2E.packageRoot.path + "/etl/routes.yaml", "--stable-file-seconds", "0.3",
+            "--rescan-interval-seconds", "1", "--series-quiet-seconds", "1", "--ops-port", String(port),
+            "--concurrency", "2", "--log-level", "warning",
+        ]
+        var environment = ProcessInfo.processInfo.environment
+        environment["DICOM_ETL_RECIPES"] = E2E.packageRoot.path + "/etl/normalize"
+        environment["DICOM_ETL_STORAGE_URL"] = nil
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        return Daemon(process: process, opsPort: port)
+    }
+
+    /// Waits until the drop folder is empty and no series is open, while every daemon runs.
+    static func waitUntilSettled(_ world: E2E.World, daemons: [Process], timeout: Duration = .seconds(240)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if daemons.contains(where: { !$0.isRunning }) { return }
+            if world.files(in: "").isEmpty, (try? world.count("SELECT count(*) FROM imaging.series WHERE state = 'open'")) == 0,
+               (try? world.count("SELECT count(*) FROM ingest.source_files WHERE state IN ('discovered', 'processing', 'failed')")) == 0 {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+
+    /// One daemon's Prometheus text from /metrics (through curl, as a scraper would fetch it).
+    static func scrape(_ port: Int) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw POSIXError(.ECONNREFUSED) }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The sum of every sample of a metric (all label sets).
+    static func sample(_ text: String, _ name: String) -> Double {
+        text.split(separator: "\n").reduce(0) { total, line in
+            guard line.hasPrefix(name + " ") || line.hasPrefix(name + "{"), let value = line.split(separator: " ").last.flatMap({ Double($0) })
+            else { return total }
+            return total + value
+        }
+    }
+
+    /// Peak resident memory of a process in MiB (VmHWM), while it runs.
+    static func peakRSS(_ pid: Int32) -> Double? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return nil }
+        return kilobytes / 1024
+    }
+
+    struct Outcome: Equatable, CustomStringConvertible {
+        var instances, series, jobs, done, quarantined, objects: Int
+        var description: String {
+            "instances=\(instances) series=\(series) jobs=\(jobs) catalogued+duplicate=\(done) quarantined=\(quarantined) objects=\(objects)"
+        }
+    }
+
+    static func outcome(_ world: E2E.World, storeRoot: String) throws -> Outcome {
+        var objects = 0
+        if let walker = FileManager.default.enumerator(atPath: storeRoot + "/data") {
+            while walker.nextObject() != nil {
+                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { objects += 1 }
+            }
+        }
+        return Outcome(
+            instances: try world.count("SELECT count(*) FROM imaging.instances"),
+            series: try world.count("SELECT count(*) FROM imaging.series"),
+            jobs: try world.count("SELECT count(*) FROM inference.jobs"),
+            done: try world.count("SELECT count(*) FROM ingest.source_files WHERE state IN ('catalogued', 'duplicate')"),
+            quarantined: try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'quarantined'"),
+            objects: objects)
+    }
+
+    /// The subset, plus byte-identical copies of a few files under other names (duplicates across replicas).
+    static func files() -> [(String, String)] {
+        let subset = E2E.subset()
+        let copies = subset.filter { !$0.0.hasPrefix("nested") }.prefix(8).map { ("copy-" + $0.0, $0.1) }
+        return (subset + copies).shuffled()
+    }
+
+    @Test(.enabled(if: E2E.ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(8)))
+    func twoDaemonsOnOneDropFolderIngestEachFileOnce() async throws {
+        let files = Self.files()
+        let names = Set(files.map(\.0))
+
+        // The reference: one daemon on the same files.
+        let single = try E2E.World()
+        defer { single.cleanUp() }
+        let singleStore = single.root + "/objects"
+        let alone = try Self.startDaemon(single, dataDirectory: single.root + "/var-a", storeRoot: singleStore)
+        defer { E2E.stop(alone.process) }
+        try single.drop(files)
+        try await Self.waitUntilSettled(single, daemons: [alone.process])
+        #expect(alone.process.isRunning)
+        let reference = try Self.outcome(single, storeRoot: singleStore)
+        E2E.stop(alone.process)
+
+        // Two replicas.
+        let world = try E2E.World()
+        defer { world.cleanUp() }
+        let store = world.root + "/objects"
+        let a = try Self.startDaemon(world, dataDirectory: world.root + "/var-a", storeRoot: store)
+        defer { E2E.stop(a.process) }
+        let b = try Self.startDaemon(world, dataDirectory: world.root + "/var-b", storeRoot: store)
+        defer { E2E.stop(b.process) }
+        // Both ready (migrated, serving) before the files arrive, so both see them.
+        let ready = await eventually(within: 60) { (try? Self.scrape(a.opsPort)) != nil && (try? Self.scrape(b.opsPort)) != nil }
+        #expect(ready)
+        let started = ContinuousClock.now
+        try world.drop(files)
+        try await Self.waitUntilSettled(world, daemons: [a.process, b.process])
+        let elapsed = ContinuousClock.now - started
+        #expect(a.process.isRunning && b.process.isRunning, "both replicas keep running")
+
+        // Every file exactly once in processed/ or quarantine/, none left.
+        #expect(world.files(in: "").isEmpty)
+        let processed = world.files(in: "processed")
+        let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
+        #expect(processed.count + quarantined.count == files.count)
+        #expect(Set(processed).union(quarantined) == names)
+        #expect(Set(processed).isDisjoint(with: quarantined))
+
+        // One ledger row per file, each claimed once, each terminal.
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files") == files.count)
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state NOT IN ('catalogued', 'duplicate', 'quarantined')") == 0)
+        let claimedTwice = try world.count("""
+            SELECT count(*) FROM (SELECT source_file_id FROM ingest.stage_events WHERE stage = 'claim' AND to_state = 'processing'
+                                  GROUP BY source_file_id HAVING count(*) > 1) x
+            """)
+        #expect(claimedTwice == 0, "\(claimedTwice) files were claimed by more than one worker")
+
+        // No duplicate instances or jobs; the same outcome as one daemon, objects included.
+        #expect(try world.count("SELECT count(*) FROM imaging.instances") ==
+                (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
+        #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
+        let replicated = try Self.outcome(world, storeRoot: store)
+        #expect(replicated == reference, "two replicas: \(replicated); one daemon: \(reference)")
+        #expect(replicated.instances > 0)
+
+        // Counted once across both daemons' metrics, and both did work.
+        let metricsA = try Self.scrape(a.opsPort), metricsB = try Self.scrape(b.opsPort)
+        let ingested = (Self.sample(metricsA, "dicom_etl_files_ingested_total"), Self.sample(metricsB, "dicom_etl_files_ingested_total"))
+        let duplicates = Self.sample(metricsA, "dicom_etl_files_duplicate_total") + Self.sample(metricsB, "dicom_etl_files_duplicate_total")
+        let rejected = (Self.sample(metricsA, "dicom_etl_files_quarantined_total"), Self.sample(metricsB, "dicom_etl_files_quarantined_total"))
+        let catalogued = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'catalogued'")
+        let duplicateRows = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
+        // Each disposal is counted once, by the replica that moved the file. (Which counter can differ from
+        // the ledger: when replica b finds a file that a has just catalogued but not yet moved, b moves it and
+        // counts a duplicate, and a's move then fails and counts a retry.)
+        #expect(Int(ingested.0 + ingested.1 + duplicates) == catalogued + duplicateRows)
+        #expect(Int(rejected.0 + rejected.1) == replicated.quarantined)
+        #expect(ingested.0 + rejected.0 > 0 && ingested.1 + rejected.1 > 0,
+                "both replicas took files: a \(ingested.0)+\(rejected.0), b \(ingested.1)+\(rejected.1)")
+
+        if Int(ingested.0 + ingested.1) != catalogued {
+            print("replicas: \(catalogued) files catalogued, \(Int(ingested.0 + ingested.1)) counted as ingested and "
+                  + "\(Int(duplicates)) as duplicates (\(duplicateRows) duplicate rows): a file finished by one replica was disposed of by the other")
+        }
+        let rss = [a, b].compactMap { Self.peakRSS($0.process.processIdentifier) }.map { String(format: "%.0f", $0) }
+        print("replicas: \(files.count) files, 2 daemons settled in \(elapsed) (incl. the 1 s quiet period); "
+              + "daemon a took \(Int(ingested.0 + rejected.0)), b \(Int(ingested.1 + rejected.1)); \(replicated); "
+              + "peak RSS of each daemon process (MiB, sandbox helpers not included): \(rss.joined(separator: ", "))")
+    }
+}
