@@ -70,6 +70,10 @@ public enum ProcessingOutcome: Sendable, Hashable {
     case duplicate
     /// Cannot go through: the file goes to `quarantine/` beside a reason file.
     case rejected(PipelineFailure)
+    /// The ledger already holds this very file's outcome (a run killed before it moved the file, or
+    /// another replica that took it first): the file, if still there, is disposed of by that outcome
+    /// (`nil`: catalogued; else quarantined with the recorded failure) and counted nowhere again.
+    case alreadyRecorded(PipelineFailure?)
 }
 
 /// The pipeline's work on one file: claim, parse, de-identify, normalise, store, catalog.

@@ -86,9 +86,10 @@ public enum IngestPipeline: PipelineAssembly {
             catalog: catalog, store: store, sandbox: context.sandbox,
             inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
             scratchRoot: scratchRoot, owner: "\(host)/\(replicaHash)",
-            lease: configuration.sandboxTimeout + .seconds(120), logger: logger)
+            lease: configuration.sandboxTimeout + .seconds(120), metrics: context.metrics, logger: logger)
         let completion = SeriesCompletionService(
-            catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(), logger: logger)
+            catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(),
+            metrics: context.metrics, logger: logger)
         let databaseService = DatabaseService(clientTask: clientTask, embedded: embedded, logger: logger)
         return AssembledPipeline(
             processor: processor, services: [databaseService, completion],

@@ -46,13 +46,16 @@ public struct IngestProcessor: FileProcessor {
     public let maxInterruptions: Int
     /// The clock of arrival times (compared by the series completion service).
     public let now: @Sendable () -> Date
+    /// Where stage latencies (claim, sandbox, store, catalog) are recorded; nil records none.
+    public let metrics: IngestMetrics?
     public let logger: Logger
 
     public init(
         catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, scratchRoot: String, owner: String,
         lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, now: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger
+        metrics: IngestMetrics? = nil, logger: Logger
     ) {
+        self.metrics = metrics
         self.catalog = catalog
         self.store = store
         self.sandbox = sandbox
@@ -102,6 +105,12 @@ public struct IngestProcessor: FileProcessor {
         }
     }
 
+    /// Runs `body` and records its duration as `stage`'s latency (also when it throws).
+    private func timed<T>(_ stage: PipelineStage, _ body: () async throws -> T) async throws -> T {
+        guard let metrics else { return try await body() }
+        return try await metrics.timeStage(stage, body)
+    }
+
     public func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome {
         var log = logger
         log[metadataKey: "path_hash"] = .string(file.pathHash)
@@ -111,16 +120,16 @@ public struct IngestProcessor: FileProcessor {
         }
         let source = SourceFile(path: file.path, size: digest.size, mtime: digest.modificationTime, sha256: digest.sha256)
         let owner = self.owner, lease = self.lease, maxAttempts = self.maxAttempts, maxInterruptions = self.maxInterruptions
-        let claim = try await database(.claim) {
+        let claim = try await timed(.claim) { try await database(.claim) {
             try await $0.claimSourceFile(source, owner: owner, lease: lease, maxAttempts: maxAttempts, maxInterruptions: maxInterruptions)
-        }
+        } }
         let entry: LedgerEntry
         switch claim {
         case .claimed(let claimed): entry = claimed
         case .alreadyDone(let done):
             switch done.state {
-            case .quarantined: return .rejected(PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined"))
-            default: return .duplicate
+            case .quarantined: return .alreadyRecorded(PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined"))
+            default: return .alreadyRecorded(nil)
             }
         case .duplicate: return .duplicate
         case .busy: throw TransientFailure(reason: "claimed_elsewhere")
@@ -190,7 +199,7 @@ public struct IngestProcessor: FileProcessor {
         let request = ProcessRequest(
             sourcePath: path, routesFile: inputs.routesFile, profileFile: inputs.profileFile, keyFile: inputs.keyFile,
             recipesDirectory: inputs.recipesDirectory, scratchDirectory: scratch)
-        let result = try await ProcessJob.run(request, in: sandbox)
+        let result = try await timed(.sandbox) { try await ProcessJob.run(request, in: sandbox) }
         if let failure = result.failure { throw failure }
         guard let instance = result.instance, let file = result.objects.first(where: { $0.role == "file" }) else {
             throw PipelineFailure(stage: .sandbox, reason: "bad_response")
@@ -201,6 +210,7 @@ public struct IngestProcessor: FileProcessor {
         let version = String(sha256.prefix(16))
         let base = "\(instance.studyUID)/\(instance.seriesUID)/\(instance.sopInstanceUID)/\(version)"
         var stored: [String: StoredObject] = [:]
+        let storeStart = ContinuousClock.now
         for object in result.objects {
             let key: String
             switch object.role {
@@ -218,6 +228,7 @@ public struct IngestProcessor: FileProcessor {
             let name = object.role + (object.recipe.map { "/" + $0 } ?? "")
             stored[name] = StoredObject(key: key, sha256: object.sha256, size: object.size)
         }
+        metrics?.recordStage(.store, duration: ContinuousClock.now - storeStart)
         let firstRecipe = result.objects.first(where: { $0.role == "tensor" })?.recipe
         let record = InstanceRecord(
             sopInstanceUID: instance.sopInstanceUID, seriesUID: instance.seriesUID, studyUID: instance.studyUID,
@@ -249,7 +260,7 @@ public struct IngestProcessor: FileProcessor {
             vaultSeries: [VaultSeries(seriesUID: instance.seriesUID, originalSeriesUID: instance.originalSeriesUID)],
             vaultInstances: [VaultInstance(sopInstanceUID: instance.sopInstanceUID, originalSOPInstanceUID: instance.originalSOPInstanceUID)])
         let owner = self.owner, arrivedAt = now(), recipes = Set(result.objects.compactMap(\.recipe)).sorted()
-        try await database { transaction in
+        try await timed(.catalog) { try await database { transaction in
             try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.deidentify.rawValue)
             if !recipes.isEmpty {
                 try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.normalize.rawValue, detail: recipes.joined(separator: ","))
@@ -258,7 +269,7 @@ public struct IngestProcessor: FileProcessor {
             try await transaction.upsert(batch, arrivedAt: arrivedAt)
             try await transaction.transitionSourceFile(
                 id: entry.id, to: .catalogued, stage: PipelineStage.catalog.rawValue, sopInstanceUID: instance.sopInstanceUID, owner: owner)
-        }
+        } }
         logger.debug("file catalogued", metadata: ["routes": .string(result.routes.joined(separator: ","))])
         return .ingested
     }

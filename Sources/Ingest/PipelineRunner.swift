@@ -93,7 +93,7 @@ public struct PipelineRunner: Service, Sendable {
         do {
             switch outcome {
             case .ingested, .duplicate:
-                _ = try metrics.measure(.dispose) { try disposer.finishProcessed(file) }
+                try dispose { try disposer.finishProcessed(file) }
                 if outcome == .ingested {
                     metrics.filesIngested.increment()
                     metrics.bytesIngested.increment(by: file.size)
@@ -102,11 +102,19 @@ public struct PipelineRunner: Service, Sendable {
                 }
                 logger.debug(outcome == .ingested ? "file ingested" : "duplicate file", metadata: LogRedaction.metadata(for: file))
             case .rejected(let failure):
-                _ = try metrics.measure(.dispose) { try disposer.quarantine(file, failure: failure) }
+                try dispose { try disposer.quarantine(file, failure: failure) }
                 metrics.quarantined(failure)
                 logger.notice(
                     "file quarantined",
                     metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: failure)) { $1 })
+            case .alreadyRecorded(let failure):
+                if let failure {
+                    try dispose { try disposer.quarantine(file, failure: failure) }
+                } else {
+                    try dispose { try disposer.finishProcessed(file) }
+                }
+                logger.debug("file already recorded in the ledger; disposed of", metadata: LogRedaction.metadata(for: file))
+                return
             }
             metrics.fileLatency.record(duration: .seconds(Date().timeIntervalSince(file.discoveredAt)))
         } catch {
@@ -114,6 +122,16 @@ public struct PipelineRunner: Service, Sendable {
             logger.error(
                 "source file could not be disposed of; left in place",
                 metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: error)) { $1 })
+        }
+    }
+
+    /// Runs one disposal; a source already gone was disposed of by another replica that found this
+    /// file's outcome in the ledger first, which leaves the outcome to be counted here, once.
+    private func dispose(_ body: () throws -> some Any) throws {
+        do {
+            _ = try metrics.measure(.dispose, body)
+        } catch let error as DisposalError where error.reason == "source_missing" {
+            logger.debug("source file already disposed of by another replica")
         }
     }
 }

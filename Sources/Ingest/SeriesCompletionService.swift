@@ -23,12 +23,15 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
     public let clock: C
     /// Wall time by the same source the processor stamps arrivals with.
     public let now: @Sendable () -> Date
+    /// Where the inference queue's depth by state is published (`dicom_etl_job_queue_depth`); nil: nowhere.
+    public let metrics: IngestMetrics?
     public let logger: Logger
 
     public init(
         catalog: Catalog, routes: SeriesRoutes, defaultQuietPeriod: Duration, clock: C, now: @escaping @Sendable () -> Date = { Date() },
-        logger: Logger
+        metrics: IngestMetrics? = nil, logger: Logger
     ) {
+        self.metrics = metrics
         self.catalog = catalog
         self.routes = routes
         self.defaultQuietPeriod = defaultQuietPeriod
@@ -67,12 +70,25 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
+    /// Publishes the number of inference jobs in each state.
+    public func publishJobQueueDepth() async throws {
+        guard let metrics else { return }
+        let counts = try await JobQueue(client: catalog.client, logger: logger).counts()
+        for (state, count) in counts { metrics.setJobQueueDepth(state: state.rawValue, count: count) }
+    }
+
     public func run() async throws {
         await cancelWhenGracefulShutdown {
+            var lastPublished = ContinuousClock.now - .seconds(60)
             while !Task.isCancelled {
                 do {
                     let completed = try await completeQuietSeries()
                     if !completed.isEmpty { logger.info("series complete", metadata: ["count": .stringConvertible(completed.count)]) }
+                    // The queue's depth every few seconds (and after each completion), not on every poll.
+                    if !completed.isEmpty || ContinuousClock.now - lastPublished >= .seconds(5) {
+                        try await publishJobQueueDepth()
+                        lastPublished = ContinuousClock.now
+                    }
                 } catch {
                     logger.warning("series completion pass failed", metadata: LogRedaction.metadata(for: error))
                 }
