@@ -75,7 +75,7 @@ let package = Package(
             name: "Inference",
             dependencies: [
                 "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

@@ -5,6 +5,7 @@
 import Catalog
 import Foundation
 import Logging
+import Metrics
 import ObjectStorage
 import PostgresNIO
 import ServiceLifecycle
@@ -236,6 +237,8 @@ public struct InferenceWorker: Service, Sendable {
                 let chunk = Array(inputs[(start * size)..<((start + n) * size)])
                 probabilities.append(contentsOf: try model.predict(batch: chunk, count: n))
                 let elapsed = ContinuousClock.now - began
+                WorkerMetrics.forwardPass.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+                WorkerMetrics.images.increment(by: n)
                 let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
                 latencies.append(contentsOf: repeatElement(ms, count: n))
                 start += n
@@ -267,7 +270,10 @@ public struct InferenceWorker: Service, Sendable {
             offset += job.instances.count
             do {
                 try await queue.complete(job.job, diagnoses: diagnoses)
+                WorkerMetrics.jobs(outcome: "done").increment()
+                WorkerMetrics.diagnoses.increment(by: diagnoses.count)
             } catch let error as CatalogError where error.code == .leaseLost {
+                WorkerMetrics.jobs(outcome: "lease_lost").increment()
                 logger.warning("job lease lost before completion; its result is discarded", metadata: ["job": "\(job.job.id)"])
             } catch {
                 await fail(job.job, error)
@@ -284,11 +290,27 @@ public struct InferenceWorker: Service, Sendable {
         case let error as InferenceError: reason = error.code.rawValue
         default: reason = "internalError"
         }
+        WorkerMetrics.failures(reason: reason).increment()
         do {
             let outcome = try await queue.fail(job, reason: reason)
+            WorkerMetrics.jobs(outcome: outcome == .dead ? "dead" : "failed").increment()
             logger.warning("job failed", metadata: ["job": "\(job.id)", "reason": "\(reason)", "outcome": "\(outcome)"])
         } catch {
             logger.error("could not record a job failure", metadata: ["job": "\(job.id)", "reason": "\(reason)"])
         }
+    }
+}
+
+/// The worker's metrics (swift-metrics; Prometheus names): `dicom_etl_inference_jobs_total{outcome}`
+/// (`done`, `failed` — to be retried, `dead`, `lease_lost`), `dicom_etl_inference_failures_total{reason}`,
+/// `dicom_etl_inference_images_total`, `dicom_etl_inference_diagnoses_total` and
+/// `dicom_etl_inference_forward_pass_seconds` (one batch's forward pass).
+enum WorkerMetrics {
+    static let images = Counter(label: "dicom_etl_inference_images_total")
+    static let diagnoses = Counter(label: "dicom_etl_inference_diagnoses_total")
+    static let forwardPass = Metrics.Timer(label: "dicom_etl_inference_forward_pass_seconds")
+    static func jobs(outcome: String) -> Counter { Counter(label: "dicom_etl_inference_jobs_total", dimensions: [("outcome", outcome)]) }
+    static func failures(reason: String) -> Counter {
+        Counter(label: "dicom_etl_inference_failures_total", dimensions: [("reason", reason)])
     }
 }

@@ -1,11 +1,14 @@
 // WorkerCommand: `dicom-etl worker` runs inference workers on the job queue until SIGTERM/SIGINT, which
-// finishes the batch in hand and exits 0.
+// finishes the batch in hand and exits 0; beside them, the operations server (/metrics, /healthz, /readyz).
 import ArgumentParser
 import Catalog
 import Foundation
 import Inference
+import Ingest
 import Logging
+import Metrics
 import ObjectStorage
+import Prometheus
 import ServiceLifecycle
 
 /// Claims queued series, runs the model on their tensors and writes diagnoses.
@@ -36,6 +39,18 @@ struct Worker: AsyncParsableCommand {
     var concurrency: Int = 1
     @Option(name: .customLong("log-level"), help: "trace … critical")
     var logLevel: String = "info"
+    @Option(name: .customLong("ops-host"), help: "Address of /metrics, /healthz, /readyz (default: $DICOM_ETL_OPS_HOST, else 127.0.0.1).")
+    var opsHost: String?
+    @Option(name: .customLong("ops-port"), help: "Port of /metrics, /healthz, /readyz (default: $DICOM_ETL_OPS_PORT, else 9091; 0 picks a free one).")
+    var opsPort: Int?
+
+    /// The operations server's address: flag, else environment, else the default.
+    var opsAddress: (host: String, port: Int) {
+        let environment = ProcessInfo.processInfo.environment
+        let host = opsHost ?? environment["DICOM_ETL_OPS_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        let port = opsPort ?? environment["DICOM_ETL_OPS_PORT"].flatMap { Int($0) } ?? 9091
+        return (host, port)
+    }
 
     func validate() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -49,6 +64,8 @@ struct Worker: AsyncParsableCommand {
             throw ValidationError("batch size, lease, poll interval and concurrency must be positive")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level") }
+        if let port = environment["DICOM_ETL_OPS_PORT"], opsPort == nil, Int(port) == nil { throw ValidationError("DICOM_ETL_OPS_PORT is not a port") }
+        guard (0...65535).contains(opsAddress.port) else { throw ValidationError("the ops port must be 0…65535") }
     }
 
     /// The highest semantic version folder under `base` (e.g. `1.0.0` before `0.9.3`).
@@ -83,15 +100,35 @@ struct Worker: AsyncParsableCommand {
             "database": "\(database.redactedDescription)", "model": "\(loaded.metadata.name)",
             "version": "\(loaded.metadata.version)", "concurrency": "\(workers)",
         ])
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let address = opsAddress
         try await Catalog.withRunningClient(database, logger: logger) { client in
             let queue = JobQueue(client: client, logger: logger)
-            let services: [ServiceGroupConfiguration.ServiceConfiguration] = (0..<workers).map { _ in
+            // Ready while the database answers within 2 s (a dead database can hold a query much longer).
+            let ops = OpsServer(
+                host: address.host, port: address.port, registry: registry,
+                readiness: { await Self.answers(within: .seconds(2)) { _ = try await queue.counts() } },
+                logger: logger)
+            // The ops server first, so a graceful shutdown stops it last.
+            let services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ops)] + (0..<workers).map { _ in
                 .init(service: InferenceWorker(
                     model: loaded, queue: queue, store: store, configuration: configuration, logger: logger))
             }
             var group = ServiceGroupConfiguration(services: services, logger: logger)
             group.gracefulShutdownSignals = [.sigterm, .sigint]
             try await ServiceGroup(configuration: group).run()
+        }
+    }
+
+    /// True when `body` returns within `timeout`.
+    static func answers(within timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await body()) != nil }
+            group.addTask { (try? await Task.sleep(for: timeout)) == nil ? false : false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
         }
     }
 }

@@ -25,22 +25,6 @@ import Testing
     }
 
     /// A TCP port free on the loopback interface right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw POSIXError(.EADDRINUSE) }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// The HTTP status of GET /readyz (0 when nothing answers).
     static func readiness(port: Int) -> Int {
         let process = Process()
@@ -78,7 +62,7 @@ import Testing
         let world = try E2E.World(databaseURL: "postgres://postgres@/dicom_etl?host=\(socket)&port=\(database.port)&sslmode=disable", root: root)
         var daemon: Process?
         do {
-            let port = try Self.freePort()
+            let port = try freeLocalPort()
             let running = try E2E.startDaemon(world, opsPort: port, logFile: root + "/daemon.log")
             daemon = running
             try world.drop(before)

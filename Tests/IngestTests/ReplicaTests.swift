@@ -14,24 +14,6 @@ import Testing
     typealias E2E = DaemonEndToEndTests
 
     /// A port free at the time of asking (the daemon binds it a moment later).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
-            }
-        }
-        guard bound else { throw POSIXError(.EADDRINUSE) }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     struct Daemon {
         let process: Process
         let opsPort: Int
@@ -41,7 +23,7 @@ import Testing
     /// shared filesystem store `storeRoot`.
     static func startDaemon(_ world: E2E.World, dataDirectory: String, storeRoot: String) throws -> Daemon {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
-        let port = try freePort()
+        let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: E2E.daemonPath)
         process.arguments = [
