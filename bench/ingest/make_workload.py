@@ -3,7 +3,8 @@
     make_workload.py CORPUS KIND COUNT OUT
 
 KIND is `plain` (uncompressed single-frame CT/MR slices) or `compressed` (CR/DX images plus JPEG, JPEG-LS and
-RLE images of any modality). The sources are the corpus files of that kind that pydicom decodes; each copy
+RLE images of any modality). The sources are the corpus files of that kind that pydicom decodes and writes
+back, less those the Basic profile rejects as possibly burned-in; each copy
 gets a new StudyInstanceUID and SeriesInstanceUID per (replica, original series), a new SOPInstanceUID, and a
 patient ID and name per replica, so that every file is a new instance for every contender. The pixel data and
 transfer syntax are kept as they are. Prints one summary line: files, sources, bytes.
@@ -20,6 +21,12 @@ from pydicom.uid import generate_uid
 warnings.simplefilter("ignore")
 
 UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+# What etl/deidentify/basic.yaml rejects as possibly burned-in text (secondary captures, ultrasound, dose
+# reports, encapsulated documents, screen saves): left out, so that every contender does the same work on
+# every file.
+BURNED_IN_CLASSES = ("1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3",
+                     "1.2.840.10008.5.1.4.1.1.88.6", "1.2.840.10008.5.1.4.1.1.104")
+BURNED_IN_TEXT = ("DOSE REPORT", "DOSE INFO", "PATIENT PROTOCOL", "SCREEN SAVE", "SCREENSHOT")
 COMPRESSED = {
     "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
     "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.5",
@@ -40,6 +47,10 @@ def wanted(ds, kind):
     modality = str(ds.get("Modality", "") or "")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if "PixelData" not in ds or frames != 1 or str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        return False
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    text = (str(ds.get("SeriesDescription", "")) + "\\" + "\\".join(map(str, ds.get("ImageType", []) or []))).upper()
+    if modality in ("US", "SC") or sop_class.startswith(BURNED_IN_CLASSES) or any(t in text for t in BURNED_IN_TEXT):
         return False
     if not all(ds.get(k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")):
         return False
@@ -80,7 +91,8 @@ def main():
             ds.file_meta.MediaStorageSOPInstanceUID = sop
             ds.PatientID = patient
             ds.PatientName = f"Bench^Replica{replica}"
-            target = os.path.join(out, f"{written:06d}.dcm")
+            # Names unique across workloads: the 10k run drops several workload folders into one drop folder.
+            target = os.path.join(out, f"{os.path.basename(out.rstrip("/"))}-{written:06d}.dcm")
             ds.save_as(target, enforce_file_format=False)
             total += os.path.getsize(target)
             written += 1
