@@ -92,7 +92,7 @@ def main():
             ds.PatientID = patient
             ds.PatientName = f"Bench^Replica{replica}"
             # Names unique across workloads: the 10k run drops several workload folders into one drop folder.
-            target = os.path.join(out, f"{os.path.basename(out.rstrip("/"))}-{written:06d}.dcm")
+            target = os.path.join(out, f"{os.path.basename(out.rstrip('/'))}-{written:06d}.dcm")
             ds.save_as(target, enforce_file_format=False)
             total += os.path.getsize(target)
             written += 1
