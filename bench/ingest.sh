@@ -16,7 +16,8 @@
 #
 #   bench/ingest.sh        env: DICOM_ETL_CORPUS (default ../shared/data/dicom), PLAIN_FILES=3000,
 #                          COMPRESSED_FILES=300, RSS_FILES=10000 (0 skips that run), RUNS=1 (median of runs),
-#                          STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), DICOM_ETL_BIN, KEEP=1 keeps the temp dir
+#                          STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), CONCURRENCY (the daemon's concurrency;
+#                          default: its own default, one per core), DICOM_ETL_BIN, KEEP=1 keeps the temp dir
 # Needs root or the postgres user for PostgreSQL; installs Debian `orthanc` when missing (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,7 +111,7 @@ run_daemon() {  # label folder...
   ops_port=$(free_port)
   "$BIN" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
     --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" \
-    --stable-file-seconds "$STABLE_SECONDS" --ops-port "$ops_port" --log-level warning \
+    --stable-file-seconds "$STABLE_SECONDS" --ops-port "$ops_port" --log-level warning ${CONCURRENCY:+--concurrency "$CONCURRENCY"} \
     >"$work/$label.log" 2>&1 &
   daemon_pid=$!
   for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -216,7 +217,7 @@ fi
 
 # --- the table --------------------------------------------------------------------------------------------
 echo
-echo "bench/ingest — $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runs: $RUNS (medians), daemon stable_file_seconds=$STABLE_SECONDS"
+echo "bench/ingest — $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runs: $RUNS (medians), daemon stable_file_seconds=$STABLE_SECONDS, concurrency=${CONCURRENCY:-default}"
 printf '%-12s %-48s %10s %8s %12s\n' workload contender files/s MB/s ok/failed
 for label in plain compressed; do
   printf '%-12s %-48s %10s %8s %12s\n' "$label" "dicom-etl run (release, fs store, PostgreSQL)" "${rate[dicom-etl-$label]}" "${mbs[dicom-etl-$label]}" "${okfail[dicom-etl-$label]}"
