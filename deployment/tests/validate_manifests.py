@@ -7,7 +7,8 @@
 - Compose: deployment/docker-compose.yaml against the Compose Specification schema vendored in
   check-jsonschema.
 - Both: the DICOM_ETL_* variables, flags, ports and probe paths they use exist in the code, and the
-  Grafana dashboard queries only metric names that Sources/Ingest/IngestMetrics.swift registers.
+  Grafana dashboard queries only metric names that Sources/Ingest/IngestMetrics.swift and the worker
+  (Sources/Inference/Worker.swift) register.
 - Deliberately broken copies of each are rejected, so the checks themselves can fail.
 
 Run by scripts/test.sh with the test venv's Python; exits non-zero on any failure.
@@ -72,7 +73,8 @@ def command_flags(swift_file):
 
 
 def metric_names():
-    source = read(os.path.join(ROOT, "Sources", "Ingest", "IngestMetrics.swift"))
+    source = read(os.path.join(ROOT, "Sources", "Ingest", "IngestMetrics.swift")) + read(
+        os.path.join(ROOT, "Sources", "Inference", "Worker.swift"))
     return set(re.findall(r'label: "(dicom_etl_[a-z_]+)"', source))
 
 
@@ -213,10 +215,10 @@ class KubernetesManifests(unittest.TestCase):
                 self.assertLessEqual(flags, run_flags | {"config"} if command == "run" else worker_flags, source)
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     if probe in container:
-                        self.assertEqual(command, "run", "only the daemon serves HTTP")
+                        self.assertIn(command, {"run", "worker"}, "the daemon and the worker serve HTTP; migrate does not")
                         self.assertIn(container[probe]["httpGet"]["path"], {"/healthz", "/readyz"})
                         self.assertEqual(container[probe]["httpGet"]["port"], "metrics")
-                if command == "run":
+                if command in ("run", "worker"):
                     self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/readyz")
                     self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
                     self.assertEqual([str(p["containerPort"]) for p in container["ports"]], [port])
