@@ -356,4 +356,94 @@ import Testing
         #expect(recovered.quarantined == first.quarantined)
         #expect(recovered.objects == first.objects, "\(recovered) vs \(first)")
     }
+
+    /// Every file of the corpus, relative name flattened → source path.
+    static func wholeCorpus() -> [(String, String)] {
+        var files: [(String, String)] = []
+        if let walker = FileManager.default.enumerator(atPath: corpus) {
+            while let relative = walker.nextObject() as? String {
+                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular {
+                    files.append((relative.replacingOccurrences(of: "/", with: "_"), (corpus as NSString).appendingPathComponent(relative)))
+                }
+            }
+        }
+        return files.shuffled()
+    }
+
+    /// Writes `source` to `target` in 64 KiB pieces with a pause between them, as a slow export would.
+    static func writeSlowly(_ source: String, to target: String) async throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: source))
+        guard FileManager.default.createFile(atPath: target, contents: nil), let handle = FileHandle(forWritingAtPath: target) else {
+            throw POSIXError(.EIO)
+        }
+        defer { try? handle.close() }
+        var offset = 0
+        while offset < data.count {
+            let end = min(offset + 65_536, data.count)
+            try handle.write(contentsOf: data[offset..<end])
+            offset = end
+            try await Task.sleep(for: .milliseconds(40))
+        }
+    }
+
+    @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(6)))
+    func wholeCorpusInRandomOrderSomeStillBeingWritten() async throws {
+        let files = Self.wholeCorpus()
+        let world = try World()
+        defer { world.cleanUp() }
+        let daemon = try Self.startDaemon(world)
+        defer { Self.stop(daemon) }
+        let started = ContinuousClock.now
+        // Twenty files (the larger ones among the first forty) are written in place, slowly, while the rest
+        // arrive by rename: each must be taken only once complete.
+        let slow = Array(files.prefix(40).sorted { (Self.size($0.1)) > (Self.size($1.1)) }.prefix(20))
+        let slowNames = Set(slow.map(\.0))
+        async let slowWrites: Void = {
+            for (name, source) in slow { try await Self.writeSlowly(source, to: world.drop + "/" + name) }
+        }()
+        try world.drop(files.filter { !slowNames.contains($0.0) })
+        try await slowWrites
+        try await Self.waitUntilSettled(world, daemon: daemon, timeout: .seconds(240))
+        let elapsed = ContinuousClock.now - started
+        #expect(daemon.isRunning, "the daemon keeps running through the whole corpus")
+
+        #expect(world.files(in: "").isEmpty, "nothing left in the drop folder")
+        let processed = world.files(in: "processed")
+        let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
+        #expect(processed.count + quarantined.count == files.count)
+        #expect(Set(world.files(in: "quarantine").filter { $0.hasSuffix(".reason.json") }) == Set(quarantined.map { $0 + ".reason.json" }))
+        let counts = try Self.counts(world)
+        let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
+        #expect(counts.catalogued + duplicates == processed.count)
+        #expect(counts.quarantined == quarantined.count)
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files") == files.count, "one ledger row per file")
+        #expect(counts.instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
+        // Each slowly written file was read whole: its ledger size is its source's.
+        for (name, source) in slow {
+            let recorded = try world.count("SELECT size FROM ingest.source_files WHERE path = $p$\(world.drop)/\(name)$p$")
+            #expect(recorded == Self.size(source), "a slowly written file was taken before it was complete")
+        }
+        // A job per complete series routed to a model; no duplicate jobs.
+        let routed = try world.count("""
+            SELECT count(*) FROM imaging.series WHERE state = 'complete' AND upper(modality) IN ('CR', 'DX')
+              AND (body_part IS NULL OR body_part = '' OR upper(body_part) IN ('CHEST', 'THORAX', 'LUNG'))
+            """)
+        // (A series whose instance arrived after it completed is re-opened and gets a job for its new revision.)
+        #expect(try world.count("SELECT count(DISTINCT series_uid) FROM inference.jobs") == routed)
+        #expect(try world.count("""
+            SELECT count(*) FROM imaging.series s WHERE s.state = 'complete' AND EXISTS (SELECT 1 FROM inference.jobs j WHERE j.series_uid = s.series_uid)
+              AND NOT EXISTS (SELECT 1 FROM inference.jobs j WHERE j.series_uid = s.series_uid AND j.series_revision = s.revision)
+            """) == 0, "each routed series has a job for its last revision")
+        #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
+        let verified = try Self.verifyDeidentification(world)
+        #expect(verified.status == 0 && verified.output.contains("verified \(counts.catalogued) files: 0 with leaks"), "\(verified.output)")
+        let reasons = try Self.psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")
+        let verifiedLine = verified.output.split(separator: "\n").first.map(String.init) ?? ""
+        print("whole corpus: \(files.count) files (\(slow.count) written slowly in place) in \(elapsed); \(counts); duplicates=\(duplicates)")
+        print("whole corpus: quarantined by reason: \(reasons); verify-deid: \(verifiedLine)")
+    }
+
+    static func size(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
+    }
 }
