@@ -63,15 +63,32 @@ public final class FileQueue: @unchecked Sendable {
         case .wait(let id):
             return await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                    let refuse: Bool = lock.withLock {
+                    // Looked at again under the lock: a consumer may have taken a file (room now) or begun
+                    // waiting since the first look; waiting then would leave this file pending forever.
+                    enum Then { case refused, accepted(CheckedContinuation<DiscoveredFile?, Never>?), waiting }
+                    let then: Then = lock.withLock {
                         if closed || Task.isCancelled {
                             pending.remove(file.path)
-                            return true
+                            return .refused
+                        }
+                        if !consumers.isEmpty {
+                            inFlightCount += 1
+                            return .accepted(consumers.removeFirst().continuation)
+                        }
+                        if buffer.count - head < capacity {
+                            append(file)
+                            return .accepted(nil)
                         }
                         producers.append((id, file, continuation))
-                        return false
+                        return .waiting
                     }
-                    if refuse { continuation.resume(returning: false) }
+                    switch then {
+                    case .refused: continuation.resume(returning: false)
+                    case .accepted(let consumer):
+                        consumer?.resume(returning: file)
+                        continuation.resume(returning: true)
+                    case .waiting: break
+                    }
                 }
             } onCancel: {
                 let waiting: CheckedContinuation<Bool, Never>? = lock.withLock {
@@ -91,17 +108,7 @@ public final class FileQueue: @unchecked Sendable {
         enum Immediate { case file(DiscoveredFile, CheckedContinuation<Bool, Never>?), end, wait(UInt64) }
         let immediate: Immediate = lock.withLock {
             if closed { return .end }
-            if head < buffer.count {
-                let file = takeFirst()
-                inFlightCount += 1
-                var admitted: CheckedContinuation<Bool, Never>?
-                if !producers.isEmpty {
-                    let producer = producers.removeFirst()
-                    append(producer.file)
-                    admitted = producer.continuation
-                }
-                return .file(file, admitted)
-            }
+            if let (file, admitted) = takeLocked() { return .file(file, admitted) }
             nextID += 1
             return .wait(nextID)
         }
@@ -113,12 +120,23 @@ public final class FileQueue: @unchecked Sendable {
         case .wait(let id):
             return await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<DiscoveredFile?, Never>) in
-                    let end: Bool = lock.withLock {
-                        if closed || Task.isCancelled { return true }
+                    // Looked at again under the lock: a file offered since the first look went to the buffer
+                    // (no consumer was waiting yet); waiting now would leave it there while later files
+                    // go straight to waiting consumers.
+                    enum Then { case end, file(DiscoveredFile, CheckedContinuation<Bool, Never>?), waiting }
+                    let then: Then = lock.withLock {
+                        if closed || Task.isCancelled { return .end }
+                        if let (file, admitted) = takeLocked() { return .file(file, admitted) }
                         consumers.append((id, continuation))
-                        return false
+                        return .waiting
                     }
-                    if end { continuation.resume(returning: nil) }
+                    switch then {
+                    case .end: continuation.resume(returning: nil)
+                    case .file(let file, let admitted):
+                        admitted?.resume(returning: true)
+                        continuation.resume(returning: file)
+                    case .waiting: break
+                    }
                 }
             } onCancel: {
                 let waiting: CheckedContinuation<DiscoveredFile?, Never>? = lock.withLock {
@@ -152,6 +170,21 @@ public final class FileQueue: @unchecked Sendable {
             }
         for producer in waitingProducers { producer.resume(returning: false) }
         for consumer in waitingConsumers { consumer.resume(returning: nil) }
+    }
+
+    /// Under the lock: takes the first buffered file (now in flight) and admits the first waiting producer's
+    /// file into the room it leaves; nil when the buffer is empty.
+    private func takeLocked() -> (DiscoveredFile, CheckedContinuation<Bool, Never>?)? {
+        guard head < buffer.count else { return nil }
+        let file = takeFirst()
+        inFlightCount += 1
+        var admitted: CheckedContinuation<Bool, Never>?
+        if !producers.isEmpty {
+            let producer = producers.removeFirst()
+            append(producer.file)
+            admitted = producer.continuation
+        }
+        return (file, admitted)
     }
 
     private func append(_ file: DiscoveredFile) {

@@ -48,14 +48,17 @@ public struct IngestProcessor: FileProcessor {
     public let now: @Sendable () -> Date
     /// Where stage latencies (claim, sandbox, store, catalog) are recorded; nil records none.
     public let metrics: IngestMetrics?
+    /// How long one database transaction may take before it counts as an outage.
+    public let databaseDeadline: Duration
     public let logger: Logger
 
     public init(
         catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, scratchRoot: String, owner: String,
         lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, now: @escaping @Sendable () -> Date = { Date() },
-        metrics: IngestMetrics? = nil, logger: Logger
+        metrics: IngestMetrics? = nil, databaseDeadline: Duration = .seconds(30), logger: Logger
     ) {
         self.metrics = metrics
+        self.databaseDeadline = databaseDeadline
         self.catalog = catalog
         self.store = store
         self.sandbox = sandbox
@@ -91,10 +94,18 @@ public struct IngestProcessor: FileProcessor {
     /// Runs a database call in a transaction. An unreachable database becomes a `PipelineOutage`; a conflict
     /// or a lost lease a `TransientFailure` (retried, nothing counted); a statement the server refuses a
     /// `PipelineFailure` of `stage` (`catalog_rejected`: counted and retried like a sandbox crash).
+    ///
+    /// A call that has not returned after `databaseDeadline` is an outage too (`database_unresponsive`): a
+    /// request caught by a server shutdown can otherwise wait in the client for good.
     private func database<T: Sendable>(
-        _ stage: PipelineStage = .catalog, _ body: (CatalogTransaction) async throws -> T
+        _ stage: PipelineStage = .catalog, _ body: @escaping @Sendable (CatalogTransaction) async throws -> T
     ) async throws -> T {
-        do { return try await catalog.withTransaction(body) } catch {
+        let catalog = self.catalog
+        do {
+            return try await withDeadline(databaseDeadline) { try await catalog.withTransaction(body) }
+        } catch is DeadlineExceeded {
+            throw PipelineOutage(reason: "database_unresponsive")
+        } catch {
             switch DatabaseFault.of(error) {
             case .unavailable: throw PipelineOutage(reason: "database_unavailable")
             case .conflict: throw TransientFailure(reason: "database_conflict")
@@ -182,9 +193,10 @@ public struct IngestProcessor: FileProcessor {
     private func release(_ entry: LedgerEntry, reason: String, logger: Logger) async throws -> Never {
         let owner = self.owner
         logger.debug("file deferred", metadata: ["reason": .string(reason)])
-        _ = try? await catalog.withTransaction {
+        let catalog = self.catalog
+        _ = try? await withDeadline(databaseDeadline) { try await catalog.withTransaction {
             try await $0.transitionSourceFile(id: entry.id, to: .discovered, stage: "deferred", detail: reason, owner: owner)
-        }
+        } }
         throw PipelineOutage(reason: reason)
     }
 

@@ -22,6 +22,39 @@ import Testing
         #expect(queue.inFlight == 3)
     }
 
+    /// One producer (as the watcher) and two consumers (as the pipeline's workers) racing over a small queue:
+    /// every file is taken exactly once and none is left behind in the buffer while consumers wait.
+    @Test(.timeLimit(.minutes(1))) func racingProducerAndConsumersLoseNoFile() async throws {
+        let queue = FileQueue(capacity: 2)
+        let total = 4_000
+        final class Taken: @unchecked Sendable {
+            let lock = NSLock()
+            var paths: [String] = []
+            func add(_ path: String) -> Int { lock.withLock { paths.append(path); return paths.count } }
+            var count: Int { lock.withLock { paths.count } }
+        }
+        let taken = Taken()
+        let consumers = (0..<2).map { _ in
+            Task {
+                while let file = await queue.next() {
+                    _ = taken.add(file.path)
+                    if Int.random(in: 0..<3) == 0 { await Task.yield() }
+                    queue.complete(file.path)
+                }
+            }
+        }
+        for i in 0..<total {
+            #expect(await queue.offer(makeFile("/d/\(i)", root: "/d")))
+            await Task.yield()
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while taken.count < total && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(taken.count == total, "files left behind: \(total - taken.count), buffered \(queue.depth)")
+        #expect(Set(taken.paths).count == taken.count, "no file taken twice")
+        queue.close()
+        for consumer in consumers { await consumer.value }
+    }
+
     @Test func pendingFilesAreNotQueuedTwiceUntilCompleted() async {
         let queue = FileQueue(capacity: 4)
         #expect(await queue.offer(makeFile("/d/a", root: "/d")))
