@@ -663,6 +663,36 @@ extern "C" dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, u
     return DCMTK_OK;
 }
 
+// Pixel data as stored, in chunks: native data is one chunk (the value as held); encapsulated data is one
+// chunk per item of its pixel sequence (the offset table first). No decoding: for content hashes.
+extern "C" dcmtk_status dcmtk_item_pixel_chunk(dcmtk_item *item, size_t index, const uint8_t **out, size_t *length) {
+    if (!out || !length) return DCMTK_INVALID_ARGUMENT;
+    *out = nullptr;
+    *length = 0;
+    DcmElement *el = find(item, 0x7FE0, 0x0010);
+    if (!el) return DCMTK_NOT_FOUND;
+    if (el->ident() == EVR_PixelData) {
+        DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+        E_TransferSyntax xfer = EXS_Unknown;
+        const DcmRepresentationParameter *parameter = nullptr;
+        pd->getOriginalRepresentationKey(xfer, parameter);
+        DcmPixelSequence *sequence = nullptr;
+        if (DcmXfer(xfer).isEncapsulated() && pd->getEncapsulatedRepresentation(xfer, parameter, sequence).good() && sequence) {
+            if (index >= sequence->card()) return DCMTK_NOT_FOUND;
+            DcmPixelItem *fragment = nullptr;
+            if (sequence->getItem(fragment, OFstatic_cast(unsigned long, index)).bad() || !fragment) return DCMTK_NOT_FOUND;
+            if (fragment->getLength() == 0) return DCMTK_OK;
+            Uint8 *bytes = nullptr;
+            if (fragment->getUint8Array(bytes).bad() || !bytes) return DCMTK_WRONG_TYPE;
+            *out = bytes;
+            *length = fragment->getLength();
+            return DCMTK_OK;
+        }
+    }
+    if (index > 0) return DCMTK_NOT_FOUND;
+    return dcmtk_item_get_bytes(item, 0x7FE0, 0x0010, out, length);
+}
+
 extern "C" dcmtk_item *dcmtk_item_sequence_item(dcmtk_item *item, uint16_t group, uint16_t element, size_t index) {
     if (!item) return nullptr;
     DcmItem *found = nullptr;

@@ -86,6 +86,11 @@ public enum DatabaseFault: String, Sendable, Hashable {
     /// will fail the same way.
     case rejected
 
+    /// The SQLSTATE the server answered with, if the error came from it (a code, never a value).
+    public static func sqlState(of error: any Error) -> String? {
+        serverState(of: error)
+    }
+
     /// Classifies an error thrown by a catalogue call.
     public static func of(_ error: any Error) -> DatabaseFault {
         if error is CatalogError { return .rejected }

@@ -233,7 +233,7 @@ public actor EmbeddedPostgres {
             let allowed = info.st_uid == user.uid ? mode & S_IXUSR != 0
                 : info.st_gid == user.gid ? mode & S_IXGRP != 0 : mode & S_IXOTH != 0
             if !allowed {
-                let owner = getpwuid(info.st_uid).map { String(cString: $0.pointee.pw_name) } ?? String(info.st_uid)
+                let owner = getpwuid(info.st_uid).map { String(decoding: UnsafeRawBufferPointer(start: $0.pointee.pw_name, count: strlen($0.pointee.pw_name)), as: UTF8.self) } ?? String(info.st_uid)
                 return "\(prefix) (owner \(owner), mode \(String(mode & 0o7777, radix: 8)))"
             }
         }
@@ -256,7 +256,7 @@ public actor EmbeddedPostgres {
         defer { for pointer in argv { free(pointer) } }
         var template = Array("/tmp/dicom-etl-pg-XXXXXX".utf8CString)
         let output = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        let outputPath = String(cString: template)
+        let outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         defer {
             if output >= 0 { close(output) }
             unlink(outputPath)

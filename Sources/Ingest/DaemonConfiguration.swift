@@ -1,5 +1,6 @@
 // The daemon's configuration: defaults, a YAML file, DICOM_ETL_* environment variables and
 // command-line flags, merged with the precedence flag > environment > file > default.
+import Catalog
 import Foundation
 import Logging
 import Yams
@@ -12,6 +13,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case move
         /// Deleted.
         case delete
+    }
+
+    /// How a file is known to be completely written.
+    public enum FileArrival: String, Sendable, CaseIterable {
+        /// `events`, unless the drop folder is on a network filesystem (NFS, SMB/CIFS, FUSE) or inotify is unavailable.
+        case auto
+        /// A file closed after writing or renamed into the folder is taken at once (inotify); files found by
+        /// rescans wait for the stable time.
+        case events
+        /// Every file waits until its size and modification time have not changed for the stable time.
+        case stability
     }
 
     /// The log line format.
@@ -38,8 +50,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var routesFile = "etl/routes.yaml"
     /// Files processed at once; 0 means one per core.
     public var concurrency = 0
-    /// How long a file's size and modification time must stay unchanged before it is taken.
+    /// How a file is known to be completely written.
+    public var fileArrival: FileArrival = .auto
+    /// How long a file's size and modification time must stay unchanged before it is taken (every file with
+    /// `stability` arrival; with `events`, files found by a rescan rather than an event).
     public var stableFileTime: Duration = .seconds(2)
+    /// The most files the pipeline takes in one batch (one claim, one sandbox exchange, one catalogue commit).
+    public var batchSize = 256
+    /// What to do with a file whose SOP Instance UID is already catalogued with other content.
+    public var uidConflictPolicy: UIDConflictPolicy = .quarantine
     /// Interval of the full rescan of the drop folder (network shares deliver no inotify events).
     public var rescanInterval: Duration = .seconds(30)
     /// A series is complete once no new instance has arrived for this long.
@@ -157,7 +176,16 @@ extension DaemonConfiguration {
         ConfigurationKey("profile") { $0.profile = try nonEmpty($1, "profile") },
         ConfigurationKey("routes_file") { $0.routesFile = try nonEmpty($1, "routes_file") },
         ConfigurationKey("concurrency") { $0.concurrency = try integer($1, "concurrency", in: 0...1024) },
+        ConfigurationKey("file_arrival") {
+            guard let arrival = FileArrival(rawValue: $1.lowercased()) else { throw ConfigurationError(.invalidValue, key: "file_arrival") }
+            $0.fileArrival = arrival
+        },
         ConfigurationKey("stable_file_seconds") { $0.stableFileTime = try seconds($1, "stable_file_seconds") },
+        ConfigurationKey("batch_size") { $0.batchSize = try integer($1, "batch_size", in: 1...4096) },
+        ConfigurationKey("uid_conflict_policy") {
+            guard let policy = UIDConflictPolicy(rawValue: $1.lowercased()) else { throw ConfigurationError(.invalidValue, key: "uid_conflict_policy") }
+            $0.uidConflictPolicy = policy
+        },
         ConfigurationKey("rescan_interval_seconds") {
             $0.rescanInterval = try seconds($1, "rescan_interval_seconds", minimum: 0.01)
         },

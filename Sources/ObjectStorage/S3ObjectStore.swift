@@ -30,12 +30,19 @@ public struct S3Configuration: Sendable, Hashable {
     public var maxRetryDelay: Duration
     /// Per-request timeout.
     public var timeout: Duration
+    /// Files from this size up are uploaded in parts (`put(fileAt:)`).
+    public var multipartThreshold: Int
+    /// The size of each part but the last (S3's minimum is 5 MiB).
+    public var partSize: Int
 
     public init(
         bucket: String, prefix: String = "", endpoint: String? = nil, region: String = "us-east-1",
         addressing: Addressing = .virtualHosted, maxAttempts: Int = 6, retryDelay: Duration = .milliseconds(200),
-        maxRetryDelay: Duration = .seconds(5), timeout: Duration = .seconds(120)
+        maxRetryDelay: Duration = .seconds(5), timeout: Duration = .seconds(120), multipartThreshold: Int = 16 << 20,
+        partSize: Int = 8 << 20
     ) {
+        self.multipartThreshold = multipartThreshold
+        self.partSize = partSize
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint = endpoint
@@ -97,6 +104,61 @@ public struct S3ObjectStore: ObjectStore {
             body: data, payloadHash: digest)
         guard response.status == 200 else { throw error(for: response) }
         return ObjectInfo(key: key, size: Int64(data.count), contentType: contentType, sha256: digest, lastModified: Date())
+    }
+
+    /// Uploads the file (in parts from `multipartThreshold` up; the caller's SHA-256 recorded, not recomputed
+    /// for a single PUT) and removes it once the server has it.
+    @discardableResult
+    public func put(_ key: String, fileAt path: String, sha256: String, contentType: String) async throws -> ObjectInfo {
+        try ObjectKey.validate(key)
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ObjectStoreError(.io, errno: ENOENT) }
+        defer { try? handle.close() }
+        let size = Int((try? handle.seekToEnd()) ?? 0)
+        try handle.seek(toOffset: 0)
+        let digest = sha256.lowercased()
+        if size < configuration.multipartThreshold {
+            let data = try handle.readToEnd() ?? Data()
+            let response = try await send(
+                "PUT", key: key, headers: [("content-type", contentType), ("x-amz-meta-sha256", digest)], body: data, payloadHash: digest)
+            guard response.status == 200 else { throw error(for: response) }
+        } else {
+            try await uploadInParts(key, handle: handle, size: size, sha256: digest, contentType: contentType)
+        }
+        try? FileManager.default.removeItem(atPath: path)
+        return ObjectInfo(key: key, size: Int64(size), contentType: contentType, sha256: digest, lastModified: Date())
+    }
+
+    /// CreateMultipartUpload, UploadPart × n, CompleteMultipartUpload; AbortMultipartUpload on failure.
+    func uploadInParts(_ key: String, handle: FileHandle, size: Int, sha256: String, contentType: String) async throws {
+        let created = try await send(
+            "POST", key: key, query: [("uploads", "")], headers: [("content-type", contentType), ("x-amz-meta-sha256", sha256)],
+            body: Data(), payloadHash: sha256Hex(Data()))
+        guard created.status == 200, let uploadID = ListPage.value("UploadId", in: Substring(String(decoding: created.body, as: UTF8.self)))
+        else { throw error(for: created) }
+        do {
+            var parts: [(number: Int, etag: String)] = []
+            var number = 1
+            while let chunk = try handle.read(upToCount: configuration.partSize), !chunk.isEmpty {
+                let response = try await send(
+                    "PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], body: chunk, payloadHash: sha256Hex(chunk))
+                guard response.status == 200, let etag = response.headers.first(name: "etag") else { throw error(for: response) }
+                parts.append((number, etag))
+                number += 1
+            }
+            let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(Self.xmlEscape($0.etag))</ETag></Part>" }.joined()
+            let body = Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
+            let completed = try await send("POST", key: key, query: [("uploadId", uploadID)], body: body, payloadHash: sha256Hex(body))
+            // A 200 may still carry an error in its body.
+            guard completed.status == 200, completed.serverCode == nil else { throw error(for: completed) }
+        } catch {
+            _ = try? await send("DELETE", key: key, query: [("uploadId", uploadID)])
+            throw error
+        }
+    }
+
+    static func xmlEscape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
     public func get(_ key: String) async throws -> Data {

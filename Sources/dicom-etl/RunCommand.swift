@@ -9,6 +9,7 @@ import Ingest
 import Logging
 import Metrics
 import Prometheus
+import Sandbox
 
 /// `dicom-etl run [--config FILE] [--drop-folder DIR] …`: watch the drop folder and ingest every file.
 struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
@@ -34,7 +35,10 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
     @Option(name: .customLong("profile"), help: "De-identification profile.") var profile: String?
     @Option(name: .customLong("routes-file"), help: "Series-to-model routes.") var routesFile: String?
     @Option(name: .customLong("concurrency"), help: "Files processed at once (0: one per core).") var concurrency: String?
+    @Option(name: .customLong("file-arrival"), help: "auto | events | stability") var fileArrival: String?
     @Option(name: .customLong("stable-file-seconds"), help: "Seconds a file must stay unchanged.") var stableFileSeconds: String?
+    @Option(name: .customLong("batch-size"), help: "Most files per batch.") var batchSize: String?
+    @Option(name: .customLong("uid-conflict-policy"), help: "quarantine | keep_both | replace") var uidConflictPolicy: String?
     @Option(name: .customLong("rescan-interval-seconds"), help: "Seconds between full rescans.") var rescanIntervalSeconds: String?
     @Option(name: .customLong("series-quiet-seconds"), help: "Quiet seconds after which a series is complete.") var seriesQuietSeconds: String?
     @Option(name: .customLong("processed-files"), help: "move | delete") var processedFiles: String?
@@ -60,7 +64,8 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
         let all: [(String, String?)] = [
             ("drop_folder", dropFolder), ("data_dir", dataDir), ("database_url", databaseURL), ("storage_url", storageURL),
             ("key_file", keyFile), ("profile", profile), ("routes_file", routesFile), ("concurrency", concurrency),
-            ("stable_file_seconds", stableFileSeconds), ("rescan_interval_seconds", rescanIntervalSeconds),
+            ("file_arrival", fileArrival), ("stable_file_seconds", stableFileSeconds), ("batch_size", batchSize),
+            ("uid_conflict_policy", uidConflictPolicy), ("rescan_interval_seconds", rescanIntervalSeconds),
             ("series_quiet_seconds", seriesQuietSeconds), ("processed_files", processedFiles), ("ops_host", opsHost),
             ("ops_port", opsPort), ("log_level", logLevel), ("log_format", logFormat), ("sandbox_workers", sandboxWorkers),
             ("sandbox_timeout_seconds", sandboxTimeoutSeconds), ("with_worker", withWorker.map { $0 ? "true" : "false" }),
@@ -108,7 +113,7 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
         let metrics = IngestMetrics()
         let sandbox = SandboxPool(
             command: .currentExecutable(arguments: ["sandbox-worker"]), size: configuration.effectiveSandboxWorkers,
-            timeout: configuration.sandboxTimeout, metrics: metrics, logger: logger)
+            timeout: configuration.sandboxTimeout, events: metrics.sandboxEvents, logger: logger)
         let context = PipelineContext(configuration: configuration, metrics: metrics, logger: logger, sandbox: sandbox)
         var pipeline = try await Assembly.assemble(context)
         if configuration.withWorker {

@@ -70,6 +70,7 @@ import Testing
             "drop_folder": "/d", "data_dir": "/v", "database_url": "postgres://h/db", "storage_url": "file:///s",
             "key_file": "/k", "profile": "p.yaml", "routes_file": "r.yaml", "concurrency": "7",
             "stable_file_seconds": "4", "rescan_interval_seconds": "9", "series_quiet_seconds": "11",
+            "file_arrival": "stability", "batch_size": "64", "uid_conflict_policy": "keep_both",
             "processed_files": "delete", "ops_host": "0.0.0.0", "ops_port": "0", "log_level": "debug",
             "log_format": "text", "sandbox_workers": "3", "sandbox_timeout_seconds": "5",
             "with_worker": "true", "models_dir": "/m",
@@ -86,6 +87,7 @@ import Testing
         #expect(fromFlags.processedFiles == .delete)
         #expect(fromFlags.logLevel == .debug)
         #expect(fromFlags.logFormat == .text)
+        #expect(fromFlags.fileArrival == .stability && fromFlags.batchSize == 64 && fromFlags.uidConflictPolicy == .keepBoth)
         #expect(fromFlags.opsPort == 0)
         #expect(fromFlags.sandboxTimeout == .seconds(5))
         #expect(fromFlags.seriesQuietPeriod == .seconds(11))

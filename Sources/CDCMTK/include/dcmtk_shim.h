@@ -88,6 +88,8 @@ dcmtk_status dcmtk_item_get_int64s(dcmtk_item *item, uint16_t group, uint16_t el
 dcmtk_status dcmtk_item_get_tags(dcmtk_item *item, uint16_t group, uint16_t element, uint32_t *out, size_t capacity, size_t *count);
 /// Value bytes as DCMTK holds them (little endian on this host). Borrowed pointer, valid until the element changes.
 dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, uint16_t element, const uint8_t **out, size_t *length);
+/// Pixel data as stored, chunk `index`: native data is chunk 0; encapsulated data one chunk per pixel item.
+dcmtk_status dcmtk_item_pixel_chunk(dcmtk_item *item, size_t index, const uint8_t **out, size_t *length);
 
 /// The item at index of the sequence element (borrowed, owned by the file).
 dcmtk_item *dcmtk_item_sequence_item(dcmtk_item *item, uint16_t group, uint16_t element, size_t index);
