@@ -202,8 +202,11 @@ def main() -> None:
         "classes": D.CLASSES, "positive_class": "pneumonia",
         "output": {"activation": "sigmoid", "units": 1, "meaning": "P(pneumonia)"},
         "threshold": round(threshold, 6), "threshold_source": "validation split, Youden J",
-        "input": {"recipe": RECIPE, "shape": [28, 28, 1], "layout": "NHWC", "dtype": "float32", "range": [0.0, 1.0],
-                  "normalisation": "grey level / 255 of the 28×28 image (uint8 → float32)"},
+        "input": {"recipe": RECIPE, "recipe_hash": D.recipe_hash(), "shape": [28, 28, 1], "layout": "NHWC",
+                  "dtype": "float32", "range": [0.0, 1.0],
+                  "normalisation": "the cxr-28 recipe on each training image as 8-bit MONOCHROME2 stored values "
+                                   "without a window (bit-range fallback: grey level / 255), by the Python reference "
+                                   "of the recipe (pneumonia_cnn.data.to_input)"},
         "architecture": {"widths": widths, "block": "Conv3x3(no bias)-BatchNorm-ReLU-MaxPool2", "head":
                          "GlobalAveragePool-Dropout-Dense(1)-sigmoid", "parameters": params,
                          "flops_per_image": 2 * macs},
