@@ -71,10 +71,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
+        // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
+        .target(
+            name: "Training",
+            dependencies: ["Catalog", "ObjectStorage", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .target(
             name: "Inference",
             dependencies: [
                 "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"), .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -100,8 +107,9 @@ let package = Package(
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -121,6 +129,7 @@ let package = Package(
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Catalog", "ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: [
             "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
