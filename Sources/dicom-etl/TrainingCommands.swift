@@ -367,7 +367,10 @@ struct Models: AsyncParsableCommand {
 
         func run() async throws {
             let serving = try await Models.change(services) { t in
-                try await t.setServing(ModelRef(name: name, version: version), asShadow: false)
+                // The tensors the workers read are the route's recipe: a version with another input recipe needs
+                // the route changed (routes.yaml, then a daemon restart), not a promotion.
+                if try await t.serving(name) != nil { try await Models.checkShadowInput(t, name: name, version: version) }
+                return try await t.setServing(ModelRef(name: name, version: version), asShadow: false)
             }
             try printJSON(["serving": Models.describe(serving)])
         }
@@ -441,7 +444,7 @@ struct Models: AsyncParsableCommand {
         }
     }
 
-    /// A shadow reads the served version's tensors: both must name the same input recipe.
+    /// A shadow (or a promoted version) reads the served version's tensors: both must name the same input recipe.
     static func checkShadowInput(_ t: CatalogTransaction, name: String, version: String? = nil, recipe: String? = nil) async throws {
         guard let serving = try await t.serving(name) else { throw CommandFailure(reason: "no_served_version") }
         var recipes: [String: String] = [:]
