@@ -124,28 +124,15 @@ public struct DatasetExporter: Sendable {
         var done = 0, reused = 0
         for (shardIndex, shard) in shards.enumerated() {
             let url = output.appendingPathComponent(shard.name)
-            if let finished = state.shards[shard.name], let data = fm.contents(atPath: url.path), Self.hex(data) == finished.sha256 {
+            if let finished = state.shards[shard.name], let data = try? Data(contentsOf: url, options: .alwaysMapped),
+               Self.hex(data) == finished.sha256 {
                 recipeHashes.formUnion(finished.recipeHashes)
                 reused += 1
             } else {
-                var bytes: [UInt8] = []
-                var shardHashes = Set<String>()
-                for example in try await examples(shard.rows) {
-                    bytes += TFRecord.frame(example.serialized())
-                    if case let .bytes(h)? = example.features["recipe/hash"], let first = h.first {
-                        shardHashes.insert(String(decoding: first, as: UTF8.self))
-                    }
-                }
-                recipeHashes.formUnion(shardHashes)
-                do {
-                    try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                    let part = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".part")
-                    try Data(bytes).write(to: part)
-                    _ = try? fm.removeItem(at: url)
-                    try fm.moveItem(at: part, to: url)
-                    state.shards[shard.name] = State.FinishedShard(sha256: Self.hex(Data(bytes)), recipeHashes: shardHashes.sorted())
-                    try Self.write(try JSONEncoder().encode(state), to: statePath)
-                } catch { throw ExportError(.outputUnwritable) }
+                let finished = try await write(shard, to: url)
+                recipeHashes.formUnion(finished.recipeHashes)
+                state.shards[shard.name] = finished
+                do { try Self.write(try JSONEncoder().encode(state), to: statePath) } catch { throw ExportError(.outputUnwritable) }
             }
             for (i, row) in shard.rows.enumerated() {
                 manifest.append([shard.split.rawValue, shard.name, String(i), row.patientID, row.studyUID, row.seriesUID,
@@ -202,6 +189,41 @@ public struct DatasetExporter: Sendable {
             try Self.write(json + Data("\n".utf8), to: output.appendingPathComponent("dataset_metadata.json"))
         } catch { throw ExportError(.outputUnwritable) }
         return summary
+    }
+
+    /// Writes one shard under a `.part` name, a few records at a time (a shard never sits in memory whole), and
+    /// renames it into place.
+    func write(_ shard: Shard, to url: URL) async throws -> State.FinishedShard {
+        let fm = FileManager.default
+        let part = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".part")
+        let handle: FileHandle
+        do {
+            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            guard fm.createFile(atPath: part.path, contents: nil) else { throw ExportError(.outputUnwritable) }
+            handle = try FileHandle(forWritingTo: part)
+        } catch { throw ExportError(.outputUnwritable) }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var hashes = Set<String>()
+        var start = 0
+        while start < shard.rows.count {
+            let end = min(shard.rows.count, start + 64)
+            for example in try await examples(Array(shard.rows[start..<end])) {
+                let framed = Data(TFRecord.frame(example.serialized()))
+                hasher.update(data: framed)
+                do { try handle.write(contentsOf: framed) } catch { throw ExportError(.outputUnwritable) }
+                if case let .bytes(h)? = example.features["recipe/hash"], let first = h.first {
+                    hashes.insert(String(decoding: first, as: UTF8.self))
+                }
+            }
+            start = end
+        }
+        do {
+            try handle.synchronize()
+            _ = try? fm.removeItem(at: url)
+            try fm.moveItem(at: part, to: url)
+        } catch { throw ExportError(.outputUnwritable) }
+        return State.FinishedShard(sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined(), recipeHashes: hashes.sorted())
     }
 
     /// The examples of `rows`, in order, fetching tensors and sidecars a few at a time.

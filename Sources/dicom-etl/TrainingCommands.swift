@@ -310,7 +310,7 @@ struct Models: AsyncParsableCommand {
             let registration = ModelRegistration(
                 record: ModelRecord(model: ModelRef(name: m.name, version: m.version), inputRecipe: m.input.recipe,
                                     classes: m.classes, threshold: Double(m.threshold)),
-                recipeHash: m.input.recipeHash ?? recipe.contentHash, weightsKey: prefix + InferenceModel.weightsFileName,
+                recipeHash: m.input.recipeHash, weightsKey: prefix + InferenceModel.weightsFileName,
                 weightsSHA256: weightsSHA, metadataKey: prefix + InferenceModel.metadataFileName, referenceMaxAbsDiff: worst)
             let serving = try await Catalog.withRunningClient(try services.database(), logger: logger) { client in
                 try await Catalog(client: client, logger: logger).withTransaction { t -> ModelServing? in
