@@ -13,7 +13,10 @@ SWIFT ?= swift
 run: deps venv build-release
 	./scripts/run-embedded.sh
 
+# The training-loop test needs TensorFlow (.venv-train, ≈ 4 min to install once) and PneumoniaMNIST: the venv is
+# installed only where ../shared/data/medmnist (or MEDMNIST) exists, since the test is skipped without the images.
 test: deps venv
+	@if [ -d "$(MEDMNIST)" ]; then $(MAKE) --no-print-directory train-venv; fi
 	./scripts/with-services.sh ./scripts/test.sh
 
 deps:

@@ -76,10 +76,17 @@ let package = Package(
         // Crash isolation: long-lived child processes that run untrusted parsing, batches in, answers streamed out.
         .target(name: "Sandbox", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
+        // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
+        .target(
+            name: "Training",
+            dependencies: ["Catalog", "ObjectStorage", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .target(
             name: "Inference",
             dependencies: [
                 "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"), .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -105,8 +112,9 @@ let package = Package(
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -126,6 +134,7 @@ let package = Package(
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Catalog", "ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: [
             "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),

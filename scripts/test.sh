@@ -13,6 +13,8 @@ else
   echo "corpus: ../shared is absent; the corpus-wide tests run on pydicom's wheel test files at $DICOM_ETL_CORPUS"
 fi
 [ -d ../shared/data/medmnist ] && export DICOM_ETL_MEDMNIST="$(cd ../shared/data/medmnist && pwd)"
+# TensorFlow for the training-loop end-to-end test (make train-venv); without it that test is skipped.
+[ -x .venv-train/bin/python ] && export DICOM_ETL_TRAIN_PYTHON="$PWD/.venv-train/bin/python"
 export OPENBLAS_NUM_THREADS=1
 set +e
 # Deployment: the manifests against their schemas and the code; the container image's runtime packages

@@ -18,6 +18,9 @@ struct DicomETL: AsyncParsableCommand {
             Normalize.self,
             Migrate.self,
             Worker.self,
+            Export.self,
+            Labels.self,
+            Models.self,
         ]
     )
 }
