@@ -37,18 +37,23 @@ public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
     public var migrationVersion: Int?
     /// The SQLSTATE reported by the server, when the error came from it.
     public var sqlState: String?
+    /// For the embedded cluster: what failed and what to do (a tool's own message, a folder, its owner and
+    /// mode). Operator data only (the data folder's paths), never patient data or SQL values.
+    public var detail: String?
 
-    public init(_ code: Code, migrationVersion: Int? = nil, sqlState: String? = nil) {
+    public init(_ code: Code, migrationVersion: Int? = nil, sqlState: String? = nil, detail: String? = nil) {
         self.code = code
         self.migrationVersion = migrationVersion
         self.sqlState = sqlState
+        self.detail = detail
     }
 
     public var description: String {
         var text = "CatalogError(\(code)"
         if let migrationVersion { text += ", migration: \(migrationVersion)" }
         if let sqlState { text += ", sqlstate: \(sqlState)" }
-        return text + ")"
+        if let detail { text += "): \(detail)" } else { text += ")" }
+        return text
     }
 }
 

@@ -53,7 +53,8 @@ public enum IngestPipeline: PipelineAssembly {
             database = try DatabaseConfiguration.parse(configuration.databaseURL, environment: environment)
         }
         let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
-        let clientTask = Task { await client.run() }
+        // Started immediately: `run()` has begun before the first query leases a connection.
+        let clientTask = Task.immediate { await client.run() }
         let catalog = Catalog(client: client, logger: logger)
         do {
             try await retryingUntilReachable(logger: logger) { try await catalog.migrate() }
