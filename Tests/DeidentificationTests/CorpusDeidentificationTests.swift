@@ -122,13 +122,13 @@ struct CorpusDeidentificationTests {
                 try Data(bytes).write(to: URL(fileURLWithPath: rewritten[i]!))
             }
         }
-        let inputs = validator.reports(Corpus.files.map(\.path))
+        let inputs = try validator.reports(Corpus.files.map(\.path))
         let unread = inputs.indices.filter { !inputs[$0].readWhole && rewritten[$0] != nil }
-        let rereads = validator.reports(unread.map { rewritten[$0]! })
+        let rereads = try validator.reports(unread.map { rewritten[$0]! })
         var baseline = inputs.map(\.errors)
         for (i, r) in zip(unread, rereads) { baseline[i].formUnion(r.errors) }
         var withNewErrors = 0
-        for (output, report) in zip(outputs, validator.reports(outputs.map(\.path))) {
+        for (output, report) in zip(outputs, try validator.reports(outputs.map(\.path))) {
             let new = report.errors.subtracting(baseline[output.input])
             if !new.isEmpty { withNewErrors += 1 }
             #expect(new.isEmpty, "\(Corpus.files[output.input].relative) [\(output.profile)]: \(new.sorted())")
