@@ -195,11 +195,12 @@ public struct BasicProfileRow: Sendable, Hashable {
 /// alternative unless the IOD's Type requires a later one (`IODRequirements` knows the Types).
 public enum CombinedActionPolicy: String, Sendable, Codable {
     /// The alternative the attribute's Type at its place requires: Type 3 → the first (X, or Z for Z/D),
-    /// Type 2/2C → Z (X/D → D), Type 1/1C → D; X/Z/U* → U whatever the Type (the sequence of references stays,
-    /// its UIDs are replaced and its items de-identified: referential integrity). Where the Type is unknown (a SOP Class outside the standard's tables), the last
-    /// alternative, which keeps any IOD conformant. And no action removes or empties what the IOD requires:
-    /// X on a Type 2 attribute → Z, X or Z on a Type 1 → D; a Z sequence of Type 3 is removed, never left
-    /// empty. No original value survives either way: Z empties, D writes a dummy.
+    /// Type 2/2C → Z (X/D → D), Type 1/1C → D; X/Z/U* → U whatever the Type (the sequence of references
+    /// stays, its UIDs are replaced and its items de-identified: referential integrity). Where the Type is
+    /// unknown (a SOP Class outside the standard's tables), the last alternative, which keeps any IOD
+    /// conformant. And no action removes or empties what the IOD requires (`Planner.conformant`): X on a
+    /// Type 2 attribute → Z, X or Z on a Type 1 → D; a Z sequence of Type 3 is removed, never left empty.
+    /// No original value survives either way: Z empties, D writes a dummy.
     case conformant
     /// The first alternative: Z/D → Z, and X/… → X (the attribute is removed).
     case minimal
