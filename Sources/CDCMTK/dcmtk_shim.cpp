@@ -1312,13 +1312,42 @@ static dcmtk_status prepare_write(dcmtk_file *file, const char *transfer_syntax,
     return DCMTK_OK;
 }
 
+// A new file meta for writing in `xfer`: nothing of the old header survives (source AE titles, private
+// information) but the SOP Class and Instance UIDs, taken from the dataset, else from the old header. DCMTK's
+// own update would invent what is missing (a private generic SOP Class, a random instance UID per write).
+static dcmtk_status rebuild_meta(DcmFileFormat &format, E_TransferSyntax xfer) {
+    DcmMetaInfo *meta = format.getMetaInfo();
+    DcmDataset *ds = format.getDataset();
+    if (!meta || !ds) return DCMTK_WRITE_FAILED;
+    OFString sop_class, sop_instance;
+    if (ds->findAndGetOFStringArray(DCM_SOPClassUID, sop_class).bad() || sop_class.empty())
+        meta->findAndGetOFStringArray(DCM_MediaStorageSOPClassUID, sop_class);
+    if (ds->findAndGetOFStringArray(DCM_SOPInstanceUID, sop_instance).bad() || sop_instance.empty())
+        meta->findAndGetOFStringArray(DCM_MediaStorageSOPInstanceUID, sop_instance);
+    meta->clear();
+    if (!sop_class.empty()) meta->putAndInsertString(DCM_MediaStorageSOPClassUID, sop_class.c_str());
+    if (!sop_instance.empty()) meta->putAndInsertString(DCM_MediaStorageSOPInstanceUID, sop_instance.c_str());
+    if (format.validateMetaInfo(xfer, EWM_fileformat).bad()) return DCMTK_WRITE_FAILED;
+    if (sop_class.empty()) delete meta->remove(DCM_MediaStorageSOPClassUID);
+    if (sop_instance.empty()) delete meta->remove(DCM_MediaStorageSOPInstanceUID);
+    if (meta->computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, META_HEADER_DEFAULT_TRANSFERSYNTAX, EET_UndefinedLength).bad())
+        return DCMTK_WRITE_FAILED;
+    return DCMTK_OK;
+}
+
 extern "C" dcmtk_status dcmtk_file_save(dcmtk_file *file, const char *path, const char *transfer_syntax) {
     if (!file || !path) return DCMTK_INVALID_ARGUMENT;
     E_TransferSyntax xfer;
     dcmtk_status st = prepare_write(file, transfer_syntax, xfer);
     if (st != DCMTK_OK) return st;
-    OFCondition c = file->format.saveFile(OFFilename(path), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
+    st = rebuild_meta(file->format, xfer);
+    if (st != DCMTK_OK) return st;
+    OFCondition c = file->format.saveFile(OFFilename(path), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_dontUpdateMeta);
     return c.good() ? DCMTK_OK : DCMTK_WRITE_FAILED;
+}
+
+extern "C" int dcmtk_transfer_syntax_writable(const char *uid) {
+    return uid && DcmXfer(uid).getXfer() != EXS_Unknown ? 1 : 0;
 }
 
 extern "C" dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *transfer_syntax, uint8_t **out, size_t *length) {

@@ -128,7 +128,11 @@ dcmtk_status dcmtk_decode_pixels(dcmtk_file *file, dcmtk_pixel_info *info, uint8
 
 /// Write a Part 10 file. transfer_syntax NULL keeps the syntax read; otherwise the dataset is
 /// re-encoded (uncompressed syntaxes always; JPEG-LS lossless / RLE / JPEG lossless via DCMTK's encoders).
+/// The file meta is made anew and agrees with the dataset: SOP Class and Instance UID from the dataset,
+/// else as the meta held them, else absent (never invented); the transfer syntax written.
 dcmtk_status dcmtk_file_save(dcmtk_file *file, const char *path, const char *transfer_syntax);
+/// 1 when DCMTK can write files in this transfer syntax (with the pixel data as held), else 0.
+int dcmtk_transfer_syntax_writable(const char *uid);
 /// Same into memory (*out malloc'ed, free with dcmtk_free).
 dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *transfer_syntax, uint8_t **out, size_t *length);
 
