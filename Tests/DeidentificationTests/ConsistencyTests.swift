@@ -146,6 +146,7 @@ struct ConsistencyTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try Data("dicom-etl test key, not a secret: 0123456789".utf8).write(to: URL(fileURLWithPath: dir + "/a.key"))
         try Data("another dicom-etl test key, not secret either".utf8).write(to: URL(fileURLWithPath: dir + "/b.key"))
+        for key in ["a.key", "b.key"] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + key) }
         let inputs = Corpus.files.enumerated().filter { $0.offset % 5 == 0 }.map(\.element.path)
         var env = ProcessInfo.processInfo.environment
         env["DICOM_ETL_KEY"] = nil
