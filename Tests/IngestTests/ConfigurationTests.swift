@@ -37,6 +37,17 @@ import Testing
         }
     }
 
+    @Test func productionTemplateVerifiesTLSAndHoldsNoSecret() throws {
+        let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("config/production.yaml"), encoding: .utf8)
+        let configuration = try DaemonConfiguration.load(yaml: text, environment: [:])  // secret_in_file would throw
+        let database = try #require(URLComponents(string: configuration.databaseURL))
+        #expect(database.queryItems?.first { $0.name == "sslmode" }?.value == "verify-full")
+        #expect(database.password == nil)
+        let storage = try #require(URLComponents(string: configuration.storageURL))
+        #expect(storage.queryItems?.first { $0.name == "endpoint" }?.value?.hasPrefix("https://") == true)
+        #expect(!DaemonConfiguration.urlCarriesSecret(configuration.databaseURL) && !DaemonConfiguration.urlCarriesSecret(configuration.storageURL))
+    }
+
     @Test func precedenceIsFlagOverEnvironmentOverFileOverDefault() throws {
         let yaml = """
             drop_folder: /file/drop
