@@ -186,10 +186,11 @@ struct NoSecretsInListingsTests {
         let keyFile = try folder.write("pseudonym.key", key, mode: 0o644)
         var environment = Self.environment
         for name in environment.keys where name.hasPrefix("DICOM_ETL_") || name.hasPrefix("AWS_") { environment[name] = nil }
-        let base = ["run", "--drop-folder", folder.path + "/drop", "--data-dir", folder.path + "/var", "--key-file", keyFile]
+        // Under timeout(1): a daemon that wrongly started would run until stopped.
+        let base = ["60", dicomETLBinary, "run", "--drop-folder", folder.path + "/drop", "--data-dir", folder.path + "/var", "--key-file", keyFile]
 
         // A key file others could read.
-        let open = try runTool(dicomETLBinary, base, environment: environment)
+        let open = try runTool("/usr/bin/timeout", base, environment: environment)
         #expect(open.status != 0)
         #expect(open.output.contains("key_file_insecure") && open.output.contains("chmod 600 \(keyFile)"), "\(open.output)")
         #expect(!open.output.contains(key))
@@ -201,7 +202,7 @@ struct NoSecretsInListingsTests {
         for flags in [["--database-password", password], ["--storage-secret-access-key", password],
                       ["--database-url", "postgres://etl:\(password)@db.example.org/etl"],
                       ["--storage-url", "s3://b/p?endpoint=https://s3.example.org&secret_access_key=\(password)"]] {
-            let refused = try runTool(dicomETLBinary, base + flags, environment: environment)
+            let refused = try runTool("/usr/bin/timeout", base + flags, environment: environment)
             #expect(refused.status != 0, "\(flags[0])")
             #expect(!refused.output.contains(password), "\(flags[0]) echoed the secret")
         }
