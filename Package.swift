@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
@@ -36,10 +37,12 @@ let package = Package(
             linkerSettings: dcmtkLibraries
         ),
         .target(name: "DICOM", dependencies: ["CDCMTK"], swiftSettings: strict),
+        // Reading secrets from files only their owner can read (key, passwords, S3 credentials, TLS keys).
+        .target(name: "Secrets", swiftSettings: strict),
         .target(
             name: "Deidentification",
             dependencies: [
-                "DICOM",
+                "DICOM", "Secrets",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -56,6 +59,8 @@ let package = Package(
             name: "ObjectStorage",
             dependencies: [
                 "CLinux",
+                "Secrets",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -67,6 +72,8 @@ let package = Package(
         .target(
             name: "Catalog",
             dependencies: [
+                "Secrets",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -140,6 +147,10 @@ let package = Package(
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
         .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        // Secret files, TLS to PostgreSQL and to S3, each against servers the tests start (openssl, moto).
+        .testTarget(name: "SecurityTests", dependencies: [
+            "Secrets", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
+        ], swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

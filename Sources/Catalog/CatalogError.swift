@@ -2,6 +2,7 @@
 // patient data, SQL values or file paths, only a machine-readable code and a few safe numbers.
 import Logging
 import PostgresNIO
+import Secrets
 
 /// An error raised by the catalog, the migrator or the job queue.
 public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -15,6 +16,10 @@ public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidDatabaseURL = Code("invalidDatabaseURL")
         /// The password file named by the configuration could not be read.
         public static let passwordFileUnreadable = Code("passwordFileUnreadable")
+        /// A secret file (password, client key) may be read by group or others or belongs to another user.
+        public static let secretFileInsecure = Code("secretFileInsecure")
+        /// A TLS file (`sslrootcert`, `sslcert`, `sslkey`) could not be read or parsed.
+        public static let tlsFileUnreadable = Code("tlsFileUnreadable")
         /// An applied migration's SQL differs from the bundled one of the same version.
         public static let migrationChecksumMismatch = Code("migrationChecksumMismatch")
         /// The database holds a migration this binary does not know (it is older than the schema).
@@ -46,6 +51,13 @@ public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
         self.migrationVersion = migrationVersion
         self.sqlState = sqlState
         self.detail = detail
+    }
+
+    /// A refused secret file: `secretFileInsecure` for its owner or mode, else `unreadable`; the detail says what
+    /// to do (`chmod 600 …`) and never holds the file's contents.
+    init(secretFileError error: SecretFileError, unreadable: Code) {
+        let insecure = error.code == .groupOrOthersAccess || error.code == .wrongOwner
+        self.init(insecure ? .secretFileInsecure : unreadable, detail: error.description)
     }
 
     public var description: String {

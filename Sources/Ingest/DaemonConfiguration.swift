@@ -82,11 +82,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Trained models, as `<models dir>/<model>/<version>/`: the worker loads every model the routes name.
     public var modelsDirectory = "models/trained_models"
 
-    /// Database password (environment or flag only, never the file).
+    /// Database password (environment only: never the file, never a flag).
     public var databasePassword: String?
-    /// Object store access key ID (environment or flag only).
+    /// Object store access key ID (environment only).
     public var storageAccessKeyID: String?
-    /// Object store secret access key (environment or flag only).
+    /// Object store secret access key (environment only).
     public var storageSecretAccessKey: String?
 
     /// The defaults.
@@ -120,6 +120,8 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
         public static let invalidValue = Code(rawValue: "invalid_value")
         /// A secret was found in the configuration file.
         public static let secretInFile = Code(rawValue: "secret_in_file")
+        /// A secret was given as a command-line flag, which every user of the host can read in the process list.
+        public static let secretOnCommandLine = Code(rawValue: "secret_on_command_line")
         /// The file could not be read.
         public static let unreadableFile = Code(rawValue: "unreadable_file")
         /// The file is not a YAML mapping.
@@ -140,8 +142,13 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     public var reason: String { code.rawValue }
 
     public var description: String {
-        if let key { return "configuration error: \(code.rawValue) (key \(key))" }
-        return "configuration error: \(code.rawValue)"
+        var text = "configuration error: \(code.rawValue)"
+        if let key { text += " (key \(key))" }
+        if code == .secretOnCommandLine {
+            text += ": secrets come from the environment or from files (chmod 600), never from flags, which any user"
+                + " of the host can read in the process list"
+        }
+        return text
     }
 }
 
@@ -149,7 +156,7 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
 public struct ConfigurationKey: Sendable {
     /// Name in the YAML file, e.g. `drop_folder`.
     public let name: String
-    /// True for secrets: refused in the file, accepted from the environment and flags.
+    /// True for secrets: accepted from the environment only, refused in the file and as flags.
     public let isSecret: Bool
     let apply: @Sendable (inout DaemonConfiguration, String) throws -> Void
 
@@ -227,6 +234,8 @@ extension DaemonConfiguration {
     }
 
     /// Merges defaults, the YAML text, the environment and the flags (by key name), in rising precedence.
+    /// Secrets are refused in the file (`secret_in_file`) and among the flags (`secret_on_command_line`), as is
+    /// a URL holding a password or secret in either.
     /// - Parameters:
     ///   - yaml: contents of the configuration file, or nil for none.
     ///   - environment: the process environment; only `DICOM_ETL_<KEY>` variables are read.
@@ -243,8 +252,8 @@ extension DaemonConfiguration {
                 if key.isSecret { throw ConfigurationError(.secretInFile, key: name) }
                 try apply(key, value, to: &configuration)
             }
-            if hasPassword(configuration.databaseURL) || hasPassword(configuration.storageURL) {
-                throw ConfigurationError(.secretInFile, key: hasPassword(configuration.databaseURL) ? "database_url" : "storage_url")
+            if urlCarriesSecret(configuration.databaseURL) || urlCarriesSecret(configuration.storageURL) {
+                throw ConfigurationError(.secretInFile, key: urlCarriesSecret(configuration.databaseURL) ? "database_url" : "storage_url")
             }
         }
         for key in keys {
@@ -252,6 +261,9 @@ extension DaemonConfiguration {
         }
         for (name, value) in flags.sorted(by: { $0.key < $1.key }) {
             guard let key = key(named: name) else { throw ConfigurationError(.unknownKey, key: name) }
+            if key.isSecret || urlCarriesSecret(value) && (name == "database_url" || name == "storage_url") {
+                throw ConfigurationError(.secretOnCommandLine, key: name)
+            }
             try apply(key, value, to: &configuration)
         }
         return configuration
@@ -295,10 +307,15 @@ extension DaemonConfiguration {
         return values
     }
 
-    private static func hasPassword(_ url: String) -> Bool {
-        guard !url.isEmpty, let components = URLComponents(string: url) else { return false }
+    /// True when a database or storage URL holds a password (`user:password@`) or a secret query parameter.
+    public static func urlCarriesSecret(_ url: String) -> Bool {
+        guard !url.isEmpty else { return false }
+        // A URL that does not parse may still hold `user:password@`: refused rather than let through.
+        guard let components = URLComponents(string: url) else { return url.contains("@") }
         if let password = components.password, !password.isEmpty { return true }
-        let secretParameters: Set<String> = ["password", "secret", "secret_access_key", "secretaccesskey"]
+        let secretParameters: Set<String> = [
+            "password", "sslpassword", "secret", "secret_access_key", "secretaccesskey", "session_token", "token",
+        ]
         return components.queryItems?.contains { secretParameters.contains($0.name.lowercased()) } ?? false
     }
 }

@@ -34,12 +34,14 @@ public struct S3Configuration: Sendable, Hashable {
     public var multipartThreshold: Int
     /// The size of each part but the last (S3's minimum is 5 MiB).
     public var partSize: Int
+    /// A PEM bundle of the CAs trusted for an `https://` endpoint instead of the system's roots (a private CA).
+    public var caBundle: String?
 
     public init(
         bucket: String, prefix: String = "", endpoint: String? = nil, region: String = "us-east-1",
         addressing: Addressing = .virtualHosted, maxAttempts: Int = 6, retryDelay: Duration = .milliseconds(200),
         maxRetryDelay: Duration = .seconds(5), timeout: Duration = .seconds(120), multipartThreshold: Int = 16 << 20,
-        partSize: Int = 8 << 20
+        partSize: Int = 8 << 20, caBundle: String? = nil
     ) {
         self.multipartThreshold = multipartThreshold
         self.partSize = partSize
@@ -52,6 +54,7 @@ public struct S3Configuration: Sendable, Hashable {
         self.retryDelay = retryDelay
         self.maxRetryDelay = maxRetryDelay
         self.timeout = timeout
+        self.caBundle = caBundle
     }
 }
 
@@ -66,7 +69,8 @@ public struct S3ObjectStore: ObjectStore {
 
     /// - Parameters:
     ///   - credentials: by default from the environment (`AWSCredentials.fromEnvironment`).
-    ///   - httpClient: a client whose lifetime the caller manages; `HTTPClient.shared` by default.
+    ///   - httpClient: for `http://` endpoints, a client whose lifetime the caller manages; `HTTPClient.shared` by
+    ///     default. `https://` endpoints always use a client of `S3HTTPSClients` (TLS 1.2+, `caBundle`).
     public init(
         configuration: S3Configuration, credentials: AWSCredentials? = nil, httpClient: HTTPClient = .shared,
         logger: Logger = Logger(label: "dicom-etl.s3")
@@ -82,10 +86,11 @@ public struct S3ObjectStore: ObjectStore {
         guard let url = URLComponents(string: endpoint), let scheme = url.scheme?.lowercased(),
               scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty
         else { throw ObjectStoreError(.invalidStorageURL) }
+        if configuration.caBundle != nil && scheme != "https" { throw ObjectStoreError(.invalidCABundle) }
         self.configuration = configuration
         self.signer = SigV4Signer(
             credentials: try credentials ?? AWSCredentials.fromEnvironment(), region: configuration.region, service: "s3")
-        self.httpClient = httpClient
+        self.httpClient = scheme == "https" ? try S3HTTPSClients.client(caBundle: configuration.caBundle) : httpClient
         self.logger = logger
         self.scheme = scheme
         self.endpointHost = url.port.map { "\(host):\($0)" } ?? host
@@ -264,6 +269,8 @@ public struct S3ObjectStore: ObjectStore {
                 logger.debug("S3 request will be retried", metadata: ["status": "\(response.status)", "attempt": "\(attempt)"])
             } catch let error as ObjectStoreError {
                 throw error
+            } catch where S3HTTPSClients.isHandshakeFailure(error) {
+                throw ObjectStoreError(.tlsHandshakeFailed)
             } catch {
                 if attempt >= configuration.maxAttempts { throw ObjectStoreError(.unavailable) }
                 logger.debug("S3 connection failed; will retry", metadata: ["attempt": "\(attempt)"])

@@ -21,7 +21,9 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
                 Every option overrides the configuration file and the DICOM_ETL_<KEY> environment variable of \
                 the same name (e.g. --drop-folder, DICOM_ETL_DROP_FOLDER, drop_folder). SIGTERM drains the \
                 files in flight and exits 0. --with-worker also runs the inference worker on the daemon's \
-                database and object store, so complete series come back as diagnoses.
+                database and object store, so complete series come back as diagnoses. Secrets are never flags: \
+                DICOM_ETL_DATABASE_PASSWORD(_FILE), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY(_FILE) and the key \
+                file (chmod 600) come from the environment.
                 """)
     }
 
@@ -52,12 +54,6 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
           help: "Also run the inference worker on the daemon's database and object store.")
     var withWorker: Bool?
     @Option(name: .customLong("models-dir"), help: "Trained models, as <dir>/<model>/<version>/.") var modelsDir: String?
-    @Option(name: .customLong("database-password"), help: ArgumentHelp("Database password (prefer the environment).", visibility: .hidden))
-    var databasePassword: String?
-    @Option(name: .customLong("storage-access-key-id"), help: ArgumentHelp("Object store access key ID.", visibility: .hidden))
-    var storageAccessKeyID: String?
-    @Option(name: .customLong("storage-secret-access-key"), help: ArgumentHelp("Object store secret key.", visibility: .hidden))
-    var storageSecretAccessKey: String?
 
     /// The flags given, by configuration key name.
     var flagValues: [String: String] {
@@ -69,8 +65,7 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
             ("series_quiet_seconds", seriesQuietSeconds), ("processed_files", processedFiles), ("ops_host", opsHost),
             ("ops_port", opsPort), ("log_level", logLevel), ("log_format", logFormat), ("sandbox_workers", sandboxWorkers),
             ("sandbox_timeout_seconds", sandboxTimeoutSeconds), ("with_worker", withWorker.map { $0 ? "true" : "false" }),
-            ("models_dir", modelsDir), ("database_password", databasePassword),
-            ("storage_access_key_id", storageAccessKeyID), ("storage_secret_access_key", storageSecretAccessKey),
+            ("models_dir", modelsDir),
         ]
         return Dictionary(uniqueKeysWithValues: all.compactMap { name, value in value.map { (name, $0) } })
     }
@@ -91,6 +86,10 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try loadConfiguration()
+        // Secrets others could read stop the start, before any file is taken or any server is started; so do a
+        // refused certificate or login (a database that is down is waited for, as always).
+        try configuration.checkSecretFiles()
+        try await configuration.checkDatabaseConnection()
         let level = configuration.logLevel
         switch configuration.logFormat {
         case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }

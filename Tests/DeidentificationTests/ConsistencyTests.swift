@@ -148,6 +148,7 @@ struct ConsistencyTests {
         try FileManager.default.createDirectory(atPath: dir + "/in/no-uid", withIntermediateDirectories: true)
         try Data("dicom-etl test key, not a secret: 0123456789".utf8).write(to: URL(fileURLWithPath: dir + "/a.key"))
         try Data("another dicom-etl test key, not secret either".utf8).write(to: URL(fileURLWithPath: dir + "/b.key"))
+        for key in ["a.key", "b.key"] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + key) }
         let profile = dir + "/research.yaml"
         let yaml = try String(contentsOfFile: TestPaths.profile("basic.yaml"), encoding: .utf8)
         try yaml.replacingOccurrences(of: "\n  reject: true", with: "\n  reject: false").write(toFile: profile, atomically: true, encoding: .utf8)

@@ -106,6 +106,7 @@ import Testing
             databaseURL = try #require(components.string)
             for folder in [drop, data, reference] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)  // a key must be owner-only
             _ = try PneumoniaEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
         }
 

@@ -77,6 +77,7 @@ import Testing
             key = self.root + "/key"
             for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)  // a key must be owner-only
             self.database = database
             self.databaseURL = databaseURL ?? ""
         }
