@@ -73,6 +73,7 @@ public struct CatalogTransaction: Sendable {
             INSERT INTO imaging.patients AS p (patient_id, sex, age_years)
             SELECT patient_id, sex, age_years
             FROM jsonb_to_recordset(\(rows)::jsonb) AS x(patient_id text, sex text, age_years integer)
+            ORDER BY patient_id
             ON CONFLICT (patient_id) DO UPDATE
             SET sex = COALESCE(EXCLUDED.sex, p.sex), age_years = COALESCE(EXCLUDED.age_years, p.age_years),
                 updated_at = now()
@@ -89,6 +90,7 @@ public struct CatalogTransaction: Sendable {
             SELECT study_uid, patient_id, study_date, study_description, accession_pseudonym
             FROM jsonb_to_recordset(\(rows)::jsonb)
                  AS x(study_uid text, patient_id text, study_date date, study_description text, accession_pseudonym text)
+            ORDER BY study_uid
             ON CONFLICT (study_uid) DO UPDATE
             SET patient_id = EXCLUDED.patient_id, study_date = EXCLUDED.study_date,
                 study_description = EXCLUDED.study_description, accession_pseudonym = EXCLUDED.accession_pseudonym,
@@ -108,6 +110,7 @@ public struct CatalogTransaction: Sendable {
             FROM jsonb_to_recordset(\(rows)::jsonb)
                  AS x(series_uid text, study_uid text, modality text, body_part text, series_number integer,
                       series_description text, manufacturer text)
+            ORDER BY series_uid
             ON CONFLICT (series_uid) DO UPDATE
             SET study_uid = EXCLUDED.study_uid, modality = EXCLUDED.modality, body_part = EXCLUDED.body_part,
                 series_number = EXCLUDED.series_number, series_description = EXCLUDED.series_description,
@@ -177,6 +180,7 @@ public struct CatalogTransaction: Sendable {
             INSERT INTO imaging.tensors AS t
                 (sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256)
             SELECT sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256 FROM input
+            ORDER BY sop_instance_uid, recipe
             ON CONFLICT (sop_instance_uid, recipe) DO UPDATE
             SET tensor_key = EXCLUDED.tensor_key, tensor_sha256 = EXCLUDED.tensor_sha256, sidecar_key = EXCLUDED.sidecar_key,
                 preview_key = EXCLUDED.preview_key, preview_sha256 = EXCLUDED.preview_sha256, updated_at = now()
@@ -199,6 +203,7 @@ public struct CatalogTransaction: Sendable {
                 SELECT patient_id, original_patient_id, patient_name, birth_date
                 FROM jsonb_to_recordset(\(patients)::jsonb)
                      AS x(patient_id text, original_patient_id text, patient_name text, birth_date text)
+                ORDER BY patient_id
                 ON CONFLICT (patient_id) DO UPDATE
                 SET original_patient_id = EXCLUDED.original_patient_id,
                     patient_name = COALESCE(EXCLUDED.patient_name, v.patient_name),
@@ -214,6 +219,7 @@ public struct CatalogTransaction: Sendable {
                 SELECT study_uid, original_study_uid, accession_number
                 FROM jsonb_to_recordset(\(studies)::jsonb)
                      AS x(study_uid text, original_study_uid text, accession_number text)
+                ORDER BY study_uid
                 ON CONFLICT (study_uid) DO UPDATE
                 SET accession_number = COALESCE(EXCLUDED.accession_number, v.accession_number)
                 WHERE v.accession_number IS DISTINCT FROM COALESCE(EXCLUDED.accession_number, v.accession_number)
@@ -224,6 +230,7 @@ public struct CatalogTransaction: Sendable {
                 INSERT INTO vault.series (series_uid, original_series_uid)
                 SELECT series_uid, original_series_uid
                 FROM jsonb_to_recordset(\(series)::jsonb) AS x(series_uid text, original_series_uid text)
+                ORDER BY series_uid
                 ON CONFLICT (series_uid) DO NOTHING
                 """, logger: logger)
         }
@@ -233,6 +240,7 @@ public struct CatalogTransaction: Sendable {
                 SELECT sop_instance_uid, original_sop_instance_uid
                 FROM jsonb_to_recordset(\(instances)::jsonb)
                      AS x(sop_instance_uid text, original_sop_instance_uid text)
+                ORDER BY sop_instance_uid
                 ON CONFLICT (sop_instance_uid) DO NOTHING
                 """, logger: logger)
         }

@@ -422,19 +422,38 @@ public struct IngestProcessor: BatchProcessor {
         _ stage: PipelineStage = .catalog, _ body: @escaping @Sendable (CatalogTransaction) async throws -> T
     ) async throws -> T {
         let catalog = self.catalog
-        do {
-            return try await withDeadline(databaseDeadline) { try await catalog.withTransaction(body) }
-        } catch is DeadlineExceeded {
-            throw PipelineOutage(reason: "database_unresponsive")
-        } catch {
-            switch DatabaseFault.of(error) {
-            case .unavailable: throw PipelineOutage(reason: "database_unavailable")
-            case .conflict: throw PipelineOutage(reason: "database_conflict")
-            case .rejected:
-                logger.warning("statement refused by the database", metadata: [
-                    "stage": .string(stage.rawValue), "sqlstate": .string(DatabaseFault.sqlState(of: error) ?? (error as? CatalogError)?.code.rawValue ?? "none")])
-                throw PipelineFailure(stage: stage, reason: stage == .claim ? "claim_rejected" : "catalog_rejected")
+        var conflicts = 0
+        while true {
+            do {
+                return try await withDeadline(databaseDeadline) { try await catalog.withTransaction(body) }
+            } catch is DeadlineExceeded {
+                throw PipelineOutage(reason: "database_unresponsive")
+            } catch where DatabaseFault.of(error) == .conflict && conflicts < Self.conflictRetries {
+                // A deadlock or serialization failure with another replica's transaction (claims and commits of
+                // overlapping files, series or patients): the transaction was rolled back whole, so it runs again
+                // at once, after a short random pause that lets the other one finish.
+                conflicts += 1
+                logger.debug("database conflict; transaction run again", metadata: ["stage": .string(stage.rawValue), "attempt": .stringConvertible(conflicts)])
+                try await Task.sleep(for: .milliseconds(Int.random(in: 5...40) * conflicts))
+                continue
+            } catch {
+                try Self.databaseFailure(error, stage: stage, logger: logger)
             }
+        }
+    }
+
+    /// Deadlocks and serialization failures in a row run again before they count as an outage.
+    static let conflictRetries = 5
+
+    /// The pipeline's error for a failed transaction: an outage, or the statement's refusal.
+    private static func databaseFailure(_ error: any Error, stage: PipelineStage, logger: Logger) throws -> Never {
+        switch DatabaseFault.of(error) {
+        case .unavailable: throw PipelineOutage(reason: "database_unavailable")
+        case .conflict: throw PipelineOutage(reason: "database_conflict")
+        case .rejected:
+            logger.warning("statement refused by the database", metadata: [
+                "stage": .string(stage.rawValue), "sqlstate": .string(DatabaseFault.sqlState(of: error) ?? (error as? CatalogError)?.code.rawValue ?? "none")])
+            throw PipelineFailure(stage: stage, reason: stage == .claim ? "claim_rejected" : "catalog_rejected")
         }
     }
 

@@ -171,7 +171,17 @@ import Testing
             SELECT count(*) FROM (SELECT source_file_id FROM ingest.stage_events WHERE stage = 'claim' AND to_state = 'processing'
                                   GROUP BY source_file_id HAVING count(*) > 1) x
             """)
-        #expect(claimedTwice == 0, "\(claimedTwice) files were claimed by more than one worker")
+        // What happened to such files, for the failure message: each one's events in order.
+        let history = claimedTwice == 0 ? "" : (try? DaemonEndToEndTests.psql(world.databaseURL, """
+            SELECT string_agg(e, E'\\n') FROM (
+                SELECT source_file_id || ': ' || string_agg(stage || ' ' || COALESCE(from_state, '-') || '→' || COALESCE(to_state, '-')
+                       || COALESCE(' (' || detail || ')', ''), ', ' ORDER BY at, id) AS e
+                FROM ingest.stage_events WHERE source_file_id IN (
+                    SELECT source_file_id FROM ingest.stage_events WHERE stage = 'claim' AND to_state = 'processing'
+                    GROUP BY source_file_id HAVING count(*) > 1 LIMIT 5)
+                GROUP BY source_file_id) x
+            """)) ?? ""
+        #expect(claimedTwice == 0, "\(claimedTwice) files were claimed by more than one worker:\n\(history)")
 
         // No duplicate instances or jobs; the same outcome as one daemon, objects included.
         #expect(try world.count("SELECT count(*) FROM imaging.instances") ==
