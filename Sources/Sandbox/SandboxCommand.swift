@@ -24,6 +24,22 @@ public struct SandboxCommand: Sendable, Hashable {
     /// and reported by the pool; symbolicating it would only delay the respawn).
     public static let defaultEnvironment = ["SWIFT_BACKTRACE": "enable=no"]
 
+    /// Whether the child may see a variable of the parent's environment. The children parse untrusted files:
+    /// they get none of the credentials the daemon holds (the database's URL and password, object store
+    /// keys, TLS material), nor where those are kept, so code run in a child cannot reach them.
+    public static func inherits(_ name: String) -> Bool {
+        if withheldVariables.contains(name) { return false }
+        return !withheldPrefixes.contains { name.hasPrefix($0) }
+    }
+
+    /// Variables never passed to a child.
+    public static let withheldVariables: Set<String> = [
+        "DICOM_ETL_DATABASE_URL", "DICOM_ETL_DATABASE_PASSWORD", "DICOM_ETL_DATABASE_PASSWORD_FILE", "DATABASE_URL",
+        "DICOM_ETL_KEY", "DICOM_ETL_SPLIT_KEY", "DICOM_ETL_STORAGE_URL",
+    ]
+    /// Prefixes of variables never passed to a child (PostgreSQL's `PG*`, the AWS SDKs' `AWS_*`).
+    public static let withheldPrefixes = ["PG", "AWS_"]
+
     /// This process's own executable (`/proc/self/exe`) with `arguments`, e.g. `["sandbox-worker"]`.
     public static func currentExecutable(arguments: [String], environment: [String: String] = defaultEnvironment) -> SandboxCommand {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

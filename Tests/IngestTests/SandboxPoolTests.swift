@@ -31,6 +31,20 @@ func testWorkerCommand() -> SandboxCommand {
         await #expect(throws: SandboxError(.shutDown)) { try await pool.run(kind: "echo", payload: []) }
     }
 
+    @Test func childrenGetNoneOfTheDaemonsCredentials() async throws {
+        // Variables of the kinds the daemon's credentials come in, set in this (the parent) process.
+        let secrets = ["PG_SANDBOX_TEST_PASSWORD", "AWS_SANDBOX_TEST_SECRET", "DICOM_ETL_DATABASE_PASSWORD_FILE"]
+        let harmless = "SANDBOX_TEST_HARMLESS"
+        for name in secrets + [harmless] where getenv(name) == nil { setenv(name, "value", 1) }
+        defer { for name in secrets + [harmless] { unsetenv(name) } }
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), logger: testLogger)
+        let names = Set(String(decoding: try await pool.run(kind: "environment", payload: []), as: UTF8.self).split(separator: "\n").map(String.init))
+        await pool.shutdown()
+        #expect(names.contains(harmless))
+        #expect(names.isDisjoint(with: secrets))
+        #expect(names.contains("SWIFT_BACKTRACE"))
+    }
+
     @Test func handlerErrorsComeBackTyped() async throws {
         let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), logger: testLogger)
         defer { Task { await pool.shutdown() } }

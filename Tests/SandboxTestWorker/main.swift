@@ -18,6 +18,7 @@ struct TestJobError: ReasonedError {
 let handlers: [String: SandboxWorker.Handler] = [
     "echo": { $0 },
     "pid": { _ in Array(String(getpid()).utf8) },
+    "environment": { _ in Array(ProcessInfo.processInfo.environment.keys.sorted().joined(separator: "\n").utf8) },
     "fail": { _ in throw TestJobError(reason: "test_reason") },
     "segfault": { payload in
         // A genuine invalid memory access, as a crashing C++ parser would make.
