@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The HTTP server of `Serving`; swift-configuration support (a default trait) is left out.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
     ],
     targets: [
         // The only C++ in the project: an extern "C" facade over DCMTK and OpenJPEG.
@@ -97,10 +99,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The HTTP server: DICOMweb over the de-identified archive, the results API and page, tokens and audit.
+        .target(
+            name: "Serving",
+            dependencies: [
+                "DICOM", "Normalization", "ObjectStorage", "Catalog",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -126,6 +142,7 @@ let package = Package(
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
         .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Catalog", "DICOM", "ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

@@ -18,6 +18,8 @@ struct DicomETL: AsyncParsableCommand {
             Normalize.self,
             Migrate.self,
             Worker.self,
+            ServeCommand.self,
+            TokenCommand.self,
         ]
     )
 }
