@@ -142,7 +142,9 @@ let package = Package(
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
         .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "Catalog", "DICOM", "ObjectStorage"], swiftSettings: strict),
+        .testTarget(name: "ServingTests", dependencies: [
+            "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
+        ], exclude: ["Scripts"], swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

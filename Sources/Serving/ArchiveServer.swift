@@ -95,7 +95,7 @@ public final class ArchiveServer: Service, Sendable {
             server = .http1()
         case (let certificate?, let key?):
             let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
-            let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
+            let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
             server = try .tls(.http1(), tlsConfiguration: tls)
         default:
             throw ServingSetupError("tls_needs_certificate_and_key")

@@ -42,15 +42,15 @@ enum FHIR {
         if let threshold = row.threshold { observation["referenceRange"] = [["text": "decision threshold \(threshold)"]] }
 
         var series: [String: Any] = [
-            "modality": ["system": "http://dicom.nema.org/resources/ontology/DCM", "code": row.modality ?? "OT"],
+            "modality": ["system": "http://dicom.nema.org/resources/ontology/DCM", "code": nonEmpty(row.modality) ?? "OT"],
         ]
-        if let uid = row.seriesUID { series["uid"] = uid }
-        if let bodyPart = row.bodyPart { series["bodySite"] = ["display": bodyPart] }
-        if let description = row.seriesDescription { series["description"] = description }
+        if let uid = nonEmpty(row.seriesUID) { series["uid"] = uid }
+        if let bodyPart = nonEmpty(row.bodyPart) { series["bodySite"] = ["display": bodyPart] }
+        if let description = nonEmpty(row.seriesDescription) { series["description"] = description }
         var study: [String: Any] = ["resourceType": "ImagingStudy", "id": "study", "status": "available", "series": [series]]
         var studyIdentifiers: [[String: Any]] = []
-        if let uid = row.studyUID { studyIdentifiers.append(["system": "urn:dicom:uid", "value": "urn:oid:\(uid)"]) }
-        if let accession = row.accessionNumber {
+        if let uid = nonEmpty(row.studyUID) { studyIdentifiers.append(["system": "urn:dicom:uid", "value": "urn:oid:\(uid)"]) }
+        if let accession = nonEmpty(row.accessionNumber) {
             studyIdentifiers.append([
                 "type": ["coding": [["system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "ACSN"]]], "value": accession,
             ])
@@ -83,10 +83,18 @@ enum FHIR {
 
     /// The patient by the original PatientID (with the name as display when known).
     private static func subject(_ row: IdentifiedDiagnosis) -> [String: Any]? {
-        guard let id = row.patientID else { return nil }
+        guard let id = nonEmpty(row.patientID) else { return nil }
         var subject: [String: Any] = ["identifier": ["value": id], "type": "Patient"]
-        if let name = row.patientName { subject["display"] = name.replacingOccurrences(of: "^", with: " ").trimmingCharacters(in: .whitespaces) }
+        if let name = nonEmpty(row.patientName?.replacingOccurrences(of: "^", with: " ").trimmingCharacters(in: .whitespaces)) {
+            subject["display"] = name
+        }
         return subject
+    }
+
+    /// FHIR strings may not be empty: an empty value is an absent one.
+    private static func nonEmpty(_ text: String?) -> String? {
+        guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+        return text
     }
 
     private static func quantity(_ value: Double) -> [String: Any] {

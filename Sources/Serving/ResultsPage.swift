@@ -89,7 +89,7 @@ enum ResultsPage {
         tbody tr { cursor: pointer; }
         tbody tr:hover { background: #f1f6fb; }
         tbody tr.selected { background: #dbeafe; }
-        td.label-positive { color: #9b2c2c; font-weight: 600; }
+        td.label { font-weight: 600; }
         td.number { text-align: right; font-variant-numeric: tabular-nums; }
         figure { margin: 0; background: #fff; padding: .8rem; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
         figure img { display: block; width: 256px; height: 256px; image-rendering: pixelated; object-fit: contain; background: #000; }
@@ -159,7 +159,7 @@ enum ResultsPage {
               cell(tr, d.patient.name ? d.patient.name.replace(/\^/g, " ").trim() : "");
               cell(tr, formatDate(d.study.date_shifted));
               cell(tr, d.study.accession_number);
-              cell(tr, d.label, d.threshold != null && p != null && p >= d.threshold ? "label-positive" : "");
+              cell(tr, d.label, "label");
               cell(tr, p == null ? "" : p.toFixed(3), "number");
               cell(tr, d.model.name + " " + d.model.version);
               cell(tr, new Date(d.created_at).toLocaleString());
