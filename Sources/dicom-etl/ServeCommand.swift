@@ -19,7 +19,8 @@ struct ServeCommand: AsyncParsableCommand {
             Reads the same configuration as `run` (file, DICOM_ETL_<KEY>, flags): database_url (required: the \
             embedded cluster belongs to `run`; use `run --serve` on a single host), storage_url (else the data \
             folder's filesystem store), serve_host, serve_port, serve_tokens_file, serve_cors_origins, \
-            serve_tls_certificate and serve_tls_key. Applies pending migrations at start. SIGTERM stops it.
+            serve_tls_certificate and serve_tls_key. The database must be migrated (dicom-etl migrate); the server's \
+            login role needs only membership of dicom_etl_server. SIGTERM stops it.
             """)
 
     @OptionGroup var options: DaemonOptions
@@ -41,7 +42,6 @@ struct ServeCommand: AsyncParsableCommand {
         let store = try Self.store(configuration)
         try await Catalog.withRunningClient(database, logger: logger) { client in
             let catalog = Catalog(client: client, logger: logger)
-            try await catalog.migrate()
             let server = try Self.server(configuration, catalog: catalog, store: store, logger: logger)
             var group = ServiceGroupConfiguration(services: [server], logger: logger)
             group.gracefulShutdownSignals = [.sigterm, .sigint]

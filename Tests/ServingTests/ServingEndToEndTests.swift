@@ -425,8 +425,16 @@ import FoundationNetworking
         #expect(clinicianNoRecipe.status == 404)
     }
 
-    /// `dicom-etl serve` alone on the same database and store, with native TLS and CORS for a viewer's origin.
+    /// `dicom-etl serve` alone on the same database and store, with native TLS and CORS for a viewer's origin,
+    /// connected as a login role that is only a member of `dicom_etl_server`.
     func serveCommandWithTLSAndCORS(_ world: World) async throws {
+        let login = "serving_login_\(UUID().uuidString.prefix(8).lowercased())"
+        let admin = try #require(Self.adminURL)
+        _ = try Self.psql(admin, "CREATE ROLE \(login) LOGIN IN ROLE dicom_etl_server")
+        defer { _ = try? Self.psql(admin, "DROP ROLE IF EXISTS \(login)") }
+        var components = try #require(URLComponents(string: world.databaseURL))
+        components.user = login
+        let loginURL = try #require(components.string)
         let certificate = world.root + "/server.pem", key = world.root + "/server.key"
         let made = try Self.run("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
@@ -437,7 +445,7 @@ import FoundationNetworking
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Self.binary)
         server.arguments = [
-            "serve", "--database-url", world.databaseURL, "--storage-url", "file://\(world.data)/objects", "--serve-port", String(port),
+            "serve", "--database-url", loginURL, "--storage-url", "file://\(world.data)/objects", "--serve-port", String(port),
             "--serve-tokens-file", world.tokens, "--serve-tls-certificate", certificate, "--serve-tls-key", key,
             "--serve-cors-origins", "https://viewer.example.org", "--log-level", "warning",
         ]
@@ -456,7 +464,18 @@ import FoundationNetworking
             if answered == "200" { break }
             try await Task.sleep(for: .milliseconds(200))
         }
-        #expect(answered == "200", "QIDO over TLS with the server's certificate verified")
+        #expect(answered == "200", "QIDO over TLS with the server's certificate verified, as the least-privileged login")
+        let before = world.count("SELECT count(*) FROM audit.identified_reads")
+        let results = try Self.run("/usr/bin/curl", [
+            "-s", "--cacert", certificate, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(world.token("clinician"))",
+            url + "/diagnoses?limit=1",
+        ]).output
+        #expect(results == "200" && world.count("SELECT count(*) FROM audit.identified_reads WHERE principal = 'test-clinician'") > 0
+                && world.count("SELECT count(*) FROM audit.identified_reads") == before + 1, "an audited read as the least-privileged login")
+        let operatorAudit = try Self.run("/usr/bin/curl", [
+            "-s", "--cacert", certificate, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(world.token("operator"))", url + "/audit",
+        ]).output
+        #expect(operatorAudit == "200")
         let plain = try Self.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/studies"]).output
         #expect(plain == "000", "no plain HTTP on the TLS port")
         let preflight = try Self.run("/usr/bin/curl", [
