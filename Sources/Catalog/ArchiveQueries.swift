@@ -114,6 +114,7 @@ enum HierarchyTag {
     static let sopInstanceUID = "00080018"
     static let modality = "00080060"
     static let modalitiesInStudy = "00080061"
+    static let patientID = "00100020"
 }
 
 extension Catalog {
@@ -125,32 +126,50 @@ extension Catalog {
         }
     }
 
-    /// Studies matching `search`, newest study date first.
+    /// Studies matching `search`, newest study date first. The page of studies is chosen first (on the typed
+    /// columns, and on the representative header only when a filter needs it); headers and counts are then read for
+    /// that page alone.
     public func searchStudies(_ search: ArchiveSearch) async throws -> [ArchiveStudy] {
         var sql = SQLBuilder()
         var conditions: [String] = []
+        var needsHeader = false, needsModalities = false
         if let studyUID = search.studyUID { conditions.append("s.study_uid = \(sql.bind(studyUID))") }
         for filter in search.filters {
-            switch filter.tag {
-            case HierarchyTag.studyUID: conditions.append(sql.column("s.study_uid", filter.match))
-            case HierarchyTag.modalitiesInStudy: conditions.append(sql.arrayColumn("agg.modalities", filter.match))
-            default: conditions.append(sql.header("r.header", filter))
+            switch (filter.tag, filter.match) {
+            case (HierarchyTag.studyUID, _): conditions.append(sql.column("s.study_uid", filter.match))
+            // The catalogue's patient_id is the header's (pseudonymous) PatientID, and it is indexed.
+            case (HierarchyTag.patientID, .exact), (HierarchyTag.patientID, .anyOf): conditions.append(sql.column("s.patient_id", filter.match))
+            case (HierarchyTag.modalitiesInStudy, _):
+                needsModalities = true
+                conditions.append(sql.arrayColumn("m.modalities", filter.match))
+            default:
+                needsHeader = true
+                conditions.append(sql.header("r.header", filter))
             }
         }
+        let page = sql.page(limit: search.limit, offset: search.offset)
         let header = sql.picked("r.header", search.attributes)
-        let query = sql.finish("""
+        let representative = """
+            SELECT header FROM imaging.instances i WHERE i.study_uid = s.study_uid
+            ORDER BY i.series_uid, i.instance_number NULLS LAST, i.sop_instance_uid LIMIT 1
+            """
+        let query = sql.query("""
+            WITH page AS (
+                SELECT s.study_uid, s.study_date FROM imaging.studies s
+                \(needsHeader ? "CROSS JOIN LATERAL (\(representative)) r" : "")
+                \(needsModalities ? "CROSS JOIN LATERAL (SELECT array_agg(DISTINCT i.modality) AS modalities FROM imaging.instances i WHERE i.study_uid = s.study_uid) m" : "")
+                \(whereClause(conditions))
+                ORDER BY s.study_date DESC NULLS LAST, s.study_uid
+                \(page))
             SELECT s.study_uid, \(header), COALESCE(agg.modalities, '{}'), agg.series_count, agg.instance_count
-            FROM imaging.studies s
-            CROSS JOIN LATERAL (
-                SELECT header FROM imaging.instances i WHERE i.study_uid = s.study_uid
-                ORDER BY i.series_uid, i.instance_number NULLS LAST, i.sop_instance_uid LIMIT 1) r
+            FROM page s
+            CROSS JOIN LATERAL (\(representative)) r
             CROSS JOIN LATERAL (
                 SELECT array_agg(DISTINCT i.modality ORDER BY i.modality) FILTER (WHERE i.modality IS NOT NULL) AS modalities,
                        count(DISTINCT i.series_uid)::int AS series_count, count(*)::int AS instance_count
                 FROM imaging.instances i WHERE i.study_uid = s.study_uid) agg
-            \(whereClause(conditions))
             ORDER BY s.study_date DESC NULLS LAST, s.study_uid
-            """, limit: search.limit, offset: search.offset)
+            """)
         return try await reading(as: .analyst) { connection in
             var studies: [ArchiveStudy] = []
             for try await (uid, header, modalities, series, instances) in try await connection.query(query, logger: logger)
@@ -334,6 +353,16 @@ struct SQLBuilder {
             parts.append("left(\(column), char_length(\(placeholder))) <= \(placeholder)")
         }
         return parts.isEmpty ? "true" : "(" + parts.joined(separator: " AND ") + ")"
+    }
+
+    /// `LIMIT … OFFSET …` with both bound.
+    mutating func page(limit: Int, offset: Int) -> String {
+        "LIMIT \(bind(max(1, min(limit, 10_000)))) OFFSET \(bind(max(0, offset)))"
+    }
+
+    /// The statement with its bindings.
+    func query(_ sql: String) -> PostgresQuery {
+        PostgresQuery(unsafeSQL: sql, binds: bindings)
     }
 
     /// The statement with LIMIT and OFFSET bound.

@@ -229,11 +229,17 @@ import FoundationNetworking
         // Settled: every file processed or quarantined, every job done, diagnoses written, the server answering.
         let deadline = ContinuousClock.now + .seconds(240)
         var settled = false
+        var quiet = 0, lastDiagnoses = -1
         while ContinuousClock.now < deadline, world.daemon?.isRunning == true {
+            // Diagnoses unchanged over 2 s (the series quiet period is 1 s): no job is still on its way.
+            let diagnosesNow = world.count("SELECT count(*) FROM inference.diagnoses")
+            quiet = diagnosesNow == lastDiagnoses ? quiet + 1 : 0
+            lastDiagnoses = diagnosesNow
             let left = (try? FileManager.default.contentsOfDirectory(atPath: world.drop).filter { $0 != "processed" && $0 != "quarantine" }) ?? []
             let jobs = world.count("SELECT count(*) FROM inference.jobs"), done = world.count("SELECT count(*) FROM inference.jobs WHERE state = 'done'")
             let answering = (try? await Self.get(world.url + "/results"))?.status == 200
-            if left.isEmpty && jobs > 0 && jobs == done && answering && world.count("SELECT count(*) FROM imaging.series WHERE state = 'open'") == 0 {
+            if left.isEmpty && jobs > 0 && jobs == done && answering && quiet >= 7
+                && world.count("SELECT count(*) FROM imaging.series WHERE state = 'open'") == 0 {
                 settled = true
                 break
             }

@@ -84,6 +84,7 @@ open(f"{work}/scenarios.txt", "w").write("\n".join(scenarios))
 PY
 index=0
 while IFS= read -r name; do
+  [ -n "$name" ] || continue
   printf '%-48s %s\n' "$name" "$("$py" bench/serve/load.py "$work/scenario-$index.json" "$clients" "$seconds")"
   index=$((index + 1))
-done <"$work/scenarios.txt"
+done < <(cat "$work/scenarios.txt"; echo)

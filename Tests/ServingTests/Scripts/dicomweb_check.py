@@ -107,6 +107,20 @@ def main():
         expected = {o["series"] for o in objects.values() if o.get("modality") == modality}
         if not expected <= {value(x, "0020000E") for x in found}:
             fail(f"Modality={modality} misses series")
+    everything = client.search_for_studies(limit=1000)
+    for study in everything[:3]:
+        pid, date = value(study, "00100020"), value(study, "00080020")
+        if pid:
+            found = client.search_for_studies(search_filters={"PatientID": pid})
+            if value(study, "0020000D") not in {value(x, "0020000D") for x in found} or any(value(x, "00100020") != pid for x in found):
+                fail("PatientID exact match is wrong")
+        if date:
+            found = client.search_for_studies(search_filters={"StudyDate": f"{date}-{date}"})
+            if value(study, "0020000D") not in {value(x, "0020000D") for x in found} or any(value(x, "00080020") != date for x in found):
+                fail("a StudyDate range is wrong")
+            later = client.search_for_studies(search_filters={"StudyDate": f"{int(date[:4]) + 1}0101-"})
+            if value(study, "0020000D") in {value(x, "0020000D") for x in later}:
+                fail("an open StudyDate range takes an earlier study")
     wild = client.search_for_studies(search_filters={"PatientID": "*"})
     if len(wild) < len(want_studies):
         fail("the wildcard * does not match every study")
