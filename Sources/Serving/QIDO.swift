@@ -39,7 +39,7 @@ struct QIDORequest {
         var attributes = level.defaultAttributes.map(\.jsonKey)
         var all = false
         for (rawName, rawValue) in query {
-            let name = String(rawName), value = String(rawValue).removingPercentEncoding ?? String(rawValue)
+            let name = String(rawName).removingPercentEncoding ?? String(rawName), value = String(rawValue)  // values arrive decoded
             switch name.lowercased() {
             case "limit":
                 guard let limit = Int(value), (1...10_000).contains(limit) else { throw .badRequest("limit") }

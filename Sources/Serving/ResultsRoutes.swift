@@ -56,7 +56,7 @@ struct Results: Sendable {
         var given: [String: String] = [:]
         var fhir: Bool?
         for (rawName, rawValue) in query {
-            let name = String(rawName), value = String(rawValue).removingPercentEncoding ?? String(rawValue)
+            let name = String(rawName).removingPercentEncoding ?? String(rawName), value = String(rawValue)  // values arrive decoded
             guard parameters.contains(name) else { throw .badRequest(name) }
             guard !value.isEmpty, value.count <= 256 else { throw .badRequest(name) }
             given[name] = value
@@ -209,7 +209,7 @@ struct AuditRoutes: ServerRoutes {
             let query = request.uri.queryParameters
             var principal: String?, since: Date?, limit = 100, offset = 0
             for (rawName, rawValue) in query {
-                let name = String(rawName), value = String(rawValue).removingPercentEncoding ?? String(rawValue)
+                let name = String(rawName).removingPercentEncoding ?? String(rawName), value = String(rawValue)  // values arrive decoded
                 switch name {
                 case "principal": principal = value
                 case "since": since = try Results.date(value, name)

@@ -46,6 +46,12 @@ struct QIDOParsingTests {
         #expect(request.search.attributes?.contains("00080020") == true)
     }
 
+    @Test func valuesArePercentDecodedOnce() throws {
+        let request = try parse("PatientName=DOE%5E*&PatientID=A%2541")
+        #expect(request.search.filters.contains { $0.tag == "00100010" && $0.match == .wildcard("DOE^*") })
+        #expect(request.search.filters.contains { $0.tag == "00100020" && $0.match == .exact("A%41") })
+    }
+
     @Test func openRangesAndTagsByNumber() throws {
         let request = try parse("00080020=-20201231&00100020=X")
         #expect(request.search.filters.contains { $0.tag == "00080020" && $0.match == .range(from: nil, to: "20201231") })
