@@ -306,6 +306,7 @@ struct SQLBuilder {
     /// The header as text, only the members named by `keys` when given.
     mutating func picked(_ header: String, _ keys: [String]?) -> String {
         guard let keys else { return "\(header)::text" }
+        if keys.isEmpty { return "'{}'::text" }
         return "(SELECT COALESCE(jsonb_object_agg(e.key, e.value), '{}'::jsonb) FROM jsonb_each(\(header)) AS e "
             + "WHERE e.key = ANY(\(bind(keys))))::text"
     }
