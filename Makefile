@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := libdcmtk-dev dcmtk libopenblas-dev libopenjp2-7-dev zlib1g-dev libssl-dev libpq-dev \
-	postgresql pkg-config python3-venv curl ca-certificates dicom3tools
+	postgresql pkg-config python3-venv curl ca-certificates dicom3tools chromium openssl
 SWIFT ?= swift
 
 .PHONY: run test deps venv build build-release clean bench train train-venv bench-inference image check-deployment

@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The HTTP server of `Serving`; swift-configuration support (a default trait) is left out.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
     ],
     targets: [
         // The only C++ in the project: an extern "C" facade over DCMTK and OpenJPEG.
@@ -116,10 +118,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The HTTP server: DICOMweb over the de-identified archive, the results API and page, tokens and audit.
+        .target(
+            name: "Serving",
+            dependencies: [
+                "DICOM", "Normalization", "ObjectStorage", "Catalog",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -151,6 +167,9 @@ let package = Package(
         .testTarget(name: "SecurityTests", dependencies: [
             "Secrets", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
+        .testTarget(name: "ServingTests", dependencies: [
+            "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
+        ], exclude: ["Scripts"], swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

@@ -11,6 +11,8 @@
 #include "dcmtk/dcmdata/dcpxitem.h"
 #include "dcmtk/dcmjpeg/djdecode.h"
 #include "dcmtk/dcmjpeg/djencode.h"
+#include "dcmtk/dcmjpeg/djcparam.h"
+#include "dcmtk/dcmjpeg/djeijg8.h"
 #include "dcmtk/dcmjpls/djdecode.h"
 #include "dcmtk/dcmjpls/djencode.h"
 #include "dcmtk/oflog/oflog.h"
@@ -1026,7 +1028,10 @@ dcmtk_status frame_codestreams(DcmPixelSequence *seq, uint32_t frames, std::vect
         int f = -1;
         for (size_t i = 0; i < fragments.size(); i++) {
             const uint8_t *b = fragments[i].first;
-            if (fragments[i].second >= 4 && b[0] == 0xFF && b[1] == 0x4F && b[2] == 0xFF && b[3] == 0x51) f++;
+            // A J2K codestream starts with SOC + SIZ; a JPEG or JPEG-LS one with SOI and a marker.
+            bool j2k = fragments[i].second >= 4 && b[0] == 0xFF && b[1] == 0x4F && b[2] == 0xFF && b[3] == 0x51;
+            bool jpeg = fragments[i].second >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
+            if (j2k || jpeg) f++;
             frame_of[i] = f;
         }
     }
@@ -1377,6 +1382,70 @@ extern "C" dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *tra
     }
     unlink(name.data());
     return st;
+}
+
+// ---- frames as stored, rendering -------------------------------------------------------
+
+extern "C" dcmtk_status dcmtk_encapsulated_frame(dcmtk_file *file, uint32_t index, uint8_t **out, size_t *length) {
+    if (!file || !out || !length) return DCMTK_INVALID_ARGUMENT;
+    *out = nullptr;
+    *length = 0;
+    DcmDataset *ds = file->format.getDataset();
+    DcmElement *pixel = nullptr;
+    if (ds->findAndGetElement(DCM_PixelData, pixel, OFFalse).bad() || !pixel) return DCMTK_NO_PIXEL_DATA;
+    bool encapsulated = DcmXfer(file->xfer).isEncapsulated() || is_jpeg2000_family(file->xfer_uid);
+    if (!encapsulated) return DCMTK_WRONG_TYPE;
+    Sint32 frames = 1;
+    if (ds->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+    if (index >= uint32_t(frames)) return DCMTK_NOT_FOUND;
+    DcmPixelSequence *seq = encapsulated_sequence(file, pixel);
+    if (!seq) return DCMTK_WRONG_TYPE;
+    std::vector<std::vector<uint8_t>> streams;
+    dcmtk_status st = frame_codestreams(seq, uint32_t(frames), streams);
+    if (st != DCMTK_OK) return st;
+    const std::vector<uint8_t> &frame = streams[index];
+    *out = static_cast<uint8_t *>(malloc(frame.empty() ? 1 : frame.size()));
+    if (!*out) return DCMTK_IO_ERROR;
+    if (!frame.empty()) memcpy(*out, frame.data(), frame.size());
+    *length = frame.size();
+    return DCMTK_OK;
+}
+
+extern "C" dcmtk_status dcmtk_encode_jpeg8(const uint8_t *pixels, uint32_t rows, uint32_t columns, uint32_t samples, int quality,
+                                           uint8_t **out, size_t *length) {
+    if (!pixels || !out || !length || rows == 0 || columns == 0 || rows > 65535 || columns > 65535 || (samples != 1 && samples != 3))
+        return DCMTK_INVALID_ARGUMENT;
+    dcmtk_initialize();
+    *out = nullptr;
+    *length = 0;
+    DJCodecParameter parameters(ECC_lossyYCbCr, EDC_photometricInterpretation, EUC_never, EPC_default);
+    DJCompressIJG8Bit encoder(parameters, EJM_baseline, Uint8(quality < 1 ? 1 : quality > 100 ? 100 : quality));
+    std::vector<Uint8> buffer(pixels, pixels + size_t(rows) * columns * samples);
+    Uint8 *to = nullptr;
+    Uint32 to_length = 0;
+    OFCondition c = encoder.encode(Uint16(columns), Uint16(rows), samples == 3 ? EPI_RGB : EPI_Monochrome2, Uint16(samples),
+                                   buffer.data(), to, to_length);
+    if (c.bad() || !to) {
+        delete[] to;
+        return DCMTK_ENCODE_FAILED;
+    }
+    *out = static_cast<uint8_t *>(malloc(to_length ? to_length : 1));
+    if (*out) memcpy(*out, to, to_length);
+    delete[] to;
+    if (!*out) return DCMTK_IO_ERROR;
+    *length = to_length;
+    return DCMTK_OK;
+}
+
+extern "C" int dcmtk_dictionary_find(const char *keyword, uint16_t *group, uint16_t *element) {
+    if (!keyword || !*keyword || !group || !element) return 0;
+    dcmtk_initialize();
+    DcmTag tag;
+    if (DcmTag::findTagFromName(keyword, tag).bad()) return 0;
+    if (tag.getGroup() & 1) return 0;
+    *group = tag.getGroup();
+    *element = tag.getElement();
+    return 1;
 }
 
 extern "C" void dcmtk_free(void *pointer) { free(pointer); }

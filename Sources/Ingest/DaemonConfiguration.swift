@@ -81,6 +81,20 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var withWorker = false
     /// Trained models, as `<models dir>/<model>/<version>/`: the worker loads every model the routes name.
     public var modelsDirectory = "models/trained_models"
+    /// Runs the archive's HTTP server (DICOMweb, results API and page) inside the daemon.
+    public var serve = false
+    /// Address the archive's HTTP server binds to.
+    public var serveHost = "127.0.0.1"
+    /// Port of the archive's HTTP server; 0 picks a free port.
+    public var servePort = 8080
+    /// The bearer tokens file (SHA-256 hashes and roles); empty means `<data dir>/tokens`.
+    public var serveTokensFile = ""
+    /// Origins a browser viewer may call the server from (CORS); `*` for any.
+    public var serveCORSOrigins: [String] = []
+    /// PEM certificate chain for native TLS (with `serveTLSKey`); empty: plain HTTP behind a TLS proxy.
+    public var serveTLSCertificate = ""
+    /// PEM private key for native TLS.
+    public var serveTLSKey = ""
 
     /// Database password (environment only: never the file, never a flag).
     public var databasePassword: String?
@@ -100,6 +114,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// `sandboxWorkers`, with 0 resolved to `effectiveConcurrency`.
     public var effectiveSandboxWorkers: Int {
         sandboxWorkers > 0 ? sandboxWorkers : effectiveConcurrency
+    }
+
+    /// `serveTokensFile`, with empty resolved to `<data dir>/tokens`.
+    public var effectiveServeTokensFile: String {
+        serveTokensFile.isEmpty ? (dataDirectory as NSString).appendingPathComponent("tokens") : serveTokensFile
     }
 
     /// `keyFile`, with empty resolved to `<data dir>/pseudonym.key`.
@@ -223,6 +242,15 @@ extension DaemonConfiguration {
         },
         ConfigurationKey("with_worker") { $0.withWorker = try boolean($1, "with_worker") },
         ConfigurationKey("models_dir") { $0.modelsDirectory = try nonEmpty($1, "models_dir") },
+        ConfigurationKey("serve") { $0.serve = try boolean($1, "serve") },
+        ConfigurationKey("serve_host") { $0.serveHost = try nonEmpty($1, "serve_host") },
+        ConfigurationKey("serve_port") { $0.servePort = try integer($1, "serve_port", in: 0...65535) },
+        ConfigurationKey("serve_tokens_file") { $0.serveTokensFile = $1 },
+        ConfigurationKey("serve_cors_origins") {
+            $0.serveCORSOrigins = $1.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        },
+        ConfigurationKey("serve_tls_certificate") { $0.serveTLSCertificate = $1 },
+        ConfigurationKey("serve_tls_key") { $0.serveTLSKey = $1 },
         ConfigurationKey("database_password", secret: true) { $0.databasePassword = $1 },
         ConfigurationKey("storage_access_key_id", secret: true) { $0.storageAccessKeyID = $1 },
         ConfigurationKey("storage_secret_access_key", secret: true) { $0.storageSecretAccessKey = $1 },

@@ -21,6 +21,8 @@ struct DicomETL: AsyncParsableCommand {
             Export.self,
             Labels.self,
             Models.self,
+            ServeCommand.self,
+            TokenCommand.self,
         ]
     )
 }

@@ -84,7 +84,9 @@ import Testing
             "file_arrival": "stability", "batch_size": "64", "uid_conflict_policy": "keep_both",
             "processed_files": "delete", "ops_host": "0.0.0.0", "ops_port": "0", "log_level": "debug",
             "log_format": "text", "sandbox_workers": "3", "sandbox_timeout_seconds": "5",
-            "with_worker": "true", "models_dir": "/m",
+            "with_worker": "true", "models_dir": "/m", "serve": "on", "serve_host": "0.0.0.0", "serve_port": "8443",
+            "serve_tokens_file": "/t", "serve_cors_origins": "https://viewer.example.org, https://ohif.example.org",
+            "serve_tls_certificate": "/c.pem", "serve_tls_key": "/k.pem",
             "database_password": "pw", "storage_access_key_id": "AK", "storage_secret_access_key": "SK",
         ]
         #expect(Set(samples.keys) == Set(DaemonConfiguration.keys.map(\.name)))
@@ -109,6 +111,8 @@ import Testing
         #expect(fromFlags.effectiveConcurrency == 7)
         #expect(fromFlags.effectiveSandboxWorkers == 3)
         #expect(fromFlags.withWorker && fromFlags.modelsDirectory == "/m")
+        #expect(fromFlags.serve && fromFlags.servePort == 8443 && fromFlags.effectiveServeTokensFile == "/t")
+        #expect(fromFlags.serveCORSOrigins == ["https://viewer.example.org", "https://ohif.example.org"])
     }
 
     @Test func withWorkerIsABooleanFromFileEnvironmentOrFlag() throws {

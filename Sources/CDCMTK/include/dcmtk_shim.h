@@ -136,6 +136,21 @@ int dcmtk_transfer_syntax_writable(const char *uid);
 /// Same into memory (*out malloc'ed, free with dcmtk_free).
 dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *transfer_syntax, uint8_t **out, size_t *length);
 
+// ---- Frames as stored, rendering ---------------------------------------------------------
+
+/// One frame of encapsulated pixel data as stored: its fragments joined (*out malloc'ed, free with
+/// dcmtk_free). DCMTK_WRONG_TYPE when the pixel data is native (not encapsulated), DCMTK_NOT_FOUND when
+/// `index` is past the last frame. Call before dcmtk_decode_pixels on the same file.
+dcmtk_status dcmtk_encapsulated_frame(dcmtk_file *file, uint32_t index, uint8_t **out, size_t *length);
+
+/// A baseline JPEG (JFIF-less bitstream, IJG) of 8-bit interleaved pixels: 1 sample (grey) or 3 (RGB).
+/// quality 1–100. *out malloc'ed (free with dcmtk_free).
+dcmtk_status dcmtk_encode_jpeg8(const uint8_t *pixels, uint32_t rows, uint32_t columns, uint32_t samples, int quality,
+                                uint8_t **out, size_t *length);
+
+/// Dictionary lookup by keyword (e.g. "PatientName"): 1 and the tag when known, 0 otherwise.
+int dcmtk_dictionary_find(const char *keyword, uint16_t *group, uint16_t *element);
+
 void dcmtk_free(void *pointer);
 
 #ifdef __cplusplus
