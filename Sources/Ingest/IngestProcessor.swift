@@ -193,6 +193,7 @@ public struct IngestProcessor: BatchProcessor {
         }
         let keys = prepared.flatMap(\.keys)
         do { try await timed(.store) { try await store.makeDurable(keys) } } catch {
+            logger.warning("objects could not be made durable", metadata: LogRedaction.metadata(for: error))
             await releaseAll(work, reason: "store_unavailable")
             throw PipelineOutage(reason: "store_unavailable")
         }
@@ -213,6 +214,7 @@ public struct IngestProcessor: BatchProcessor {
                 throw PipelineOutage(reason: outage)
             }
             do { try await timed(.store) { try await store.makeDurable(redone.flatMap(\.keys)) } } catch {
+                logger.warning("objects could not be made durable", metadata: LogRedaction.metadata(for: error))
                 await releaseAll(second, reason: "store_unavailable")
                 throw PipelineOutage(reason: "store_unavailable")
             }
@@ -321,10 +323,12 @@ public struct IngestProcessor: BatchProcessor {
     }
 
     /// Puts one instance's staged objects into the store under keys derived from its pseudonymous UIDs and its
-    /// source's content (a retry writes the same objects; another version of the instance its own).
+    /// ledger row: a retry of the file writes the same objects; another file, even a byte-identical copy, its
+    /// own — so objects one commit finds unreferenced (a duplicate's, a conflict's) and removes are never
+    /// objects another replica has just written for a file of its batch.
     private func store(_ instance: IngestedInstance, _ result: ProcessResult, for item: Work) async -> Prepared {
         let m = instance.metadata
-        let name = "\(m.sopInstanceUID).\(item.entry.sha256.prefix(16))"
+        let name = "\(m.sopInstanceUID).\(item.entry.id)"
         var stored = instance
         var keys: [String] = []
         for object in result.objects {
