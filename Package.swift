@@ -36,10 +36,20 @@ let package = Package(
             linkerSettings: dcmtkLibraries
         ),
         .target(name: "DICOM", dependencies: ["CDCMTK"], swiftSettings: strict),
+        // Tesseract 5 and Leptonica (Debian libtesseract-dev, libleptonica-dev) behind a tess_ C facade; optimised
+        // even in debug builds, as the image preparation loops over every pixel.
+        .target(
+            name: "CTesseract",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("tesseract"), .linkedLibrary("lept"), .linkedLibrary("gomp")]
+        ),
+        // Text recognition in 8-bit grey images: engines (one per thread), glyph layers, words with boxes.
+        .target(name: "OCR", dependencies: ["CTesseract"], swiftSettings: strict),
         .target(
             name: "Deidentification",
             dependencies: [
                 "DICOM",
+                "OCR",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -117,7 +127,7 @@ let package = Package(
         // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
         .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
-        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
+        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM", "OCR"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
