@@ -36,7 +36,8 @@ public struct PixelTextSettings: Sendable, Hashable {
     public var margin = 2
     /// Images whose shorter side is below this many pixels cannot be read reliably (the fallback applies).
     public var minSide = 64
-    /// Frames whose grey levels span less than this many of 255 (1st to 99th percentile) cannot be read reliably.
+    /// Frames whose stored values span fewer levels than this (but more than none: a uniform frame holds no text)
+    /// cannot be read reliably.
     public var minContrast = 16
     public var fallback = PixelTextFallback.reject
     /// Regular expressions (ICU syntax, case-insensitive) also blanked under `redact_sensitive`, matched against
@@ -81,7 +82,7 @@ public struct PixelTextSettings: Sendable, Hashable {
             minSide = v
         }
         if let v = d.minContrast {
-            guard (0...255).contains(v) else { throw DeidentificationError(.invalidProfile, detail: "burnedIn.ocr.minContrast must be 0–255") }
+            guard v >= 0 else { throw DeidentificationError(.invalidProfile, detail: "burnedIn.ocr.minContrast must not be negative") }
             minContrast = v
         }
         if let v = d.fallback { fallback = v }

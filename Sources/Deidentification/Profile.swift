@@ -63,15 +63,15 @@ public struct SafePrivateElement: Sendable, Hashable {
 
 /// When a file is taken to carry burned-in text, and what happens to it.
 public struct BurnedInPolicy: Sendable, Hashable {
-    /// Reject such files (unless a signature blanks them); false passes them with a warning in the result.
-    /// Used when `action` is nil (profiles written before OCR).
+    /// False lets such files through unchecked, with a warning in the result, whatever `action` says (as profiles
+    /// written before OCR meant it); true leaves the decision to `action`.
     public var reject: Bool = true
-    /// What happens to a suspected file no signature blanks; nil follows `reject`.
+    /// What happens to a suspected file no signature blanks (nil: reject it).
     public var action: BurnedInTextAction?
     /// How text is found and blanked under the redact actions.
     public var ocr = PixelTextSettings()
     /// The action in force.
-    public var effectiveAction: BurnedInTextAction { action ?? (reject ? .reject : .pass) }
+    public var effectiveAction: BurnedInTextAction { reject ? (action ?? .reject) : .pass }
     /// Modalities known to carry text in their pixels.
     public var modalities: Set<String> = ["US", "SC"]
     /// SOP classes known to carry text (secondary captures, ultrasound, dose reports, encapsulated documents).
