@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := libdcmtk-dev dcmtk libopenblas-dev libopenjp2-7-dev zlib1g-dev libssl-dev libpq-dev \
 	libtesseract-dev libleptonica-dev tesseract-ocr-eng fonts-dejavu-core \
-	postgresql pkg-config python3-venv curl ca-certificates
+	postgresql pkg-config python3-venv curl ca-certificates dicom3tools chromium openssl
 SWIFT ?= swift
 
 .PHONY: run test deps venv build build-release clean bench train train-venv bench-inference image check-deployment
@@ -14,7 +14,10 @@ SWIFT ?= swift
 run: deps venv build-release
 	./scripts/run-embedded.sh
 
+# The training-loop test needs TensorFlow (.venv-train, ≈ 4 min to install once) and PneumoniaMNIST: the venv is
+# installed only where ../shared/data/medmnist (or MEDMNIST) exists, since the test is skipped without the images.
 test: deps venv
+	@if [ -d "$(MEDMNIST)" ]; then $(MAKE) --no-print-directory train-venv; fi
 	./scripts/with-services.sh ./scripts/test.sh
 
 deps:

@@ -21,12 +21,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // The HTTP server of `Serving`; swift-configuration support (a default trait) is left out.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
     ],
     targets: [
         // The only C++ in the project: an extern "C" facade over DCMTK and OpenJPEG.
@@ -45,11 +48,12 @@ let package = Package(
         ),
         // Text recognition in 8-bit grey images: engines (one per thread), glyph layers, words with boxes.
         .target(name: "OCR", dependencies: ["CTesseract"], swiftSettings: strict),
+        // Reading secrets from files only their owner can read (key, passwords, S3 credentials, TLS keys).
+        .target(name: "Secrets", swiftSettings: strict),
         .target(
             name: "Deidentification",
             dependencies: [
-                "DICOM",
-                "OCR",
+                "DICOM", "OCR", "Secrets",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -60,9 +64,14 @@ let package = Package(
             dependencies: ["DICOM", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
+        // Linux calls Swift's Glibc module leaves out (xattrs, syncfs, statfs).
+        .systemLibrary(name: "CLinux"),
         .target(
             name: "ObjectStorage",
             dependencies: [
+                "CLinux",
+                "Secrets",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -74,17 +83,28 @@ let package = Package(
         .target(
             name: "Catalog",
             dependencies: [
+                "Secrets",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),
+        // Crash isolation: long-lived child processes that run untrusted parsing, batches in, answers streamed out.
+        .target(name: "Sandbox", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
+        // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
+        .target(
+            name: "Training",
+            dependencies: ["Catalog", "ObjectStorage", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
         .target(
             name: "Inference",
             dependencies: [
                 "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"), .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -93,7 +113,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -107,11 +127,26 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The HTTP server: DICOMweb over the de-identified archive, the results API and page, tokens and audit.
+        .target(
+            name: "Serving",
+            dependencies: [
+                "DICOM", "Normalization", "ObjectStorage", "Catalog",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training", "Serving",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -131,12 +166,20 @@ let package = Package(
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Catalog", "ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: [
             "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
-        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "sandbox-test-worker"], swiftSettings: strict),
+        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        // Secret files, TLS to PostgreSQL and to S3, each against servers the tests start (openssl, moto).
+        .testTarget(name: "SecurityTests", dependencies: [
+            "Secrets", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
+        ], swiftSettings: strict),
+        .testTarget(name: "ServingTests", dependencies: [
+            "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
+        ], exclude: ["Scripts"], swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17
 )

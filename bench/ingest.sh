@@ -4,20 +4,24 @@
 # decode-only rate (decode-bench, 2 threads), Orthanc's store-only ingest (Debian `orthanc`, SQLite index,
 # keep-alive REST POST /instances from 4 clients) and a Python script doing the daemon's job the way a data
 # team would (pydicom + dicognito + NumPy resize + psycopg, 2 processes; bench/ingest/python_pipeline.py).
+# Each ratio is printed beside its goal.
 #
 # Workloads (bench/ingest/make_workload.py, written to a temp dir, fresh UIDs and patient IDs per copy):
 #   plain       ~3,000 uncompressed single-frame CT/MR slices
 #   compressed  ~300 CR/DX images plus JPEG / JPEG-LS / RLE images of any modality
-#   10k         both of the above plus more plain slices, 10,000 files in all: the daemon alone, for its RSS
-#               (daemon and sandbox children, /proc/PID/status) after 10,000 files
-# The daemon is started on an empty drop folder; the clock runs from the first file copied in (cp) to the
-# last file settled in the ledger (ingest.source_files.updated_at); the latency per file is that time minus
-# the file's mtime (its close-write). Stage costs come from the daemon's /metrics after each run.
+#   backlog     100,000 uncompressed CT/MR slices (≤ 140 kB) already in the drop folder when the daemon starts:
+#               start → first claim, files/s, and the daemon's RSS (with its sandbox helpers) sampled throughout
+# The daemon is started on an empty drop folder (but for the backlog); the clock runs from the first file copied
+# in (cp) to the last file settled in the ledger (ingest.source_files.updated_at); the latency per file is that
+# time minus the file's mtime (its close-write). CPU per file: utime + stime (/proc) of the daemon, its sandbox
+# helpers and every PostgreSQL process over the run, divided by the files. Idle latency: one file at a time
+# renamed into an idle daemon's drop folder, until it is moved out (catalogued and disposed of).
 #
 #   bench/ingest.sh        env: DICOM_ETL_CORPUS (default ../shared/data/dicom), PLAIN_FILES=3000,
-#                          COMPRESSED_FILES=300, RSS_FILES=10000 (0 skips that run), RUNS=1 (median of runs),
-#                          STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), CONCURRENCY (the daemon's concurrency;
-#                          default: its own default, one per core), DICOM_ETL_BIN, KEEP=1 keeps the temp dir
+#                          COMPRESSED_FILES=300, BACKLOG_FILES=100000 (0 skips that run), RUNS=3 (median of runs),
+#                          LATENCY_FILES=21, STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), CONCURRENCY (the
+#                          daemon's concurrency; default: its own default, one per core), DICOM_ETL_BIN, KEEP=1 keeps
+#                          the temp dir
 # Needs root or the postgres user for PostgreSQL; installs Debian `orthanc` when missing (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +29,9 @@ repo=$(pwd)
 CORPUS=${DICOM_ETL_CORPUS:-../shared/data/dicom}
 PLAIN_FILES=${PLAIN_FILES:-3000}
 COMPRESSED_FILES=${COMPRESSED_FILES:-300}
-RSS_FILES=${RSS_FILES:-10000}
-RUNS=${RUNS:-1}
+BACKLOG_FILES=${BACKLOG_FILES:-100000}
+LATENCY_FILES=${LATENCY_FILES:-21}
+RUNS=${RUNS:-3}
 STABLE_SECONDS=${STABLE_SECONDS:-0.5}
 BIN=${DICOM_ETL_BIN:-.build/release/dicom-etl}
 VENV=.venv-bench-ingest
@@ -77,9 +82,9 @@ url() { echo "postgres://postgres@127.0.0.1:$pg_port/$1?sslmode=disable"; }
 echo "generating workloads from $CORPUS ..."
 read -r n_plain src_plain bytes_plain < <("$py" bench/ingest/make_workload.py "$CORPUS" plain "$PLAIN_FILES" "$work/in/plain")
 read -r n_comp src_comp bytes_comp < <("$py" bench/ingest/make_workload.py "$CORPUS" compressed "$COMPRESSED_FILES" "$work/in/compressed")
-extra=$(( RSS_FILES - n_plain - n_comp ))
-if [ "$RSS_FILES" -gt 0 ] && [ "$extra" -gt 0 ]; then
-  "$py" bench/ingest/make_workload.py "$CORPUS" plain "$extra" "$work/in/extra" >/dev/null
+if [ "$BACKLOG_FILES" -gt 0 ]; then
+  read -r n_back _ bytes_back < <("$py" bench/ingest/make_workload.py "$CORPUS" backlog "$BACKLOG_FILES" "$work/in/backlog")
+  echo "backlog: $n_back files, $(( bytes_back / n_back / 1000 )) kB/file"
 fi
 find "$work/in/plain" -type f | sort >"$work/plain.list"
 find "$work/in/compressed" -type f | sort >"$work/compressed.list"
@@ -90,6 +95,16 @@ echo "plain: $n_plain files from $src_plain sources, $(( bytes_plain / n_plain /
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A rate mbs okfail
+
+# CPU ticks (utime + stime, with those of reaped children) of a process and its live children.
+cpu_ticks() {  # pid → ticks
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$(( total + $(awk '{sub(/^.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$total"
+}
+postmaster_pid() { head -1 "$work/pg/postmaster.pid"; }
 
 # Sum of VmRSS / VmHWM (kB) of a process and its children.
 memory_of() {  # pid field → kB
@@ -116,7 +131,8 @@ run_daemon() {  # label folder...
   daemon_pid=$!
   for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null || { echo "daemon not ready"; tail "$work/$label.log"; exit 1; }
-  local start settled=0 last=0 still=0 peak=0 m
+  local start settled=0 last=0 still=0 peak=0 m cpu_daemon cpu_pg
+  cpu_daemon=$(cpu_ticks "$daemon_pid"); cpu_pg=$(cpu_ticks "$(postmaster_pid)")
   start=$(date +%s.%N)
   for folder in "$@"; do find "$folder" -type f -print0 | xargs -0 cp -t "$drop"; done &
   local copier=$!
@@ -128,6 +144,7 @@ run_daemon() {  # label folder...
     [ "$still" -gt 240 ] && { echo "  $label: stalled at $settled of $files files"; break; }
   done
   wait "$copier"
+  echo "$(( $(cpu_ticks "$daemon_pid") - cpu_daemon )) $(( $(cpu_ticks "$(postmaster_pid)") - cpu_pg )) $files $(getconf CLK_TCK)" >>"$work/$label.cpu"
   local end
   end=$(psql_ -d "$db" -c "SELECT extract(epoch FROM max(updated_at)) FROM ingest.source_files")
   curl -fs "http://127.0.0.1:$ops_port/metrics" >"$work/$label.metrics" || true
@@ -194,6 +211,62 @@ run_decode() {  # label list
 print(j["filesPerSecond"], j["fileMBPerSecond"], j["decoded"], j["failed"], n)' "$json" >>"$work/decode-$1.runs"
 }
 
+# One file at a time renamed into an idle daemon's drop folder: rename → moved out (catalogued, disposed of).
+run_latency() {
+  local db=bench_latency drop="$work/drop-latency" data="$work/data-latency" ops_port
+  new_database "$db"; rm -rf "$drop" "$data"; mkdir -p "$drop" "$data"
+  ops_port=$(free_port)
+  "$BIN" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
+    --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" --ops-port "$ops_port" --log-level warning \
+    >"$work/latency.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  sleep 1
+  "$py" - "$drop" "$LATENCY_FILES" $(head -n "$LATENCY_FILES" "$work/plain.list") >"$work/latency.ms" <<'PY'
+import os, shutil, sys, time
+drop, count, sources = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for index, source in enumerate(sources[:count]):
+    staging = os.path.join(drop, f".incoming-{index}")
+    target = os.path.join(drop, f"latency-{index:03d}.dcm")
+    shutil.copyfile(source, staging)
+    time.sleep(0.3)                               # the daemon idle again
+    start = time.monotonic()
+    os.rename(staging, target)
+    while os.path.exists(target):
+        time.sleep(0.0005)
+    print(f"{1000 * (time.monotonic() - start):.1f}")
+PY
+  kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+  psql_ -d "$db" -c "SELECT state, count(*) FROM ingest.source_files GROUP BY 1" | tr '\n' ' ' >"$work/latency.states"
+  rm -rf "$drop" "$data"
+}
+
+# A backlog present when the daemon starts: start → first claim, files/s, RSS over the run.
+run_backlog() {
+  local db=bench_backlog drop="$work/in/backlog" data="$work/data-backlog" ops_port files started first settled=0 m
+  files=$(find "$drop" -type f | wc -l)
+  new_database "$db"; rm -rf "$data"; mkdir -p "$data"
+  ops_port=$(free_port)
+  started=$(date +%s.%N)
+  "$BIN" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
+    --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" --ops-port "$ops_port" --log-level warning \
+    --processed-files delete >"$work/backlog.log" 2>&1 &
+  daemon_pid=$!
+  : >"$work/backlog.rss"
+  while [ "$settled" -lt "$files" ]; do
+    sleep 1
+    m=$(memory_of "$daemon_pid" VmRSS)
+    settled=$(psql_ -d "$db" -c "SELECT count(*) FROM ingest.source_files WHERE state IN ('catalogued','quarantined','duplicate')" 2>/dev/null || echo 0)
+    echo "$settled $m $(awk '$1 == "VmRSS:" {print $2}' "/proc/$daemon_pid/status")" >>"$work/backlog.rss"
+    kill -0 "$daemon_pid" 2>/dev/null || { echo "  backlog: the daemon stopped"; tail "$work/backlog.log"; break; }
+  done
+  first=$(psql_ -d "$db" -c "SELECT extract(epoch FROM min(created_at)) FROM ingest.source_files")
+  local end
+  end=$(psql_ -d "$db" -c "SELECT extract(epoch FROM max(updated_at)) FROM ingest.source_files")
+  kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+  awk -v s="$started" -v f="$first" -v e="$end" -v n="$files" 'BEGIN {printf "%.1f %.1f %.1f\n", f - s, n / (e - f), e - s}' >"$work/backlog.result"
+}
+
 for label in plain compressed; do
   for run in $(seq "$RUNS"); do
     echo "run $run/$RUNS, $label: dicom-etl ..."; run_daemon "$label" "$work/in/$label"
@@ -208,12 +281,8 @@ for label in plain compressed; do
   mbs[decode-$label]=$(awk '{print $2}' "$work/decode-$label.runs" | median)
   okfail[decode-$label]=$(tail -1 "$work/decode-$label.runs" | awk '{print $3 "/" $4}')
 done
-if [ "$RSS_FILES" -gt 0 ]; then
-  echo "dicom-etl over $RSS_FILES files (RSS) ..."
-  folders=("$work/in/plain" "$work/in/compressed"); [ -d "$work/in/extra" ] && folders+=("$work/in/extra")
-  run_daemon 10k "${folders[@]}"
-  summarise dicom-etl-10k "$work/10k.runs"
-fi
+echo "idle latency: $LATENCY_FILES files one at a time ..."; run_latency
+if [ "$BACKLOG_FILES" -gt 0 ]; then echo "backlog of $n_back files ..."; run_backlog; fi
 
 # --- the table --------------------------------------------------------------------------------------------
 echo
@@ -224,25 +293,38 @@ for label in plain compressed; do
   printf '%-12s %-48s %10s %8s %12s\n' "" "DCMTK decode only (decode-bench, 2 threads)" "${rate[decode-$label]}" "${mbs[decode-$label]}" "${okfail[decode-$label]}"
   printf '%-12s %-48s %10s %8s %12s\n' "" "Orthanc $(dpkg-query -W -f='${Version}' orthanc | cut -d+ -f1) store-only (REST, 4 clients)" "${rate[orthanc-$label]}" "${mbs[orthanc-$label]}" "${okfail[orthanc-$label]}"
   printf '%-12s %-48s %10s %8s %12s\n' "" "Python pydicom+dicognito+NumPy+psycopg (2 procs)" "${rate[python-$label]}" "${mbs[python-$label]}" "${okfail[python-$label]}"
-  awk -v d="${rate[dicom-etl-$label]}" -v o="${rate[orthanc-$label]}" -v p="${rate[python-$label]}" -v c="${rate[decode-$label]}" \
-    'BEGIN {printf "%-12s dicom-etl = %.2f× Orthanc (aim ≥ 2), %.2f× Python (aim ≥ 5), %.0f %% of decode-only\n", "", d / o, d / p, 100 * d / c}'
+  awk -v d="${rate[dicom-etl-$label]}" -v o="${rate[orthanc-$label]}" -v p="${rate[python-$label]}" -v c="${rate[decode-$label]}" -v l="$label" \
+    'BEGIN {
+       if (l == "plain") printf "%-12s dicom-etl = %.2f× Orthanc (aim ≥ 2, floor ≥ 1), %.2f× Python (aim ≥ 5), %.0f %% of decode-only\n", "", d / o, d / p, 100 * d / c
+       else printf "%-12s dicom-etl = %.2f× Orthanc, %.2f× Python (aim ≥ 5), %.0f %% of decode-only (aim ≥ 70 %%)\n", "", d / o, d / p, 100 * d / c }'
+  awk '{printf "%.4f %.4f %.4f\n", 1000 * ($1 + $2) / $4 / $3, 1000 * $1 / $4 / $3, 1000 * $2 / $4 / $3}' "$work/$label.cpu" | sort -g |
+    awk -v l="$label" '{t[NR] = $1; d[NR] = $2; g[NR] = $3} END { m = int((NR + 1) / 2);
+      printf "%-12s CPU per file: daemon + sandbox %.2f ms, PostgreSQL %.2f ms, total %.2f ms%s (median run)\n", "", d[m], g[m], t[m],
+      (l == "plain" ? " (aim ≤ 3)" : "") }'
   read -r p50 p99 <"$work/$label.latency"
   echo "             dicom-etl close-write → catalogued: p50 ${p50} ms, p99 ${p99} ms (burst drop; includes the ${STABLE_SECONDS} s stable wait and queueing)"
   echo "             dicom-etl ledger: $(tr '\n' ' ' <"$work/$label.states"); quarantined by reason: $(tr '\n' ' ' <"$work/$label.quarantine")"
 done
-if [ "$RSS_FILES" -gt 0 ]; then
-  read -r p50 p99 <"$work/10k.latency"
-  printf '%-12s %-48s %10s %8s %12s\n' "10k mixed" "dicom-etl run" "${rate[dicom-etl-10k]}" "${mbs[dicom-etl-10k]}" "${okfail[dicom-etl-10k]}"
-  echo "             close-write → catalogued: p50 ${p50} ms, p99 ${p99} ms"
-  echo "             memory after $(awk '{print $1}' "$work/10k.runs" | tail -1) files: $(tr '\n' ' ' <"$work/10k.memory")"
+sort -g "$work/latency.ms" | awk '{a[NR] = $1} END {printf "%-12s one file renamed into an idle drop folder → catalogued and moved out: p50 %.0f ms, p90 %.0f ms, max %.0f ms over %d files (aim p50 < 100)\n", "idle", a[int((NR + 1) / 2)], a[int(0.9 * NR + 0.5)], a[NR], NR}'
+echo "             ledger: $(cat "$work/latency.states")"
+if [ -f "$work/backlog.result" ]; then
+  read -r first_claim backlog_rate backlog_total <"$work/backlog.result"
+  echo "backlog      $n_back files present at start: start → first claim ${first_claim} s (aim < 30), ${backlog_rate} files/s, all in ${backlog_total} s"
+  awk -v n="$n_back" '$1 > n / 10 {r[++k] = $2; d[k] = $3} END {
+      if (k == 0) exit; asort(r); asort(d)
+      printf "             RSS after the first 10 %% (daemon + sandbox helpers, kB): min %d, median %d, max %d; daemon alone: min %d, max %d\n", r[1], r[int((k + 1) / 2)], r[k], d[1], d[k] }' "$work/backlog.rss"
+  awk -v n="$n_back" '$1 > 0 {q = int(4 * $1 / (n + 1)); if (!(q in s)) {s[q] = $2}} END {
+      printf "             RSS at 0/25/50/75 %% of the files: %d %d %d %d kB\n", s[0], s[1], s[2], s[3] }' "$work/backlog.rss"
 fi
 echo
-echo "dicom-etl stage durations (mean ms, from /metrics):"
+echo "dicom-etl stage durations (mean ms per batch, dispose per file; files per batch; from /metrics of the last run):"
 for label in plain compressed; do
   awk -v l="$label" '
     /^dicom_etl_stage_duration_seconds_sum/ { match($0, /stage="[^"]*"/); s = substr($0, RSTART + 7, RLENGTH - 8); sum[s] = $2 }
     /^dicom_etl_stage_duration_seconds_count/ { match($0, /stage="[^"]*"/); s = substr($0, RSTART + 7, RLENGTH - 8); n[s] = $2 }
     /^dicom_etl_file_latency_seconds_sum/ { fs = $2 } /^dicom_etl_file_latency_seconds_count/ { fn = $2 }
+    /^dicom_etl_batch_files_sum/ { bs = $2 } /^dicom_etl_batch_files_count/ { bn = $2 }
     END { printf "  %-11s", l; for (s in sum) if (n[s] > 0) printf " %s %.2f", s, 1000 * sum[s] / n[s];
+          if (bn > 0) printf "  %.1f files per batch", bs / bn;
           if (fn > 0) printf "  (found stable → disposed %.1f)", 1000 * fs / fn; print "" }' "$work/$label.metrics"
 done

@@ -2,6 +2,7 @@
 """Trains, evaluates and exports the PneumoniaMNIST CNN (models/trained_models/pneumonia-cnn/<version>/).
 
     python models/train.py --data ../shared/data/medmnist --out models/trained_models/pneumonia-cnn/1.0.0
+    python models/train.py --export EXPORT_DIR --out DIR --version 1.1.0     # from `dicom-etl export` (TFRecord)
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
-from pneumonia_cnn import data as D, metrics as M, weights_format as W  # noqa: E402
+from pneumonia_cnn import data as D, export_data as E, metrics as M, weights_format as W  # noqa: E402
 from pneumonia_cnn.model import build  # noqa: E402
 
 NAME = "pneumonia-cnn"
@@ -31,7 +32,9 @@ RECIPE = "cxr-28"
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="folder holding the PneumoniaMNIST copies (see data.py)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="folder holding the PneumoniaMNIST copies (see data.py)")
+    source.add_argument("--export", help="a `dicom-etl export --recipe cxr-28 --task pneumonia` folder (TFRecord shards)")
     p.add_argument("--out", required=True, help="version folder to write")
     p.add_argument("--version", default=None, help="model version (default: the --out folder's name)")
     p.add_argument("--seed", type=int, default=7)
@@ -124,12 +127,44 @@ def main() -> None:
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
 
-    ds = D.load(args.data)
-    print(f"train {len(ds.train.labels)} {ds.train.counts()} (byte-identical repeats kept: {ds.train_duplicates}), "
-          f"val {ds.val.counts()}, test {ds.test.counts()}; merged train sha256 {ds.train.sha256()}")
-    xtr, ytr = D.to_input(ds.train.images), ds.train.labels.astype(np.float32)
-    xva, yva = D.to_input(ds.val.images), ds.val.labels
-    xte, yte = D.to_input(ds.test.images), ds.test.labels
+    if args.export:
+        ds = E.load(args.export)
+        if ds.recipe != RECIPE:
+            raise SystemExit(f"the export holds {ds.recipe} tensors; this model's input is {RECIPE}")
+        print(f"export {args.export}: train {ds.train.counts()} ({ds.train.patients} patients), val {ds.val.counts()}, "
+              f"test {ds.test.counts()}; unlabelled skipped {ds.train.unlabelled + ds.val.unlabelled + ds.test.unlabelled}")
+        # The export's tensors are the recipe's output already: the worker is served the same tensors.
+        xtr, ytr = ds.train.images, ds.train.labels.astype(np.float32)
+        xva, yva = ds.val.images, ds.val.labels
+        xte, yte = ds.test.images, ds.test.labels
+        recipe_hash = ds.recipe_hash
+        split_name = "export test split (patients by keyed hash)"
+        normalisation = "the cxr-28 tensors the daemon stored, as exported (the worker is served the same)"
+        training_data = {"dataset": "dicom-etl export (TFRecord)", "export": {k: ds.metadata.get(k) for k in
+                                                                           ("recipe", "selection", "split")},
+                         "train": {"n": int(len(ytr)), "patients": ds.train.patients, "counts": ds.train.counts()},
+                         "validation": {"n": int(len(yva)), "patients": ds.val.patients},
+                         "test": {"n": int(len(yte)), "patients": ds.test.patients}}
+    else:
+        ds = D.load(args.data)
+        print(f"train {len(ds.train.labels)} {ds.train.counts()} (byte-identical repeats kept: {ds.train_duplicates}), "
+              f"val {ds.val.counts()}, test {ds.test.counts()}; merged train sha256 {ds.train.sha256()}")
+        xtr, ytr = D.to_input(ds.train.images), ds.train.labels.astype(np.float32)
+        xva, yva = D.to_input(ds.val.images), ds.val.labels
+        xte, yte = D.to_input(ds.test.images), ds.test.labels
+        recipe_hash = D.recipe_hash()
+        split_name = "official PneumoniaMNIST test (MedMNIST v2, 28 px)"
+        normalisation = ("the cxr-28 recipe on each training image as 8-bit MONOCHROME2 stored values without a window "
+                         "(bit-range fallback: grey level / 255), by the Python reference of the recipe "
+                         "(pneumonia_cnn.data.to_input)")
+        counts = ds.train.counts()
+        training_data = {"dataset": "PneumoniaMNIST (MedMNIST v2), official train split rebuilt from two partial copies",
+                         "train": {"n": int(len(ytr)), "normal": counts[0], "pneumonia": counts[1],
+                                   "sha256_images_then_labels": ds.train.sha256(),
+                                   "byte_identical_repeats": ds.train_duplicates},
+                         "validation": {"n": int(len(yva)), "sha256_images_then_labels": ds.val.sha256()},
+                         "test": {"n": int(len(yte)), "sha256_images_then_labels": ds.test.sha256()},
+                         "source_files_sha256": ds.sources}
 
     counts = ds.train.counts()
     class_weight = {c: len(ytr) / (2 * n) for c, n in counts.items()}
@@ -191,7 +226,7 @@ def main() -> None:
         cin, hw = w, hw // 2
     macs += cin
     sha = lambda p: hashlib.sha256((out / p).read_bytes()).hexdigest()
-    metrics = {"model": NAME, "version": version, "split": "official PneumoniaMNIST test (MedMNIST v2, 28 px)",
+    metrics = {"model": NAME, "version": version, "split": split_name,
                "threshold_chosen_on": "validation (Youden J)", "test": test, "validation": val,
                "folded_export_max_abs_diff": fold_err,
                "training": {"best_epoch": best.best_epoch, "epochs_run": len(best.history),
@@ -202,8 +237,9 @@ def main() -> None:
         "classes": D.CLASSES, "positive_class": "pneumonia",
         "output": {"activation": "sigmoid", "units": 1, "meaning": "P(pneumonia)"},
         "threshold": round(threshold, 6), "threshold_source": "validation split, Youden J",
-        "input": {"recipe": RECIPE, "shape": [28, 28, 1], "layout": "NHWC", "dtype": "float32", "range": [0.0, 1.0],
-                  "normalisation": "grey level / 255 of the 28×28 image (uint8 → float32)"},
+        "input": {"recipe": RECIPE, "recipe_hash": recipe_hash, "shape": [28, 28, 1], "layout": "NHWC",
+                  "dtype": "float32", "range": [0.0, 1.0],
+                  "normalisation": normalisation},
         "architecture": {"widths": widths, "block": "Conv3x3(no bias)-BatchNorm-ReLU-MaxPool2", "head":
                          "GlobalAveragePool-Dropout-Dense(1)-sigmoid", "parameters": params,
                          "flops_per_image": 2 * macs},
@@ -214,13 +250,7 @@ def main() -> None:
                                        "sha256": sha("reference_inputs.npy")},
                   "reference_outputs": {"path": "reference_outputs.npy", "shape": list(ref_out.shape),
                                         "sha256": sha("reference_outputs.npy")}},
-        "training_data": {"dataset": "PneumoniaMNIST (MedMNIST v2), official train split rebuilt from two partial copies",
-                          "train": {"n": int(len(ytr)), "normal": counts[0], "pneumonia": counts[1],
-                                    "sha256_images_then_labels": ds.train.sha256(),
-                                    "byte_identical_repeats": ds.train_duplicates},
-                          "validation": {"n": int(len(yva)), "sha256_images_then_labels": ds.val.sha256()},
-                          "test": {"n": int(len(yte)), "sha256_images_then_labels": ds.test.sha256()},
-                          "source_files_sha256": ds.sources},
+        "training_data": training_data,
         "hyperparameters": {k: getattr(args, k) for k in ("seed", "epochs", "patience", "batch", "lr", "weight_decay",
                                                           "label_smoothing", "dropout", "shift", "rotate", "zoom")},
         "trained_with": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,

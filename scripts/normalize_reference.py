@@ -8,6 +8,10 @@ pad to square, area resize (exact box filter with fractional coverage), intensit
   normalize_reference.py --recipe etl/normalize/cxr-28.yaml --out DIR FILE...     one line of JSON per file
   normalize_reference.py --recipe ct-hu-volume.yaml --out DIR --series FILE...    the files as one volume
   normalize_reference.py --recipe ... --bench SECONDS FILE...                     tensors/s (no output files)
+  normalize_reference.py --recipe ... --hash                                      the recipe's content hash
+
+As a module, `normalize_stored(stored, pixel_module(...), load_recipe(path))` runs a recipe on stored values
+without a file: models/pneumonia_cnn/data.py builds the model's training inputs with it.
 
 Each JSON line: {"index": i, "status": "ok", "outputs": [paths], "shape": [...], "window": {...}} or
 {"index": i, "status": "excluded", "reason": "..."}; outputs are .npy files named <index>_<frame>.npy.
@@ -43,6 +47,48 @@ def load_recipe(path):
         "intensity": r.get("intensity") or {"mode": "unit"},
         "spacing": r.get("spacing"),
     }
+
+
+def _num(d):
+    d = float(d)
+    return str(int(d)) if d == round(d) and abs(d) < 1e15 else repr(d)
+
+
+def recipe_hash(path):
+    """sha256 of the recipe's canonical form: the same sorted-key JSON of every parameter, defaults spelled out,
+    that `Recipe.contentHash` hashes in Swift (a tensor's sidecar and a model's metadata record it)."""
+    import hashlib
+    with open(path) as f:
+        r = yaml.safe_load(f)
+    out = r.get("output") or {}
+    nums = lambda a: "[" + ",".join(_num(v) for v in (a if isinstance(a, list) else [a])) + "]"
+    parts = [f'"colour":"{r.get("colour", "grayscale")}"', f'"crop":"{r.get("crop", "none")}"',
+             f'"dtype":"{out.get("dtype", "float32")}"', f'"frames":"{r.get("frames", "separate")}"']
+    i = r.get("intensity") or {"mode": "unit"}
+    ip = [f'"mode":"{i["mode"]}"']
+    if i["mode"] == "fixed":
+        ip = [f'"mean":{nums(i.get("mean", []))}'] + ip + [f'"std":{nums(i.get("std", []))}']
+    parts.append('"intensity":{' + ",".join(ip) + "}")
+    parts.append(f'"name":"{r["name"]}"')
+    if out.get("size"):
+        parts.append(f'"output_size":[{out["size"][0]},{out["size"][1]}]')
+    parts.append(f'"resize":"{r.get("resize", "area")}"')
+    if r.get("spacing"):
+        parts.append(f'"spacing":{nums(r["spacing"])}')
+    parts.append(f'"voi_function":"{r.get("voi-function", "from-dicom")}"')
+    w = r.get("window")
+    if w is None:
+        w = {"source": "from-dicom", "fallback": "full-range"}  # the Swift default window
+    wp = []
+    if w.get("center") is not None:
+        wp.append(f'"center":{_num(w["center"])}')
+    if w.get("fallback") is not None:
+        wp.append(f'"fallback":"{w["fallback"]}"')
+    wp += [f'"index":{int(w.get("index", 0))}', f'"source":"{w["source"]}"']
+    if w.get("width") is not None:
+        wp.append(f'"width":{_num(w["width"])}')
+    parts.append('"window":{' + ",".join(wp) + "}")
+    return hashlib.sha256(("{" + ",".join(parts) + "}").encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- per-frame attribute views
@@ -98,12 +144,37 @@ def number_list(value):
 
 # ---------------------------------------------------------------- value stages
 
+def modality_range(view):
+    """The modality values the stored bit range maps to, lowest first (the `bit-range` window): 0…2^bits − 1
+    (or the signed range) through RescaleSlope/Intercept, or 0…2^bits − 1 of a Modality LUT's descriptor."""
+    if view.get("ModalityLUTSequence") and "LUTData" in view.ModalityLUTSequence[0]:
+        lo, hi = 0.0, 2.0 ** min(16, max(1, int(view.ModalityLUTSequence[0].LUTDescriptor[2]))) - 1
+    else:
+        bits = min(32, max(1, int(view.BitsStored)))
+        signed = int(view.get("PixelRepresentation", 0) or 0) == 1
+        s0, s1 = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0 ** bits - 1)
+        slope = float(view.get("RescaleSlope", 1) if view.get("RescaleSlope") is not None else 1)
+        intercept = float(view.get("RescaleIntercept", 0) if view.get("RescaleIntercept") is not None else 0)
+        if not np.isfinite(slope):
+            slope = 1.0
+        if not np.isfinite(intercept):
+            intercept = 0.0
+        y0, y1 = s0 * slope + intercept, s1 * slope + intercept
+        lo, hi = min(y0, y1), max(y0, y1)
+    return lo, (hi if hi > lo else lo + 1)
+
+
 def display_grey(arr, ds, frame, recipe):
     """Stored values of one monochrome frame → display values in [0, 1] and the window applied."""
     view = frame_view(ds, frame)
     x = apply_modality_lut(arr, view).astype(np.float64)
     w = recipe["window"]
     index = int(w.get("index", 0))
+
+    def bit_range():
+        lo, hi = modality_range(view)
+        y = np.clip((x - lo) / (hi - lo), 0, 1)
+        return y, {"source": "bit-range", "center": lo + (hi - lo) / 2, "width": hi - lo}
 
     def full_range():
         lo, hi = float(x.min()), float(x.max())
@@ -142,12 +213,14 @@ def display_grey(arr, ds, frame, recipe):
         return y, info
 
     def fallback():
-        return fixed() if w.get("fallback") == "fixed" else full_range()
+        return {"fixed": fixed, "bit-range": bit_range}.get(w.get("fallback"), full_range)()
 
     if w["source"] == "fixed":
         y, info = fixed()
     elif w["source"] == "full-range":
         y, info = full_range()
+    elif w["source"] == "bit-range":
+        y, info = bit_range()
     elif view.get("VOILUTSequence"):
         item = view.VOILUTSequence[min(index, len(view.VOILUTSequence) - 1)]
         bits = int(item.LUTDescriptor[2])
@@ -271,6 +344,31 @@ def finish(x, recipe):
     return x.astype(np.float32)
 
 
+# ---------------------------------------------------------------- stored pixels without a file
+
+def pixel_module(photometric="MONOCHROME2", bits_stored=8, signed=False, **attributes):
+    """The attributes of a monochrome image's pixel module as a pydicom Dataset (keywords as in PS3.6, e.g.
+    RescaleSlope=2, WindowCenter=128, WindowWidth=256), for `normalize_stored`."""
+    ds = Dataset()
+    ds.PhotometricInterpretation = photometric
+    ds.SamplesPerPixel = 1
+    ds.BitsAllocated = 8 if bits_stored <= 8 else 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def normalize_stored(stored, attributes, recipe):
+    """One monochrome frame's stored values (H×W) with its pixel-module attributes → the recipe's tensor:
+    the same stages `normalize_file` runs on a decoded file, so a model trained on `normalize_stored` of its
+    images sees what the worker is served from DICOM files of the same pixels."""
+    y, _ = display_grey(np.asarray(stored), attributes, 0, recipe)
+    return finish(geometry(y, recipe, pixel_spacing(attributes)), recipe)
+
+
 # ---------------------------------------------------------------- files and series
 
 def frames_of(ds):
@@ -357,8 +455,12 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--series", action="store_true")
     ap.add_argument("--bench", type=float, default=0)
+    ap.add_argument("--hash", action="store_true")
     ap.add_argument("files", nargs="*")
     args = ap.parse_args()
+    if args.hash:
+        print(recipe_hash(args.recipe))
+        return
     recipe = load_recipe(args.recipe)
     files = args.files
     if not files:

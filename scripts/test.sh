@@ -13,6 +13,8 @@ else
   echo "corpus: ../shared is absent; the corpus-wide tests run on pydicom's wheel test files at $DICOM_ETL_CORPUS"
 fi
 [ -d ../shared/data/medmnist ] && export DICOM_ETL_MEDMNIST="$(cd ../shared/data/medmnist && pwd)"
+# TensorFlow for the training-loop end-to-end test (make train-venv); without it that test is skipped.
+[ -x .venv-train/bin/python ] && export DICOM_ETL_TRAIN_PYTHON="$PWD/.venv-train/bin/python"
 export OPENBLAS_NUM_THREADS=1
 set +e
 # Deployment: the manifests against their schemas and the code; the container image's runtime packages
@@ -23,6 +25,10 @@ release_started=$(date +%s)
 swift build -c release --static-swift-stdlib --product dicom-etl || deployment_status=1
 echo "release build of the image's binary (--static-swift-stdlib): $(( $(date +%s) - release_started )) s"
 "$DICOM_ETL_PYTHON" deployment/tests/check_runtime_libs.py "$(swift build -c release --show-bin-path)/dicom-etl" || deployment_status=1
+# `make run` as a new user meets it: a fresh copy of the run path under a 0700 parent, the release binary.
+run_started=$(date +%s)
+scripts/check-make-run.sh "$(swift build -c release --show-bin-path)/dicom-etl" || deployment_status=1
+echo "make run check: $(( $(date +%s) - run_started )) s"
 set -e
 swift build --build-tests
 set +e
@@ -30,5 +36,5 @@ set +e
 # and would starve the timing-sensitive service tests if run beside them.
 swift test --skip-build --no-parallel 2>&1 | tee .build/test.log
 status=${PIPESTATUS[0]}
-[ "$deployment_status" = 0 ] || echo "deployment checks failed (see above)"
+[ "$deployment_status" = 0 ] || echo "deployment or make-run checks failed (see above)"
 [ "$status" = 0 ] && [ "$deployment_status" = 0 ]

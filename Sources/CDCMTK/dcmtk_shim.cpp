@@ -11,6 +11,8 @@
 #include "dcmtk/dcmdata/dcpxitem.h"
 #include "dcmtk/dcmjpeg/djdecode.h"
 #include "dcmtk/dcmjpeg/djencode.h"
+#include "dcmtk/dcmjpeg/djcparam.h"
+#include "dcmtk/dcmjpeg/djeijg8.h"
 #include "dcmtk/dcmjpls/djdecode.h"
 #include "dcmtk/dcmjpls/djencode.h"
 #include "dcmtk/oflog/oflog.h"
@@ -663,6 +665,36 @@ extern "C" dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, u
     return DCMTK_OK;
 }
 
+// Pixel data as stored, in chunks: native data is one chunk (the value as held); encapsulated data is one
+// chunk per item of its pixel sequence (the offset table first). No decoding: for content hashes.
+extern "C" dcmtk_status dcmtk_item_pixel_chunk(dcmtk_item *item, size_t index, const uint8_t **out, size_t *length) {
+    if (!out || !length) return DCMTK_INVALID_ARGUMENT;
+    *out = nullptr;
+    *length = 0;
+    DcmElement *el = find(item, 0x7FE0, 0x0010);
+    if (!el) return DCMTK_NOT_FOUND;
+    if (el->ident() == EVR_PixelData) {
+        DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+        E_TransferSyntax xfer = EXS_Unknown;
+        const DcmRepresentationParameter *parameter = nullptr;
+        pd->getOriginalRepresentationKey(xfer, parameter);
+        DcmPixelSequence *sequence = nullptr;
+        if (DcmXfer(xfer).isEncapsulated() && pd->getEncapsulatedRepresentation(xfer, parameter, sequence).good() && sequence) {
+            if (index >= sequence->card()) return DCMTK_NOT_FOUND;
+            DcmPixelItem *fragment = nullptr;
+            if (sequence->getItem(fragment, OFstatic_cast(unsigned long, index)).bad() || !fragment) return DCMTK_NOT_FOUND;
+            if (fragment->getLength() == 0) return DCMTK_OK;
+            Uint8 *bytes = nullptr;
+            if (fragment->getUint8Array(bytes).bad() || !bytes) return DCMTK_WRONG_TYPE;
+            *out = bytes;
+            *length = fragment->getLength();
+            return DCMTK_OK;
+        }
+    }
+    if (index > 0) return DCMTK_NOT_FOUND;
+    return dcmtk_item_get_bytes(item, 0x7FE0, 0x0010, out, length);
+}
+
 extern "C" dcmtk_item *dcmtk_item_sequence_item(dcmtk_item *item, uint16_t group, uint16_t element, size_t index) {
     if (!item) return nullptr;
     DcmItem *found = nullptr;
@@ -996,7 +1028,10 @@ dcmtk_status frame_codestreams(DcmPixelSequence *seq, uint32_t frames, std::vect
         int f = -1;
         for (size_t i = 0; i < fragments.size(); i++) {
             const uint8_t *b = fragments[i].first;
-            if (fragments[i].second >= 4 && b[0] == 0xFF && b[1] == 0x4F && b[2] == 0xFF && b[3] == 0x51) f++;
+            // A J2K codestream starts with SOC + SIZ; a JPEG or JPEG-LS one with SOI and a marker.
+            bool j2k = fragments[i].second >= 4 && b[0] == 0xFF && b[1] == 0x4F && b[2] == 0xFF && b[3] == 0x51;
+            bool jpeg = fragments[i].second >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
+            if (j2k || jpeg) f++;
             frame_of[i] = f;
         }
     }
@@ -1282,13 +1317,42 @@ static dcmtk_status prepare_write(dcmtk_file *file, const char *transfer_syntax,
     return DCMTK_OK;
 }
 
+// A new file meta for writing in `xfer`: nothing of the old header survives (source AE titles, private
+// information) but the SOP Class and Instance UIDs, taken from the dataset, else from the old header. DCMTK's
+// own update would invent what is missing (a private generic SOP Class, a random instance UID per write).
+static dcmtk_status rebuild_meta(DcmFileFormat &format, E_TransferSyntax xfer) {
+    DcmMetaInfo *meta = format.getMetaInfo();
+    DcmDataset *ds = format.getDataset();
+    if (!meta || !ds) return DCMTK_WRITE_FAILED;
+    OFString sop_class, sop_instance;
+    if (ds->findAndGetOFStringArray(DCM_SOPClassUID, sop_class).bad() || sop_class.empty())
+        meta->findAndGetOFStringArray(DCM_MediaStorageSOPClassUID, sop_class);
+    if (ds->findAndGetOFStringArray(DCM_SOPInstanceUID, sop_instance).bad() || sop_instance.empty())
+        meta->findAndGetOFStringArray(DCM_MediaStorageSOPInstanceUID, sop_instance);
+    meta->clear();
+    if (!sop_class.empty()) meta->putAndInsertString(DCM_MediaStorageSOPClassUID, sop_class.c_str());
+    if (!sop_instance.empty()) meta->putAndInsertString(DCM_MediaStorageSOPInstanceUID, sop_instance.c_str());
+    if (format.validateMetaInfo(xfer, EWM_fileformat).bad()) return DCMTK_WRITE_FAILED;
+    if (sop_class.empty()) delete meta->remove(DCM_MediaStorageSOPClassUID);
+    if (sop_instance.empty()) delete meta->remove(DCM_MediaStorageSOPInstanceUID);
+    if (meta->computeGroupLengthAndPadding(EGL_withGL, EPD_noChange, META_HEADER_DEFAULT_TRANSFERSYNTAX, EET_UndefinedLength).bad())
+        return DCMTK_WRITE_FAILED;
+    return DCMTK_OK;
+}
+
 extern "C" dcmtk_status dcmtk_file_save(dcmtk_file *file, const char *path, const char *transfer_syntax) {
     if (!file || !path) return DCMTK_INVALID_ARGUMENT;
     E_TransferSyntax xfer;
     dcmtk_status st = prepare_write(file, transfer_syntax, xfer);
     if (st != DCMTK_OK) return st;
-    OFCondition c = file->format.saveFile(OFFilename(path), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_createNewMeta);
+    st = rebuild_meta(file->format, xfer);
+    if (st != DCMTK_OK) return st;
+    OFCondition c = file->format.saveFile(OFFilename(path), xfer, EET_ExplicitLength, EGL_recalcGL, EPD_noChange, 0, 0, EWM_dontUpdateMeta);
     return c.good() ? DCMTK_OK : DCMTK_WRITE_FAILED;
+}
+
+extern "C" int dcmtk_transfer_syntax_writable(const char *uid) {
+    return uid && DcmXfer(uid).getXfer() != EXS_Unknown ? 1 : 0;
 }
 
 extern "C" dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *transfer_syntax, uint8_t **out, size_t *length) {
@@ -1318,6 +1382,70 @@ extern "C" dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *tra
     }
     unlink(name.data());
     return st;
+}
+
+// ---- frames as stored, rendering -------------------------------------------------------
+
+extern "C" dcmtk_status dcmtk_encapsulated_frame(dcmtk_file *file, uint32_t index, uint8_t **out, size_t *length) {
+    if (!file || !out || !length) return DCMTK_INVALID_ARGUMENT;
+    *out = nullptr;
+    *length = 0;
+    DcmDataset *ds = file->format.getDataset();
+    DcmElement *pixel = nullptr;
+    if (ds->findAndGetElement(DCM_PixelData, pixel, OFFalse).bad() || !pixel) return DCMTK_NO_PIXEL_DATA;
+    bool encapsulated = DcmXfer(file->xfer).isEncapsulated() || is_jpeg2000_family(file->xfer_uid);
+    if (!encapsulated) return DCMTK_WRONG_TYPE;
+    Sint32 frames = 1;
+    if (ds->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+    if (index >= uint32_t(frames)) return DCMTK_NOT_FOUND;
+    DcmPixelSequence *seq = encapsulated_sequence(file, pixel);
+    if (!seq) return DCMTK_WRONG_TYPE;
+    std::vector<std::vector<uint8_t>> streams;
+    dcmtk_status st = frame_codestreams(seq, uint32_t(frames), streams);
+    if (st != DCMTK_OK) return st;
+    const std::vector<uint8_t> &frame = streams[index];
+    *out = static_cast<uint8_t *>(malloc(frame.empty() ? 1 : frame.size()));
+    if (!*out) return DCMTK_IO_ERROR;
+    if (!frame.empty()) memcpy(*out, frame.data(), frame.size());
+    *length = frame.size();
+    return DCMTK_OK;
+}
+
+extern "C" dcmtk_status dcmtk_encode_jpeg8(const uint8_t *pixels, uint32_t rows, uint32_t columns, uint32_t samples, int quality,
+                                           uint8_t **out, size_t *length) {
+    if (!pixels || !out || !length || rows == 0 || columns == 0 || rows > 65535 || columns > 65535 || (samples != 1 && samples != 3))
+        return DCMTK_INVALID_ARGUMENT;
+    dcmtk_initialize();
+    *out = nullptr;
+    *length = 0;
+    DJCodecParameter parameters(ECC_lossyYCbCr, EDC_photometricInterpretation, EUC_never, EPC_default);
+    DJCompressIJG8Bit encoder(parameters, EJM_baseline, Uint8(quality < 1 ? 1 : quality > 100 ? 100 : quality));
+    std::vector<Uint8> buffer(pixels, pixels + size_t(rows) * columns * samples);
+    Uint8 *to = nullptr;
+    Uint32 to_length = 0;
+    OFCondition c = encoder.encode(Uint16(columns), Uint16(rows), samples == 3 ? EPI_RGB : EPI_Monochrome2, Uint16(samples),
+                                   buffer.data(), to, to_length);
+    if (c.bad() || !to) {
+        delete[] to;
+        return DCMTK_ENCODE_FAILED;
+    }
+    *out = static_cast<uint8_t *>(malloc(to_length ? to_length : 1));
+    if (*out) memcpy(*out, to, to_length);
+    delete[] to;
+    if (!*out) return DCMTK_IO_ERROR;
+    *length = to_length;
+    return DCMTK_OK;
+}
+
+extern "C" int dcmtk_dictionary_find(const char *keyword, uint16_t *group, uint16_t *element) {
+    if (!keyword || !*keyword || !group || !element) return 0;
+    dcmtk_initialize();
+    DcmTag tag;
+    if (DcmTag::findTagFromName(keyword, tag).bad()) return 0;
+    if (tag.getGroup() & 1) return 0;
+    *group = tag.getGroup();
+    *element = tag.getElement();
+    return 1;
 }
 
 extern "C" void dcmtk_free(void *pointer) { free(pointer); }

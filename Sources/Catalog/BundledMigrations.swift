@@ -356,8 +356,202 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON imaging.tensors TO dicom_etl_daemon;
 GRANT SELECT ON imaging.tensors TO dicom_etl_worker, analyst;
 
 """##),
-        Migration(version: 9, name: "pixel_text_audit", sql: ##"""
--- 009 pixel text audit: what OCR found and blanked in an instance's pixels under the profile's burned-in text
+        Migration(version: 9, name: "batched_ingest", sql: ##"""
+-- 009 batched ingest and conflicting SOP Instance UIDs.
+-- The daemon now claims and catalogues files in batches; a file whose SOP Instance UID is already catalogued
+-- is compared by content (SHA-256 over the pixel data as stored and the pseudonymous identifying attributes):
+-- the same content is a duplicate, other content a conflict handled by the configured policy and recorded in
+-- ingest.uid_conflicts. Rows catalogued before this migration have no content hash: a file re-sent for one of
+-- them updates it in place, as before.
+ALTER TABLE imaging.instances ADD COLUMN content_sha256 text;
+
+CREATE TABLE ingest.uid_conflicts (
+    id                      bigserial PRIMARY KEY,
+    source_file_id          bigint NOT NULL REFERENCES ingest.source_files (id),
+    sop_instance_uid        text NOT NULL,         -- pseudonymous: the UID both files claim
+    resolution              text NOT NULL CHECK (resolution IN ('quarantined', 'kept_both', 'replaced')),
+    existing_content_sha256 text,                  -- the catalogued instance's content
+    existing_file_sha256    text,                  -- its de-identified file, when still catalogued
+    incoming_content_sha256 text NOT NULL,         -- the later file's content
+    incoming_file_sha256    text,                  -- its de-identified file
+    new_sop_instance_uid    text,                  -- kept_both: the UID the later file got
+    created_at              timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX uid_conflicts_sop_idx ON ingest.uid_conflicts (sop_instance_uid);
+CREATE INDEX uid_conflicts_source_idx ON ingest.uid_conflicts (source_file_id);
+
+-- Claims are taken in batches. A daemon killed mid-batch interrupts every file of the batch, which says nothing
+-- about any one of them: claim_batch is the size of the group a claimed file was being processed in (0: claimed,
+-- not started yet). An interrupted file is counted an interruption only when it was processed alone; one
+-- interrupted in a group of n is taken again in a group of n/2, so a file that takes its daemon down is isolated
+-- within a few restarts and then counted, as before, while the others of its batch go through.
+ALTER TABLE ingest.source_files ADD COLUMN claim_batch integer NOT NULL DEFAULT 1 CHECK (claim_batch >= 0);
+
+-- Duplicates by content name the ledger row that catalogued the instance.
+CREATE INDEX source_files_sop_idx ON ingest.source_files (sop_instance_uid) WHERE sop_instance_uid IS NOT NULL;
+
+-- Objects nothing refers to (a duplicate's, a conflict's), recorded in the transaction that decided so and
+-- removed from the store after it commits; a daemon killed in between removes them at its next start.
+CREATE TABLE ingest.object_deletions (
+    key         text PRIMARY KEY,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON ingest.object_deletions TO dicom_etl_daemon;
+GRANT SELECT, INSERT, UPDATE ON ingest.uid_conflicts TO dicom_etl_daemon;
+GRANT USAGE, SELECT ON SEQUENCE ingest.uid_conflicts_id_seq TO dicom_etl_daemon;
+
+"""##),
+        Migration(version: 10, name: "training_loop", sql: ##"""
+-- 010 the training loop: radiologists' labels, registered model versions with the files a worker loads, which
+-- version of a model is served and which runs beside it as a shadow, and the shadow's diagnoses.
+
+-- Labels per study (pseudonym) and task, imported from CSV keyed by accession number or original study UID,
+-- resolved through the vault. Analysts read them by pseudonym only.
+CREATE TABLE inference.labels (
+    study_uid    text NOT NULL REFERENCES imaging.studies (study_uid),
+    task         text NOT NULL,                      -- e.g. 'pneumonia': what the label answers
+    label        text NOT NULL,                      -- a class name of that task, e.g. 'normal'
+    source       text,                               -- who or what labelled (free text, no patient data)
+    import_id    uuid NOT NULL,                      -- one per `labels import` run
+    imported_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (study_uid, task)
+);
+CREATE INDEX labels_task_idx ON inference.labels (task, label);
+
+-- A registered model version: the files a worker loads (in the object store) and what registration checked.
+ALTER TABLE inference.models
+    ADD COLUMN recipe_hash          text,            -- content hash of the input recipe it was trained on
+    ADD COLUMN weights_key          text,            -- object key of weights.bin
+    ADD COLUMN weights_sha256       text,
+    ADD COLUMN metadata_key         text,            -- object key of model_metadata.json
+    ADD COLUMN reference_max_abs_diff double precision, -- reference inputs through the Swift forward pass
+    ADD COLUMN registered_at        timestamptz;
+
+-- Which registered version of a model the workers serve, and which (if any) they run beside it as a shadow.
+-- A worker reads this row before each round: a change takes effect without a restart.
+CREATE TABLE inference.model_serving (
+    model_name      text PRIMARY KEY,
+    served_version  text NOT NULL,
+    shadow_version  text,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (model_name, served_version) REFERENCES inference.models (name, version),
+    FOREIGN KEY (model_name, shadow_version) REFERENCES inference.models (name, version),
+    CHECK (shadow_version IS DISTINCT FROM served_version)
+);
+
+-- A history of serving changes (register, shadow, promote), for audit.
+CREATE TABLE inference.serving_events (
+    id              bigserial PRIMARY KEY,
+    model_name      text NOT NULL,
+    action          text NOT NULL CHECK (action IN ('serve', 'shadow', 'unshadow', 'promote')),
+    version         text,
+    previous_served text,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION inference.notify_serving() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('dicom_etl_jobs', '');
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER model_serving_notify AFTER INSERT OR UPDATE ON inference.model_serving
+    FOR EACH STATEMENT EXECUTE FUNCTION inference.notify_serving();
+
+-- The shadow's rows: the same job, instance and shape as inference.diagnoses, in their own table so that the
+-- clinician's view (and every query of inference.diagnoses) never sees them. One row per job, instance and
+-- shadow version.
+CREATE TABLE inference.shadow_diagnoses (
+    id                  bigserial PRIMARY KEY,
+    job_id              bigint NOT NULL REFERENCES inference.jobs (id),
+    series_uid          text NOT NULL REFERENCES imaging.series (series_uid),
+    sop_instance_uid    text REFERENCES imaging.instances (sop_instance_uid),
+    model_name          text NOT NULL,
+    model_version       text NOT NULL,
+    label               text NOT NULL,
+    probabilities       jsonb NOT NULL,
+    threshold           double precision,
+    latency_ms          double precision,
+    created_at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX shadow_diagnoses_job_instance_key
+    ON inference.shadow_diagnoses (job_id, sop_instance_uid, model_version) NULLS NOT DISTINCT;
+CREATE INDEX shadow_diagnoses_model_idx ON inference.shadow_diagnoses (model_name, model_version);
+
+-- Served and shadow rows together, marked, for analysts and `models compare`.
+CREATE VIEW inference.all_diagnoses AS
+SELECT id, job_id, series_uid, sop_instance_uid, model_name, model_version, label, probabilities, threshold,
+       latency_ms, created_at, false AS shadow
+FROM inference.diagnoses
+UNION ALL
+SELECT id, job_id, series_uid, sop_instance_uid, model_name, model_version, label, probabilities, threshold,
+       latency_ms, created_at, true AS shadow
+FROM inference.shadow_diagnoses;
+
+GRANT SELECT, INSERT, UPDATE ON inference.labels, inference.model_serving, inference.serving_events,
+    inference.shadow_diagnoses TO dicom_etl_daemon;
+GRANT USAGE, SELECT ON SEQUENCE inference.serving_events_id_seq, inference.shadow_diagnoses_id_seq TO dicom_etl_daemon;
+GRANT SELECT ON inference.all_diagnoses TO dicom_etl_daemon;
+GRANT SELECT, INSERT, UPDATE ON inference.shadow_diagnoses TO dicom_etl_worker;
+GRANT USAGE, SELECT ON SEQUENCE inference.shadow_diagnoses_id_seq TO dicom_etl_worker;
+GRANT SELECT ON inference.models, inference.model_serving, inference.all_diagnoses TO dicom_etl_worker;
+GRANT SELECT ON inference.labels, inference.model_serving, inference.serving_events, inference.shadow_diagnoses,
+    inference.all_diagnoses TO analyst;
+
+"""##),
+        Migration(version: 11, name: "serving", sql: ##"""
+-- 011 serving: the database side of the HTTP server (DICOMweb, results API, results page).
+-- The server answers each request as the group role of the request's token: `SET LOCAL ROLE analyst` for the
+-- de-identified archive, `clinician` for the results, `operator` for the audit, so the database enforces the
+-- same boundaries as for people who connect with SQL. Its login role is a member of `dicom_etl_server`, which
+-- may take those roles and may append to the audit, nothing more.
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['dicom_etl_server', 'operator'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            BEGIN
+                EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN
+                NULL;  -- created meanwhile by a migration of another database
+            END;
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Every read of identified data (original patient ID, name, accession number, original UIDs): who, what, when.
+-- Append-only for the server; only the operator role reads it. `parameters` holds the filters as given, which
+-- may be identifiers themselves: that is why no other role may read this table.
+CREATE SCHEMA IF NOT EXISTS audit;
+REVOKE ALL ON SCHEMA audit FROM PUBLIC;
+
+CREATE TABLE audit.identified_reads (
+    id              bigserial PRIMARY KEY,
+    at              timestamptz NOT NULL DEFAULT now(),
+    principal       text NOT NULL,                 -- the token's name
+    role            text NOT NULL,                 -- the token's role
+    action          text NOT NULL,                 -- e.g. 'GET /diagnoses'
+    parameters      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    diagnosis_ids   bigint[] NOT NULL DEFAULT '{}',
+    result_count    integer NOT NULL,
+    client          text                           -- the peer address
+);
+CREATE INDEX identified_reads_at_idx ON audit.identified_reads (at);
+CREATE INDEX identified_reads_principal_idx ON audit.identified_reads (principal, at);
+
+GRANT USAGE ON SCHEMA audit TO dicom_etl_server, "operator";
+GRANT INSERT ON audit.identified_reads TO dicom_etl_server;
+GRANT USAGE ON SEQUENCE audit.identified_reads_id_seq TO dicom_etl_server;
+GRANT SELECT ON audit.identified_reads TO "operator";
+
+GRANT analyst, clinician, "operator" TO dicom_etl_server;
+
+"""##),
+        Migration(version: 12, name: "pixel_text_audit", sql: ##"""
+-- 012 pixel text audit: what OCR found and blanked in an instance's pixels under the profile's burned-in text
 -- policy (redact_sensitive, redact_all_text), one row per instance that was read. Never the text read: the policy,
 -- the outcome, how many frames and words were read, and each blanked box with what it held (name, id, date,
 -- accession, institution, other, pattern, text). A re-sent instance replaces its row.

@@ -24,7 +24,8 @@ public struct Catalog: Sendable {
     ) async throws -> Result {
         let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            // Started immediately: `run()` has begun before `body` leases its first connection.
+            group.addImmediateTask { await client.run() }
             do {
                 let result = try await body(client)
                 group.cancelAll()

@@ -2,6 +2,7 @@
 // patient data, SQL values or file paths, only a machine-readable code and a few safe numbers.
 import Logging
 import PostgresNIO
+import Secrets
 
 /// An error raised by the catalog, the migrator or the job queue.
 public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -15,6 +16,10 @@ public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidDatabaseURL = Code("invalidDatabaseURL")
         /// The password file named by the configuration could not be read.
         public static let passwordFileUnreadable = Code("passwordFileUnreadable")
+        /// A secret file (password, client key) may be read by group or others or belongs to another user.
+        public static let secretFileInsecure = Code("secretFileInsecure")
+        /// A TLS file (`sslrootcert`, `sslcert`, `sslkey`) could not be read or parsed.
+        public static let tlsFileUnreadable = Code("tlsFileUnreadable")
         /// An applied migration's SQL differs from the bundled one of the same version.
         public static let migrationChecksumMismatch = Code("migrationChecksumMismatch")
         /// The database holds a migration this binary does not know (it is older than the schema).
@@ -37,18 +42,30 @@ public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
     public var migrationVersion: Int?
     /// The SQLSTATE reported by the server, when the error came from it.
     public var sqlState: String?
+    /// For the embedded cluster: what failed and what to do (a tool's own message, a folder, its owner and
+    /// mode). Operator data only (the data folder's paths), never patient data or SQL values.
+    public var detail: String?
 
-    public init(_ code: Code, migrationVersion: Int? = nil, sqlState: String? = nil) {
+    public init(_ code: Code, migrationVersion: Int? = nil, sqlState: String? = nil, detail: String? = nil) {
         self.code = code
         self.migrationVersion = migrationVersion
         self.sqlState = sqlState
+        self.detail = detail
+    }
+
+    /// A refused secret file: `secretFileInsecure` for its owner or mode, else `unreadable`; the detail says what
+    /// to do (`chmod 600 …`) and never holds the file's contents.
+    init(secretFileError error: SecretFileError, unreadable: Code) {
+        let insecure = error.code == .groupOrOthersAccess || error.code == .wrongOwner
+        self.init(insecure ? .secretFileInsecure : unreadable, detail: error.description)
     }
 
     public var description: String {
         var text = "CatalogError(\(code)"
         if let migrationVersion { text += ", migration: \(migrationVersion)" }
         if let sqlState { text += ", sqlstate: \(sqlState)" }
-        return text + ")"
+        if let detail { text += "): \(detail)" } else { text += ")" }
+        return text
     }
 }
 
@@ -80,6 +97,11 @@ public enum DatabaseFault: String, Sendable, Hashable {
     /// The server answered and refused the statement (e.g. a value out of range): retrying the same data
     /// will fail the same way.
     case rejected
+
+    /// The SQLSTATE the server answered with, if the error came from it (a code, never a value).
+    public static func sqlState(of error: any Error) -> String? {
+        serverState(of: error)
+    }
 
     /// Classifies an error thrown by a catalogue call.
     public static func of(_ error: any Error) -> DatabaseFault {

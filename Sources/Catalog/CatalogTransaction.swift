@@ -16,132 +16,160 @@ public struct CatalogTransaction: Sendable {
     ///
     /// Each newly inserted instance counts into its series, sets the series' last arrival to `arrivedAt` and,
     /// if the series was complete, re-opens it with the next revision. Re-sent instances only refresh columns.
+    /// (The daemon's batches go through `commitIngestBatch`, which tells re-sent content from conflicting UIDs.)
     /// - Parameter arrivedAt: the arrival time the daemon's clock gives (compared later by `completeQuietSeries`).
     @discardableResult
     public func upsert(_ batch: CatalogBatch, arrivedAt: Date = Date()) async throws -> UpsertSummary {
-        let patients = unique(batch.patients, by: \.patientID)
-        if !patients.isEmpty {
-            try await connection.query("""
-                INSERT INTO imaging.patients AS p (patient_id, sex, age_years)
-                SELECT patient_id, sex, age_years
-                FROM jsonb_to_recordset(\(try json(patients))::jsonb) AS x(patient_id text, sex text, age_years integer)
-                ON CONFLICT (patient_id) DO UPDATE
-                SET sex = COALESCE(EXCLUDED.sex, p.sex), age_years = COALESCE(EXCLUDED.age_years, p.age_years),
-                    updated_at = now()
-                WHERE (p.sex, p.age_years) IS DISTINCT FROM
-                      (COALESCE(EXCLUDED.sex, p.sex), COALESCE(EXCLUDED.age_years, p.age_years))
-                """, logger: logger)
-        }
-        let studies = unique(batch.studies, by: \.studyUID)
-        if !studies.isEmpty {
-            try await connection.query("""
-                INSERT INTO imaging.studies AS s (study_uid, patient_id, study_date, study_description, accession_pseudonym)
-                SELECT study_uid, patient_id, study_date, study_description, accession_pseudonym
-                FROM jsonb_to_recordset(\(try json(studies))::jsonb)
-                     AS x(study_uid text, patient_id text, study_date date, study_description text, accession_pseudonym text)
-                ON CONFLICT (study_uid) DO UPDATE
-                SET patient_id = EXCLUDED.patient_id, study_date = EXCLUDED.study_date,
-                    study_description = EXCLUDED.study_description, accession_pseudonym = EXCLUDED.accession_pseudonym,
-                    updated_at = now()
-                WHERE (s.patient_id, s.study_date, s.study_description, s.accession_pseudonym) IS DISTINCT FROM
-                      (EXCLUDED.patient_id, EXCLUDED.study_date, EXCLUDED.study_description, EXCLUDED.accession_pseudonym)
-                """, logger: logger)
-        }
-        let series = unique(batch.series, by: \.seriesUID)
-        if !series.isEmpty {
-            try await connection.query("""
-                INSERT INTO imaging.series AS s
-                    (series_uid, study_uid, modality, body_part, series_number, series_description, manufacturer)
-                SELECT series_uid, study_uid, modality, body_part, series_number, series_description, manufacturer
-                FROM jsonb_to_recordset(\(try json(series))::jsonb)
-                     AS x(series_uid text, study_uid text, modality text, body_part text, series_number integer,
-                          series_description text, manufacturer text)
-                ON CONFLICT (series_uid) DO UPDATE
-                SET study_uid = EXCLUDED.study_uid, modality = EXCLUDED.modality, body_part = EXCLUDED.body_part,
-                    series_number = EXCLUDED.series_number, series_description = EXCLUDED.series_description,
-                    manufacturer = EXCLUDED.manufacturer, updated_at = now()
-                WHERE (s.study_uid, s.modality, s.body_part, s.series_number, s.series_description, s.manufacturer)
-                      IS DISTINCT FROM
-                      (EXCLUDED.study_uid, EXCLUDED.modality, EXCLUDED.body_part, EXCLUDED.series_number,
-                       EXCLUDED.series_description, EXCLUDED.manufacturer)
-                """, logger: logger)
-        }
+        try await upsertPatients(json: try json(unique(batch.patients, by: \.patientID)))
+        try await upsertStudies(json: try json(unique(batch.studies, by: \.studyUID)))
+        try await upsertSeries(json: try json(unique(batch.series, by: \.seriesUID)))
         var summary = UpsertSummary(insertedInstances: 0, updatedInstances: 0, reopenedSeries: [])
         let instances = unique(batch.instances, by: \.sopInstanceUID)
         if !instances.isEmpty {
             let rows = try await connection.query("""
-                WITH input AS (
-                    SELECT * FROM jsonb_to_recordset(\(try json(instances.map(InstanceRow.init)))::jsonb) AS x(
-                        sop_instance_uid text, series_uid text, study_uid text, patient_id text, sop_class_uid text,
-                        instance_number integer, modality text, body_part text, study_date date,
-                        series_description text, manufacturer text, rows integer, columns integer,
-                        pixel_spacing double precision[], slice_thickness double precision, number_of_frames integer,
-                        transfer_syntax_uid text, file_key text, file_sha256 text, file_size bigint, tensor_key text,
-                        tensor_sha256 text, preview_key text, preview_sha256 text, header text)
-                ), up AS (
-                    INSERT INTO imaging.instances AS i (
-                        sop_instance_uid, series_uid, study_uid, patient_id, sop_class_uid, instance_number, modality,
-                        body_part, study_date, series_description, manufacturer, rows, columns, pixel_spacing,
-                        slice_thickness, number_of_frames, transfer_syntax_uid, file_key, file_sha256, file_size,
-                        tensor_key, tensor_sha256, preview_key, preview_sha256, header)
-                    SELECT sop_instance_uid, series_uid, study_uid, patient_id, sop_class_uid, instance_number, modality,
-                        body_part, study_date, series_description, manufacturer, rows, columns, pixel_spacing,
-                        slice_thickness, number_of_frames, transfer_syntax_uid, file_key, file_sha256, file_size,
-                        tensor_key, tensor_sha256, preview_key, preview_sha256, header::jsonb
-                    FROM input
-                    ON CONFLICT (sop_instance_uid) DO UPDATE SET
-                        series_uid = EXCLUDED.series_uid, study_uid = EXCLUDED.study_uid,
-                        patient_id = EXCLUDED.patient_id, sop_class_uid = EXCLUDED.sop_class_uid,
-                        instance_number = EXCLUDED.instance_number, modality = EXCLUDED.modality,
-                        body_part = EXCLUDED.body_part, study_date = EXCLUDED.study_date,
-                        series_description = EXCLUDED.series_description, manufacturer = EXCLUDED.manufacturer,
-                        rows = EXCLUDED.rows, columns = EXCLUDED.columns, pixel_spacing = EXCLUDED.pixel_spacing,
-                        slice_thickness = EXCLUDED.slice_thickness, number_of_frames = EXCLUDED.number_of_frames,
-                        transfer_syntax_uid = EXCLUDED.transfer_syntax_uid, file_key = EXCLUDED.file_key,
-                        file_sha256 = EXCLUDED.file_sha256, file_size = EXCLUDED.file_size,
-                        tensor_key = EXCLUDED.tensor_key, tensor_sha256 = EXCLUDED.tensor_sha256,
-                        preview_key = EXCLUDED.preview_key, preview_sha256 = EXCLUDED.preview_sha256,
-                        header = EXCLUDED.header, updated_at = now()
-                    RETURNING i.series_uid, (xmax = 0) AS inserted
-                ), counts AS (
-                    SELECT series_uid, count(*) FILTER (WHERE inserted) AS new_instances FROM up GROUP BY series_uid
-                ), before AS (
-                    SELECT s.series_uid, s.state FROM imaging.series s JOIN counts c USING (series_uid)
-                ), touched AS (
-                    UPDATE imaging.series s SET
-                        instance_count = s.instance_count + c.new_instances,
-                        last_instance_at = GREATEST(s.last_instance_at, \(arrivedAt)),
-                        revision = CASE WHEN s.state = 'complete' AND c.new_instances > 0 THEN s.revision + 1
-                                        ELSE s.revision END,
-                        state = CASE WHEN c.new_instances > 0 THEN 'open' ELSE s.state END,
-                        completed_at = CASE WHEN c.new_instances > 0 THEN NULL ELSE s.completed_at END,
-                        updated_at = now()
-                    FROM counts c WHERE s.series_uid = c.series_uid
-                    RETURNING s.series_uid
-                )
-                SELECT (SELECT count(*) FROM up WHERE inserted),
-                       (SELECT count(*) FROM up WHERE NOT inserted),
-                       (SELECT count(*) FROM touched),
-                       COALESCE((SELECT array_agg(b.series_uid ORDER BY b.series_uid) FROM before b
-                                 JOIN counts c USING (series_uid) WHERE b.state = 'complete' AND c.new_instances > 0),
-                                '{}'::text[])
+                INSERT INTO imaging.instances AS i (\(unescaped: Self.instanceColumns))
+                SELECT \(unescaped: Self.instanceColumns) FROM jsonb_to_recordset(\(CatalogRows.instances(instances))::jsonb)
+                     AS x(\(unescaped: Self.instanceColumnTypes))
+                ON CONFLICT (sop_instance_uid) DO UPDATE SET \(unescaped: Self.instanceUpdates), updated_at = now()
+                RETURNING i.series_uid, (xmax = 0) AS inserted
                 """, logger: logger)
-            for try await (inserted, updated, _, reopened) in rows.decode((Int, Int, Int, [String]).self) {
-                summary = UpsertSummary(insertedInstances: inserted, updatedInstances: updated, reopenedSeries: reopened)
+            var arrivals: [String: SeriesArrival] = [:]
+            for try await (series, inserted) in rows.decode((String, Bool).self) {
+                if inserted {
+                    summary.insertedInstances += 1
+                    arrivals[series, default: SeriesArrival()].newInstances += 1
+                } else {
+                    summary.updatedInstances += 1
+                }
             }
+            summary.reopenedSeries = try await recordArrivals(arrivals, at: arrivedAt)
             try await upsertTensors(instances)
         }
         try await upsertVault(batch)
         return summary
     }
 
+    /// The columns of `imaging.instances` the pipeline writes, in the order of `instanceColumnTypes`.
+    static let instanceColumns = """
+        sop_instance_uid, series_uid, study_uid, patient_id, sop_class_uid, instance_number, modality, body_part, study_date,
+        series_description, manufacturer, rows, columns, pixel_spacing, slice_thickness, number_of_frames, transfer_syntax_uid,
+        file_key, file_sha256, file_size, tensor_key, tensor_sha256, preview_key, preview_sha256, header, content_sha256
+        """
+    static let instanceColumnTypes = """
+        sop_instance_uid text, series_uid text, study_uid text, patient_id text, sop_class_uid text, instance_number integer,
+        modality text, body_part text, study_date date, series_description text, manufacturer text, rows integer, columns integer,
+        pixel_spacing double precision[], slice_thickness double precision, number_of_frames integer, transfer_syntax_uid text,
+        file_key text, file_sha256 text, file_size bigint, tensor_key text, tensor_sha256 text, preview_key text,
+        preview_sha256 text, header jsonb, content_sha256 text
+        """
+    /// `SET` list replacing every column but the key with the `EXCLUDED` row's.
+    static let instanceUpdates = instanceColumns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        .dropFirst().map { "\($0) = EXCLUDED.\($0)" }.joined(separator: ", ")
+
+    /// Upserts `imaging.patients` from JSON rows (`patient_id`, `sex`, `age_years`), one per patient.
+    func upsertPatients(json rows: String) async throws {
+        guard rows != "[]" else { return }
+        try await connection.query("""
+            INSERT INTO imaging.patients AS p (patient_id, sex, age_years)
+            SELECT patient_id, sex, age_years
+            FROM jsonb_to_recordset(\(rows)::jsonb) AS x(patient_id text, sex text, age_years integer)
+            ORDER BY patient_id
+            ON CONFLICT (patient_id) DO UPDATE
+            SET sex = COALESCE(EXCLUDED.sex, p.sex), age_years = COALESCE(EXCLUDED.age_years, p.age_years),
+                updated_at = now()
+            WHERE (p.sex, p.age_years) IS DISTINCT FROM
+                  (COALESCE(EXCLUDED.sex, p.sex), COALESCE(EXCLUDED.age_years, p.age_years))
+            """, logger: logger)
+    }
+
+    /// Upserts `imaging.studies` from JSON rows, one per study.
+    func upsertStudies(json rows: String) async throws {
+        guard rows != "[]" else { return }
+        try await connection.query("""
+            INSERT INTO imaging.studies AS s (study_uid, patient_id, study_date, study_description, accession_pseudonym)
+            SELECT study_uid, patient_id, study_date, study_description, accession_pseudonym
+            FROM jsonb_to_recordset(\(rows)::jsonb)
+                 AS x(study_uid text, patient_id text, study_date date, study_description text, accession_pseudonym text)
+            ORDER BY study_uid
+            ON CONFLICT (study_uid) DO UPDATE
+            SET patient_id = EXCLUDED.patient_id, study_date = EXCLUDED.study_date,
+                study_description = EXCLUDED.study_description, accession_pseudonym = EXCLUDED.accession_pseudonym,
+                updated_at = now()
+            WHERE (s.patient_id, s.study_date, s.study_description, s.accession_pseudonym) IS DISTINCT FROM
+                  (EXCLUDED.patient_id, EXCLUDED.study_date, EXCLUDED.study_description, EXCLUDED.accession_pseudonym)
+            """, logger: logger)
+    }
+
+    /// Upserts the descriptive columns of `imaging.series` from JSON rows, one per series.
+    func upsertSeries(json rows: String) async throws {
+        guard rows != "[]" else { return }
+        try await connection.query("""
+            INSERT INTO imaging.series AS s
+                (series_uid, study_uid, modality, body_part, series_number, series_description, manufacturer)
+            SELECT series_uid, study_uid, modality, body_part, series_number, series_description, manufacturer
+            FROM jsonb_to_recordset(\(rows)::jsonb)
+                 AS x(series_uid text, study_uid text, modality text, body_part text, series_number integer,
+                      series_description text, manufacturer text)
+            ORDER BY series_uid
+            ON CONFLICT (series_uid) DO UPDATE
+            SET study_uid = EXCLUDED.study_uid, modality = EXCLUDED.modality, body_part = EXCLUDED.body_part,
+                series_number = EXCLUDED.series_number, series_description = EXCLUDED.series_description,
+                manufacturer = EXCLUDED.manufacturer, updated_at = now()
+            WHERE (s.study_uid, s.modality, s.body_part, s.series_number, s.series_description, s.manufacturer)
+                  IS DISTINCT FROM
+                  (EXCLUDED.study_uid, EXCLUDED.modality, EXCLUDED.body_part, EXCLUDED.series_number,
+                   EXCLUDED.series_description, EXCLUDED.manufacturer)
+            """, logger: logger)
+    }
+
+    /// What arrived in one series in one transaction.
+    struct SeriesArrival {
+        /// Instances new to the catalogue: they count into the series and re-open it when complete.
+        var newInstances = 0
+        /// Instances whose content changed in place: they re-open a complete series without counting.
+        var changedInstances = 0
+    }
+
+    /// Counts arrivals into their series, moves each series' last arrival to `arrivedAt` and re-opens (with the
+    /// next revision) the complete series that got a new or changed instance; returns those re-opened.
+    func recordArrivals(_ arrivals: [String: SeriesArrival], at arrivedAt: Date) async throws -> [String] {
+        let touched = arrivals.filter { $0.value.newInstances > 0 || $0.value.changedInstances > 0 }.sorted { $0.key < $1.key }
+        guard !touched.isEmpty else { return [] }
+        let rows = try await connection.query("""
+            WITH input AS (
+                SELECT * FROM unnest(\(touched.map(\.key))::text[], \(touched.map { Int32($0.value.newInstances) })::int4[])
+                     AS x(series_uid, new_instances)
+            ), before AS (
+                SELECT s.series_uid, s.state FROM imaging.series s JOIN input USING (series_uid)
+            ), touched AS (
+                UPDATE imaging.series s SET
+                    instance_count = s.instance_count + x.new_instances,
+                    last_instance_at = GREATEST(s.last_instance_at, \(arrivedAt)),
+                    revision = CASE WHEN s.state = 'complete' THEN s.revision + 1 ELSE s.revision END,
+                    state = 'open', completed_at = NULL, updated_at = now()
+                FROM input x WHERE s.series_uid = x.series_uid
+                RETURNING s.series_uid
+            )
+            SELECT COALESCE((SELECT array_agg(b.series_uid ORDER BY b.series_uid) FROM before b WHERE b.state = 'complete'), '{}'::text[]),
+                   (SELECT count(*) FROM touched)
+            """, logger: logger)
+        var reopened: [String] = []
+        for try await (series, _) in rows.decode(([String], Int).self) { reopened = series }
+        return reopened
+    }
+
     /// Writes every recipe's tensor of the instances that list theirs; recipes an instance no longer has go.
     func upsertTensors(_ instances: [InstanceRecord]) async throws {
         let tensors = instances.flatMap { instance in unique(instance.tensors, by: \.recipe).map { TensorRow(instance.sopInstanceUID, $0) } }
-        guard !tensors.isEmpty else { return }
+        try await upsertTensors(json: try json(tensors))
+    }
+
+    /// Writes `imaging.tensors` from JSON rows; for each instance named, recipes not in the rows are removed.
+    func upsertTensors(json rows: String) async throws {
+        guard rows != "[]" else { return }
         try await connection.query("""
             WITH input AS (
-                SELECT * FROM jsonb_to_recordset(\(try json(tensors))::jsonb) AS x(
+                SELECT * FROM jsonb_to_recordset(\(rows)::jsonb) AS x(
                     sop_instance_uid text, recipe text, tensor_key text, tensor_sha256 text, sidecar_key text,
                     preview_key text, preview_sha256 text)
             ), gone AS (
@@ -152,6 +180,7 @@ public struct CatalogTransaction: Sendable {
             INSERT INTO imaging.tensors AS t
                 (sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256)
             SELECT sop_instance_uid, recipe, tensor_key, tensor_sha256, sidecar_key, preview_key, preview_sha256 FROM input
+            ORDER BY sop_instance_uid, recipe
             ON CONFLICT (sop_instance_uid, recipe) DO UPDATE
             SET tensor_key = EXCLUDED.tensor_key, tensor_sha256 = EXCLUDED.tensor_sha256, sidecar_key = EXCLUDED.sidecar_key,
                 preview_key = EXCLUDED.preview_key, preview_sha256 = EXCLUDED.preview_sha256, updated_at = now()
@@ -161,13 +190,20 @@ public struct CatalogTransaction: Sendable {
     }
 
     func upsertVault(_ batch: CatalogBatch) async throws {
-        let patients = unique(batch.vaultPatients, by: \.patientID)
-        if !patients.isEmpty {
+        try await upsertVault(
+            patients: try json(unique(batch.vaultPatients, by: \.patientID)), studies: try json(unique(batch.vaultStudies, by: \.studyUID)),
+            series: try json(unique(batch.vaultSeries, by: \.seriesUID)), instances: try json(unique(batch.vaultInstances, by: \.sopInstanceUID)))
+    }
+
+    /// Writes the vault's rows from JSON rows (one per pseudonym each).
+    func upsertVault(patients: String, studies: String, series: String, instances: String) async throws {
+        if patients != "[]" {
             try await connection.query("""
                 INSERT INTO vault.patients AS v (patient_id, original_patient_id, patient_name, birth_date)
                 SELECT patient_id, original_patient_id, patient_name, birth_date
-                FROM jsonb_to_recordset(\(try json(patients))::jsonb)
+                FROM jsonb_to_recordset(\(patients)::jsonb)
                      AS x(patient_id text, original_patient_id text, patient_name text, birth_date text)
+                ORDER BY patient_id
                 ON CONFLICT (patient_id) DO UPDATE
                 SET original_patient_id = EXCLUDED.original_patient_id,
                     patient_name = COALESCE(EXCLUDED.patient_name, v.patient_name),
@@ -177,34 +213,34 @@ public struct CatalogTransaction: Sendable {
                        COALESCE(EXCLUDED.birth_date, v.birth_date))
                 """, logger: logger)
         }
-        let studies = unique(batch.vaultStudies, by: \.studyUID)
-        if !studies.isEmpty {
+        if studies != "[]" {
             try await connection.query("""
                 INSERT INTO vault.studies AS v (study_uid, original_study_uid, accession_number)
                 SELECT study_uid, original_study_uid, accession_number
-                FROM jsonb_to_recordset(\(try json(studies))::jsonb)
+                FROM jsonb_to_recordset(\(studies)::jsonb)
                      AS x(study_uid text, original_study_uid text, accession_number text)
+                ORDER BY study_uid
                 ON CONFLICT (study_uid) DO UPDATE
                 SET accession_number = COALESCE(EXCLUDED.accession_number, v.accession_number)
                 WHERE v.accession_number IS DISTINCT FROM COALESCE(EXCLUDED.accession_number, v.accession_number)
                 """, logger: logger)
         }
-        let series = unique(batch.vaultSeries, by: \.seriesUID)
-        if !series.isEmpty {
+        if series != "[]" {
             try await connection.query("""
                 INSERT INTO vault.series (series_uid, original_series_uid)
                 SELECT series_uid, original_series_uid
-                FROM jsonb_to_recordset(\(try json(series))::jsonb) AS x(series_uid text, original_series_uid text)
+                FROM jsonb_to_recordset(\(series)::jsonb) AS x(series_uid text, original_series_uid text)
+                ORDER BY series_uid
                 ON CONFLICT (series_uid) DO NOTHING
                 """, logger: logger)
         }
-        let instances = unique(batch.vaultInstances, by: \.sopInstanceUID)
-        if !instances.isEmpty {
+        if instances != "[]" {
             try await connection.query("""
                 INSERT INTO vault.instances (sop_instance_uid, original_sop_instance_uid)
                 SELECT sop_instance_uid, original_sop_instance_uid
-                FROM jsonb_to_recordset(\(try json(instances))::jsonb)
+                FROM jsonb_to_recordset(\(instances)::jsonb)
                      AS x(sop_instance_uid text, original_sop_instance_uid text)
+                ORDER BY sop_instance_uid
                 ON CONFLICT (sop_instance_uid) DO NOTHING
                 """, logger: logger)
         }
@@ -383,7 +419,7 @@ public struct CatalogTransaction: Sendable {
         if entry.state.isTerminal { return .alreadyDone(entry) }
         if entry.state == .processing && leaseLive && entry.leaseOwner != owner { return .busy(entry) }
         if entry.attempts >= maxAttempts { return .exhausted(entry) }
-        let interrupted = entry.state == .processing
+        let interrupted = Interruption.of(entry) == .counted
         if interrupted && entry.interruptions + 1 >= maxInterruptions {
             try await connection.query("""
                 UPDATE ingest.source_files SET interruptions = interruptions + 1, updated_at = now() WHERE id = \(entry.id)
@@ -416,7 +452,7 @@ public struct CatalogTransaction: Sendable {
 
         let claimed = try await connection.query("""
             UPDATE ingest.source_files
-            SET state = 'processing', claims = claims + 1, interruptions = interruptions + \(interrupted ? 1 : 0),
+            SET state = 'processing', claims = claims + 1, interruptions = interruptions + \(interrupted ? 1 : 0), claim_batch = 1,
                 lease_owner = \(owner),
                 lease_until = now() + make_interval(secs => \(lease.seconds)), updated_at = now()
             WHERE id = \(entry.id)
@@ -509,9 +545,9 @@ public struct CatalogTransaction: Sendable {
 
     static let ledgerColumns = """
         id, path, size, sha256, state, attempts, error_reason, lease_owner, lease_until, sop_instance_uid, duplicate_of, claims,
-        interruptions
+        interruptions, claim_batch
         """
-    static let ledgerColumnCount = 13
+    static let ledgerColumnCount = 14
 
     /// Reads the first `ledgerColumnCount` columns (`ledgerColumns`) of a row.
     static func ledgerEntry(_ row: PostgresRow) throws -> LedgerEntry {
@@ -521,7 +557,7 @@ public struct CatalogTransaction: Sendable {
             size: try cells[2].decode(Int64.self), sha256: try cells[3].decode(String.self),
             state: LedgerState(rawValue: try cells[4].decode(String.self)) ?? .failed,
             attempts: try cells[5].decode(Int.self), claims: try cells[11].decode(Int.self),
-            interruptions: try cells[12].decode(Int.self), errorReason: try cells[6].decode(String?.self),
+            interruptions: try cells[12].decode(Int.self), claimBatch: try cells[13].decode(Int.self), errorReason: try cells[6].decode(String?.self),
             leaseOwner: try cells[7].decode(String?.self), leaseUntil: try cells[8].decode(Date?.self),
             sopInstanceUID: try cells[9].decode(String?.self), duplicateOf: try cells[10].decode(Int64?.self))
     }

@@ -3,24 +3,29 @@
 import Foundation
 import NIOSSL
 import PostgresNIO
+import Secrets
 
 /// How to reach PostgreSQL.
 ///
 /// URL forms:
-/// - `postgres://user:pass@host:5432/db?sslmode=disable|prefer|require|verify-full&sslrootcert=/ca.pem&pool_size=10`
+/// - `postgres://user:pass@host:5432/db?sslmode=disable|prefer|require|verify-ca|verify-full&sslrootcert=/ca.pem&pool_size=10`
+/// - `…&sslcert=/client.pem&sslkey=/client.key` (a client certificate, for `cert` authentication)
 /// - `postgres://user@/db?host=/var/run/postgresql` (a unix socket directory; the socket is `.s.PGSQL.<port>`)
 ///
 /// The password comes, in this order, from the URL, the `password_file=` URL option, the environment variable
 /// `DICOM_ETL_DATABASE_PASSWORD`, the file named by `DICOM_ETL_DATABASE_PASSWORD_FILE`, or `PGPASSWORD`.
-public struct DatabaseConfiguration: Sendable, Equatable {
+/// Password files and `sslkey` must be readable by their owner alone (`chmod 600`, see `SecretFile`).
+public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertible {
     /// TLS modes with libpq's meaning.
     public enum TLSMode: String, Sendable, CaseIterable {
         /// Never TLS.
         case disable
         /// TLS when the server offers it, without verification.
         case prefer
-        /// TLS required, the certificate is not verified.
+        /// TLS required; the certificate is not verified, unless `sslrootcert` is given (then as `verify-ca`, as libpq).
         case require
+        /// TLS required, the certificate chain is verified, the host name is not.
+        case verifyCA = "verify-ca"
         /// TLS required, the certificate chain and host name are verified.
         case verifyFull = "verify-full"
     }
@@ -35,15 +40,20 @@ public struct DatabaseConfiguration: Sendable, Equatable {
     public var password: String?
     public var database: String
     public var tlsMode: TLSMode
-    /// A PEM file of trusted roots for `verify-full` (the system's roots otherwise).
+    /// A PEM file of trusted roots for `verify-ca` / `verify-full` (the system's roots otherwise).
     public var rootCertificateFile: String?
+    /// A PEM client certificate (chain) presented to the server, with its key in `clientKeyFile`.
+    public var clientCertificateFile: String?
+    /// The PEM private key of `clientCertificateFile`; a secret file (owner-only).
+    public var clientKeyFile: String?
     /// The most connections the pool opens.
     public var poolSize: Int
 
     public init(
         host: String? = "127.0.0.1", port: Int = 5432, unixSocketDirectory: String? = nil,
         username: String = "postgres", password: String? = nil, database: String = "postgres",
-        tlsMode: TLSMode = .prefer, rootCertificateFile: String? = nil, poolSize: Int = 10
+        tlsMode: TLSMode = .prefer, rootCertificateFile: String? = nil, clientCertificateFile: String? = nil,
+        clientKeyFile: String? = nil, poolSize: Int = 10
     ) {
         self.host = host
         self.port = port
@@ -53,6 +63,8 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         self.database = database
         self.tlsMode = tlsMode
         self.rootCertificateFile = rootCertificateFile
+        self.clientCertificateFile = clientCertificateFile
+        self.clientKeyFile = clientKeyFile
         self.poolSize = poolSize
     }
 
@@ -97,7 +109,11 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         } else if config.unixSocketDirectory != nil {
             config.tlsMode = .disable
         }
-        config.rootCertificateFile = options["sslrootcert"]
+        config.rootCertificateFile = options["sslrootcert"].flatMap { $0.isEmpty ? nil : $0 }
+        config.clientCertificateFile = options["sslcert"].flatMap { $0.isEmpty ? nil : $0 }
+        config.clientKeyFile = options["sslkey"].flatMap { $0.isEmpty ? nil : $0 }
+        // A certificate without its key (or a key without its certificate) is a mistake, not a choice.
+        guard (config.clientCertificateFile == nil) == (config.clientKeyFile == nil) else { throw CatalogError(.invalidDatabaseURL) }
         if let pool = options["pool_size"] {
             guard let size = Int(pool), size > 0 else { throw CatalogError(.invalidDatabaseURL) }
             config.poolSize = size
@@ -106,22 +122,23 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         if let password = components.password {
             config.password = password
         } else if let file = options["password_file"] {
-            config.password = try readPasswordFile(file)
+            config.password = try readPasswordFile(file, setting: "password_file")
         } else if let password = environment["DICOM_ETL_DATABASE_PASSWORD"] {
             config.password = password
         } else if let file = environment["DICOM_ETL_DATABASE_PASSWORD_FILE"] {
-            config.password = try readPasswordFile(file)
+            config.password = try readPasswordFile(file, setting: "DICOM_ETL_DATABASE_PASSWORD_FILE")
         } else if let password = environment["PGPASSWORD"] {
             config.password = password
         }
         return config
     }
 
-    static func readPasswordFile(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw CatalogError(.passwordFileUnreadable)
+    static func readPasswordFile(_ path: String, setting: String) throws -> String {
+        do {
+            return try SecretFile.readText(path, setting: setting).trimmingCharacters(in: .newlines)
+        } catch {
+            throw CatalogError(secretFileError: error, unreadable: .passwordFileUnreadable)
         }
-        return text.trimmingCharacters(in: .newlines)
     }
 
     /// The same configuration for another database of the same server.
@@ -139,26 +156,36 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         return copy
     }
 
+    /// What TLS a TCP connection uses: none, TLS if offered, or TLS required.
+    enum TLSUse {
+        case disable
+        case prefer(TLSConfiguration)
+        case require(TLSConfiguration)
+    }
+
+    /// The TLS of a TCP connection for `tlsMode`. Reads the TLS files now, so that a missing CA or an insecure
+    /// client key stops the start with a clear error instead of failing every connection.
+    func tlsUse() throws -> TLSUse {
+        switch tlsMode {
+        case .disable: return .disable
+        case .prefer: return .prefer(try tlsConfiguration(verification: .none))
+        case .require: return .require(try tlsConfiguration(verification: rootCertificateFile == nil ? .none : .noHostnameVerification))
+        case .verifyCA: return .require(try tlsConfiguration(verification: .noHostnameVerification))
+        case .verifyFull: return .require(try tlsConfiguration(verification: .fullVerification))
+        }
+    }
+
     /// The configuration for `PostgresClient`.
     public func clientConfiguration() throws -> PostgresClient.Configuration {
         var configuration: PostgresClient.Configuration
         if let directory = unixSocketDirectory {
-            let socket = (directory as NSString).appendingPathComponent(".s.PGSQL.\(port)")
-            configuration = .init(unixSocketPath: socket, username: username, password: password, database: database)
+            configuration = .init(unixSocketPath: socketPath(directory), username: username, password: password, database: database)
         } else {
             let tls: PostgresClient.Configuration.TLS
-            switch tlsMode {
-            case .disable:
-                tls = .disable
-            case .prefer, .require:
-                var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-                tlsConfiguration.certificateVerification = .none
-                tls = tlsMode == .prefer ? .prefer(tlsConfiguration) : .require(tlsConfiguration)
-            case .verifyFull:
-                var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
-                tlsConfiguration.certificateVerification = .fullVerification
-                if let rootCertificateFile { tlsConfiguration.trustRoots = .file(rootCertificateFile) }
-                tls = .require(tlsConfiguration)
+            switch try tlsUse() {
+            case .disable: tls = .disable
+            case .prefer(let configuration): tls = .prefer(configuration)
+            case .require(let configuration): tls = .require(configuration)
             }
             configuration = .init(
                 host: host ?? "127.0.0.1", port: port, username: username, password: password, database: database, tls: tls)
@@ -167,9 +194,60 @@ public struct DatabaseConfiguration: Sendable, Equatable {
         return configuration
     }
 
+    /// The configuration of one `PostgresConnection`, with the same endpoint and TLS as `clientConfiguration()`.
+    func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        if let directory = unixSocketDirectory {
+            return .init(unixSocketPath: socketPath(directory), username: username, password: password, database: database)
+        }
+        let tls: PostgresConnection.Configuration.TLS
+        switch try tlsUse() {
+        case .disable: tls = .disable
+        case .prefer(let configuration): tls = .prefer(try NIOSSLContext(configuration: configuration))
+        case .require(let configuration): tls = .require(try NIOSSLContext(configuration: configuration))
+        }
+        return .init(host: host ?? "127.0.0.1", port: port, username: username, password: password, database: database, tls: tls)
+    }
+
+    func socketPath(_ directory: String) -> String {
+        (directory as NSString).appendingPathComponent(".s.PGSQL.\(port)")
+    }
+
+    /// TLS 1.2 or later, the given verification, the trusted roots of `sslrootcert` (else the system's) and
+    /// the client certificate, if any.
+    func tlsConfiguration(verification: CertificateVerification) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.certificateVerification = verification
+        if let rootCertificateFile, verification != .none {
+            tls.trustRoots = .certificates(try Self.certificates(rootCertificateFile, setting: "sslrootcert"))
+        }
+        if let clientCertificateFile, let clientKeyFile {
+            tls.certificateChain = try Self.certificates(clientCertificateFile, setting: "sslcert").map { .certificate($0) }
+            let keyBytes: [UInt8]
+            do { keyBytes = try SecretFile.read(clientKeyFile, setting: "sslkey") } catch {
+                throw CatalogError(secretFileError: error, unreadable: .tlsFileUnreadable)
+            }
+            do { tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: keyBytes, format: .pem)) } catch {
+                throw CatalogError(.tlsFileUnreadable, detail: "sslkey (\(clientKeyFile)) is not a PEM private key")
+            }
+        }
+        return tls
+    }
+
+    static func certificates(_ path: String, setting: String) throws -> [NIOSSLCertificate] {
+        let certificates = try? NIOSSLCertificate.fromPEMFile(path)
+        guard let certificates, !certificates.isEmpty else {
+            throw CatalogError(.tlsFileUnreadable, detail: "\(setting) (\(path)) is not a readable PEM certificate file")
+        }
+        return certificates
+    }
+
     /// A URL for logs: no password, no options beyond the TLS mode.
     public var redactedDescription: String {
         let place = unixSocketDirectory.map { _ in "[unix socket]:\(port)" } ?? "\(host ?? "?"):\(port)"
         return "postgres://\(username)@\(place)/\(database)?sslmode=\(tlsMode.rawValue)&pool_size=\(poolSize)"
     }
+
+    /// The redacted URL: printing a configuration never prints its password.
+    public var description: String { redactedDescription }
 }

@@ -48,7 +48,9 @@ public struct JobQueue: Sendable {
     /// - Parameters:
     ///   - lease: how long the claim holds; `extendLease` renews it.
     ///   - models: only jobs for these models (all when nil).
-    public func claim(_ limit: Int, lease: Duration, models: [ModelRef]? = nil) async throws -> [ClaimedJob] {
+    ///   - anyVersionOf: also jobs for these model names whatever version they were queued for (a worker that
+    ///     serves the version `inference.model_serving` names takes them).
+    public func claim(_ limit: Int, lease: Duration, models: [ModelRef]? = nil, anyVersionOf: [String] = []) async throws -> [ClaimedJob] {
         guard limit > 0, lease > .zero else { throw CatalogError(.invalidArgument) }
         let logger = self.logger
         return try await inTransaction(client, logger: logger) { connection in
@@ -67,7 +69,8 @@ public struct JobQueue: Sendable {
                     WHERE ((state = 'queued' AND run_at <= now())
                            OR (state = 'running' AND lease_until < now() AND attempts < max_attempts))
                       AND (\(models == nil) OR (model_name, model_version) IN
-                           (SELECT * FROM unnest(\(names)::text[], \(versions)::text[])))
+                           (SELECT * FROM unnest(\(names)::text[], \(versions)::text[]))
+                           OR model_name = ANY(\(anyVersionOf)::text[]))
                     ORDER BY run_at, id
                     LIMIT \(limit)
                     FOR UPDATE SKIP LOCKED)
@@ -93,7 +96,9 @@ public struct JobQueue: Sendable {
     /// Marks the job done and writes its diagnoses in the same transaction.
     /// Throws `CatalogError.leaseLost` (and writes nothing) when this claim no longer holds the job.
     /// Diagnoses without a `jobID` get this job's id.
-    public func complete(_ job: ClaimedJob, diagnoses: [DiagnosisRecord] = []) async throws {
+    /// - Parameter shadowDiagnoses: rows of a shadow version run on the same job, written to
+    ///   `inference.shadow_diagnoses` in the same transaction.
+    public func complete(_ job: ClaimedJob, diagnoses: [DiagnosisRecord] = [], shadowDiagnoses: [DiagnosisRecord] = []) async throws {
         let logger = self.logger
         try await inTransaction(client, logger: logger) { connection in
             let rows = try await connection.query("""
@@ -106,11 +111,13 @@ public struct JobQueue: Sendable {
             for try await _ in rows.decode(Int64.self) { found = true }
             guard found else { throw CatalogError(.leaseLost) }
             let transaction = CatalogTransaction(connection: connection, logger: logger)
-            try await transaction.insertDiagnoses(diagnoses.map { d in
+            let own = { (d: DiagnosisRecord) -> DiagnosisRecord in
                 var d = d
                 if d.jobID == nil { d.jobID = job.id }
                 return d
-            })
+            }
+            try await transaction.insertDiagnoses(diagnoses.map(own))
+            try await transaction.insertShadowDiagnoses(shadowDiagnoses.map(own))
         }
     }
 

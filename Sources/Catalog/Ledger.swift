@@ -49,8 +49,11 @@ public struct LedgerEntry: Sendable, Hashable {
     public var attempts: Int
     /// Claims taken, whatever became of them.
     public var claims: Int
-    /// Claims that ended with no outcome: the claimer died or lost the database mid-file.
+    /// Claims that ended with no outcome while the file was processed alone: the claimer died or lost the
+    /// database mid-file.
     public var interruptions: Int
+    /// The size of the group the file was last being processed in (0: claimed, not started yet).
+    public var claimBatch: Int = 1
     public var errorReason: String?
     public var leaseOwner: String?
     public var leaseUntil: Date?
@@ -71,4 +74,24 @@ public enum LedgerClaim: Sendable, Hashable {
     /// The file failed `maxAttempts` times (its `errorReason` is the last failure), or its claims were
     /// interrupted `maxInterruptions` times; the caller should quarantine it.
     case exhausted(LedgerEntry)
+}
+
+/// What a claim finds of a file's last claim when that claim ended with no outcome.
+public enum Interruption: Sendable, Hashable {
+    /// Not interrupted (or claimed and never started: nothing was done with it).
+    case none
+    /// Interrupted while it was processed alone: counted (`interruptions`), as it may be the file's doing.
+    case counted
+    /// Interrupted in a group of files: not counted (no one file is to blame); it goes in a group of `group`.
+    case isolate(group: Int)
+
+    /// The interruption a claim of `entry` finds.
+    public static func of(_ entry: LedgerEntry) -> Interruption {
+        guard entry.state == .processing else { return .none }
+        switch entry.claimBatch {
+        case 0: return .none
+        case 1: return .counted
+        case let size: return .isolate(group: max(1, size / 2))
+        }
+    }
 }

@@ -190,7 +190,10 @@ public struct Migrator: Sendable {
 }
 
 /// The SQLSTATE of a server error, if the error is one.
-func sqlState(of error: any Error) -> String? {
+func sqlState(of error: any Error) -> String? { serverState(of: error) }
+
+/// The SQLSTATE of a server error.
+func serverState(of error: any Error) -> String? {
     if let error = error as? PSQLError { return error.serverInfo?[.sqlState] }
     if let error = error as? PostgresError, case .server(let message) = error { return message.fields[.sqlState] }
     return nil

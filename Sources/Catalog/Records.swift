@@ -186,30 +186,6 @@ struct TensorRow: Encodable {
     }
 }
 
-/// The flat row shape `jsonb_to_recordset` reads for `imaging.instances`.
-struct InstanceRow: Encodable {
-    let sop_instance_uid: String, series_uid: String, study_uid: String, patient_id: String
-    let sop_class_uid: String?, instance_number: Int?, modality: String?, body_part: String?
-    let study_date: String?, series_description: String?, manufacturer: String?
-    let rows: Int?, columns: Int?, pixel_spacing: [Double]?, slice_thickness: Double?, number_of_frames: Int?
-    let transfer_syntax_uid: String?
-    let file_key: String?, file_sha256: String?, file_size: Int64?
-    let tensor_key: String?, tensor_sha256: String?, preview_key: String?, preview_sha256: String?
-    let header: String
-
-    init(_ r: InstanceRecord) {
-        sop_instance_uid = r.sopInstanceUID; series_uid = r.seriesUID; study_uid = r.studyUID; patient_id = r.patientID
-        sop_class_uid = r.sopClassUID; instance_number = r.instanceNumber; modality = r.modality; body_part = r.bodyPart
-        study_date = r.studyDate; series_description = r.seriesDescription; manufacturer = r.manufacturer
-        rows = r.rows; columns = r.columns; pixel_spacing = r.pixelSpacing; slice_thickness = r.sliceThickness
-        number_of_frames = r.numberOfFrames; transfer_syntax_uid = r.transferSyntaxUID
-        file_key = r.file?.key; file_sha256 = r.file?.sha256; file_size = r.file?.size
-        tensor_key = r.tensor?.key; tensor_sha256 = r.tensor?.sha256
-        preview_key = r.preview?.key; preview_sha256 = r.preview?.sha256
-        header = r.headerJSON
-    }
-}
-
 /// Original identifiers of a patient, kept in the vault.
 public struct VaultPatient: Sendable, Hashable, Codable {
     /// The pseudonymous PatientID.

@@ -81,6 +81,23 @@ public final class DicomFile: @unchecked Sendable {
         )
     }
 
+    /// Replaces the pixel data by the stored values `bytes` (default: `pixels.bytes`), laid out as `decodePixels()`
+    /// gives them (`pixels` describes them), in the native encoding: samples interleaved, little endian, 1-bit samples packed; PhotometricInterpretation as
+    /// decoded, PlanarConfiguration 0. The file must then be written as explicit VR little endian.
+    public func storeNativePixels(_ pixels: PixelData, bytes values: [UInt8]? = nil) throws {
+        let ds = dataset
+        var bytes = values ?? pixels.bytes
+        if pixels.bitsAllocated == 1 {
+            // Native 1-bit data: every sample one bit, least significant first, frames back to back.
+            let samples = bytes
+            bytes = [UInt8](repeating: 0, count: (samples.count + 7) / 8)
+            for (i, v) in samples.enumerated() where v & 1 == 1 { bytes[i / 8] |= 1 << UInt8(i % 8) }
+        }
+        try ds.set(Tag(0x7FE0, 0x0010), bytes: bytes, vr: pixels.bitsAllocated > 8 ? .OW : .OB)
+        try ds.set(Tag(0x0028, 0x0004), string: pixels.photometricInterpretation, vr: .CS)
+        if pixels.samplesPerPixel > 1 { try ds.set(Tag(0x0028, 0x0006), numbers: [0], vr: .US) }
+    }
+
     /// Writes a Part 10 file. `transferSyntax` nil keeps the syntax read; otherwise the dataset is re-encoded.
     public func write(to path: String, transferSyntax: String? = nil) throws {
         try check(dcmtk_file_save(handle, path, transferSyntax), context: transferSyntax)

@@ -1,4 +1,5 @@
 // Transfer syntax UIDs the project names (PS3.5 §10, PS3.6 Annex A).
+import CDCMTK
 
 /// Well-known transfer syntax UIDs.
 public enum TransferSyntax {
@@ -19,6 +20,10 @@ public enum TransferSyntax {
     public static let htj2k = "1.2.840.10008.1.2.4.203"
     public static let rleLossless = "1.2.840.10008.1.2.5"
     public static let deflatedImageFrame = "1.2.840.10008.1.2.8.1"
+
+    /// True when files can be written in this syntax with their pixel data as read (DCMTK 3.6.7 knows it);
+    /// false for HTJ2K and deflated image frames, whose pixels must be stored natively first.
+    public static func isWritable(_ uid: String) -> Bool { dcmtk_transfer_syntax_writable(uid) == 1 }
 
     /// Syntaxes whose decoded values may differ from the encoder's input.
     public static func isLossy(_ uid: String) -> Bool {

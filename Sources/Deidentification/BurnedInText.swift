@@ -35,7 +35,6 @@ enum PixelBlanker {
     /// Decodes every frame, sets the regions to 0 in every frame and sample, and writes the pixels back
     /// uncompressed (the caller writes the file as explicit VR little endian).
     static func blank(_ file: DicomFile, regions: [PixelRegion]) throws {
-        let ds = file.dataset
         let px: PixelData
         do { px = try file.decodePixels() } catch { throw DeidentificationError(.pixelBlankingFailed, detail: "pixels did not decode") }
         guard px.bitsAllocated >= 8, px.bytesPerSample * 8 == px.bitsAllocated || px.bitsAllocated == 8 else {
@@ -57,8 +56,6 @@ enum PixelBlanker {
                 }
             }
         }
-        try ds.set(Tags.pixelData, bytes: bytes, vr: px.bytesPerSample > 1 ? .OW : .OB)
-        try ds.set(Tags.photometricInterpretation, string: px.photometricInterpretation, vr: .CS)
-        if px.samplesPerPixel > 1 { try ds.set(Tags.planarConfiguration, numbers: [0], vr: .US) }
+        try file.storeNativePixels(px, bytes: bytes)
     }
 }

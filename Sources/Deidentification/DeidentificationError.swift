@@ -19,6 +19,8 @@ public struct DeidentificationError: Error, Sendable, CustomStringConvertible, H
         public static let keyTooShort = Code(rawValue: "key_too_short")
         /// The key file could not be read.
         public static let keyUnreadable = Code(rawValue: "key_unreadable")
+        /// The key file may be read by group or others, or belongs to another user (see `SecretFile`).
+        public static let keyFileInsecure = Code(rawValue: "key_file_insecure")
         /// A signature matched but its regions could not be blanked (pixels did not decode, 1-bit data...).
         public static let pixelBlankingFailed = Code(rawValue: "pixel_blanking_failed")
         /// The profile redacts burned-in text but no OCR engine could be loaded (Tesseract's language data missing).

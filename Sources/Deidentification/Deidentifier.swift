@@ -80,8 +80,13 @@ public struct Deidentifier: Sendable {
 
     private func run(_ file: DicomFile) throws -> DeidentificationResult {
         let ds = file.dataset
+        // 0. How the output is written: its transfer syntax, and its instance UID where the input names none.
+        var transferSyntax = try OutputSyntax.prepare(file)
+        let identity = try FileIdentity(file)
+
         // 1. Burned-in text: reject, blank by signature, read with OCR and blank, or (if allowed) pass.
         let pixels = try burnedInText.run(file)
+        if let rewritten = pixels.transferSyntax { transferSyntax = rewritten }
         let ageOver89 = profile.capAgesOver89 && SafeHarborAges.over89(ds)
 
         // 2. The patient key: PatientID, or the study when the profile allows.
@@ -116,8 +121,8 @@ public struct Deidentifier: Sendable {
         let scrubber = TextScrubber(identifying: IdentifyingValues.collect(ds, planner: planner).values)
 
         // 4. Every element at every depth.
-        var context = Context(shift: shift, pseudoPatientID: pseudoPatientID, scrubber: scrubber)
-        try process(ds, &context)
+        var context = Context(shift: shift, pseudoPatientID: pseudoPatientID, scrubber: scrubber, requirements: IODRequirements(file))
+        try process(ds, parent: nil, &context)
 
         // PatientID and PatientName are Type 2: present, with the pseudonyms, even when the original lacked them.
         if !ds.contains(Tags.patientID) { try ds.set(Tags.patientID, string: pseudoPatientID, vr: .LO) }
@@ -140,9 +145,7 @@ public struct Deidentifier: Sendable {
         let longitudinal = shift != nil ? "MODIFIED" : profile.options.contains(.retainLongitudinalFullDates) ? "UNMODIFIED" : "REMOVED"
         try ds.set(Tags.longitudinalTemporalInformationModified, string: longitudinal, vr: .CS)
         if pixels.cleaned { try ds.set(Tags.burnedInAnnotation, string: "NO", vr: .CS) }
-        if file.hasFileMeta, let sop = Self.value(Tags.sopInstanceUID, ds) {
-            try file.metaInformation.set(Tags.mediaStorageSOPInstanceUID, string: Pseudonymizer.trimUID(sop), vr: .UI)
-        }
+        try identity.settle(file, pseudonymizer: pseudonymizer)
 
         // 6. The mapping, with the values written.
         func fill(_ tag: Tag, _ path: WritableKeyPath<PseudonymMapping, IdentifierMapping?>) {
@@ -161,7 +164,7 @@ public struct Deidentifier: Sendable {
 
         return DeidentificationResult(
             mapping: mapping, dateShiftDays: shift?.days, patientKeyFromStudy: keyFromStudy, options: applied,
-            blankedBySignature: pixels.blankedBySignature, requiredTransferSyntax: pixels.transferSyntax,
+            blankedBySignature: pixels.blankedBySignature, requiredTransferSyntax: transferSyntax,
             burnedInTextSuspected: pixels.suspectedPassed, pixelText: pixels.audit)
     }
 
@@ -169,42 +172,53 @@ public struct Deidentifier: Sendable {
         let shift: DateShift?
         let pseudoPatientID: String
         let scrubber: TextScrubber
+        /// What the file's IOD requires where (see `IODRequirements`).
+        let requirements: IODRequirements
         var uids: [String: String] = [:]
     }
 
-    private func process(_ ds: DataSet, _ context: inout Context) throws {
+    /// Every element of `ds`, an item of the sequence `parent` (nil: the data set itself).
+    private func process(_ ds: DataSet, parent: Tag?, _ context: inout Context) throws {
         for element in ds.elements {
             do {
-                try process(element, in: ds, &context)
+                try process(element, in: ds, parent: parent, &context)
             } catch let e as DicomError {
                 throw DeidentificationError(.dicomError, detail: "\(e.reason) at \(element.tag)")
             }
         }
     }
 
-    private func process(_ element: Element, in ds: DataSet, _ context: inout Context) throws {
+    private func process(_ element: Element, in ds: DataSet, parent: Tag?, _ context: inout Context) throws {
             let tag = element.tag
             let vr = Planner.vr(of: element)
-            let plan = planner.plan(element, in: ds)
+            let requirement = context.requirements.requirement(of: tag, parent: parent)
+            let plan = planner.plan(element, in: ds, requirement: requirement)
+            /// Removes a value that cannot be kept, or under the conformant policy, empties it (Type 2) or
+            /// writes a dummy (Type 1) where the IOD requires it.
+            func drop() throws {
+                let floor = profile.combinedActions == .conformant ? requirement.map { Planner.conformant(.remove, isSequence: element.isSequence, requirement: $0) } : nil
+                switch floor {
+                case .dummy?: try writeDummy(element, vr: vr, in: ds)
+                case .zeroLength?: try ds.setEmpty(tag)
+                default: try ds.remove(tag)
+                }
+            }
             switch plan {
             case .keep, .keepByOption, .cleanSequence:
-                if element.isSequence { for item in ds.items(tag) { try process(item, &context) } }
+                if element.isSequence { for item in ds.items(tag) { try process(item, parent: tag, &context) } }
             case .remove:
                 try ds.remove(tag)
             case .zeroLength:
                 try ds.setEmpty(tag)
             case .dummy:
                 if element.isSequence {
-                    for item in ds.items(tag) { try process(item, &context) }
-                } else if let dummy = Self.dummy(for: vr), vr != .UN {
-                    if element.vr == .UN { try ds.remove(tag) }
-                    try write(dummy, to: tag, vr: vr, in: ds)
+                    for item in ds.items(tag) { try process(item, parent: tag, &context) }
                 } else {
-                    try ds.remove(tag)
+                    try writeDummy(element, vr: vr, in: ds)
                 }
             case .uid:
                 if element.isSequence {
-                    for item in ds.items(tag) { try process(item, &context) }
+                    for item in ds.items(tag) { try process(item, parent: tag, &context) }
                 } else if vr == .UI {
                     let values = Self.texts(element, ds)
                     if values.isEmpty || values.allSatisfy({ $0.isEmpty }) { return }
@@ -228,15 +242,15 @@ public struct Deidentifier: Sendable {
                 case .TM: shifted = value  // a whole-day shift leaves the time of day as it is
                 default: shifted = element.isSequence ? nil : value
                 }
-                if let shifted { try setText(shifted, element, ds) } else { try ds.remove(tag) }
+                if let shifted { try setText(shifted, element, ds) } else { try drop() }
             case .cleanText:
                 if element.isSequence {
-                    for item in ds.items(tag) { try process(item, &context) }
+                    for item in ds.items(tag) { try process(item, parent: tag, &context) }
                 } else if vr == .LT || vr == .UT || !Self.isText(vr) {
-                    try ds.remove(tag)  // free text (comments, reports) cannot be checked: removed
+                    try drop()  // free text (comments, reports) cannot be checked: removed
                 } else if let value = Self.texts(element, ds).first {
                     let cleaned = context.scrubber.clean(value)
-                    if cleaned.isEmpty { try ds.remove(tag) } else if cleaned != value { try setText(cleaned, element, ds) }
+                    if cleaned.isEmpty { try drop() } else if cleaned != value { try setText(cleaned, element, ds) }
                 }
             case .cleanDevice:
                 if !Self.isText(vr) { try ds.remove(tag); return }
@@ -281,6 +295,13 @@ public struct Deidentifier: Sendable {
         } else {
             try ds.set(element.tag, string: value, vr: element.vr)
         }
+    }
+
+    /// The dummy of `vr` in place of the element's value (removed when the VR has none).
+    private func writeDummy(_ element: Element, vr: VR, in ds: DataSet) throws {
+        guard let dummy = Self.dummy(for: vr), vr != .UN else { try ds.remove(element.tag); return }
+        if element.vr == .UN { try ds.remove(element.tag) }
+        try write(dummy, to: element.tag, vr: vr, in: ds)
     }
 
     private func write(_ dummy: Dummy, to tag: Tag, vr: VR, in ds: DataSet) throws {

@@ -60,6 +60,7 @@ enum Tags {
     static let codeValue = Tag(0x0008, 0x0100)
     static let codingSchemeDesignator = Tag(0x0008, 0x0102)
     static let codeMeaning = Tag(0x0008, 0x0104)
+    static let mediaStorageSOPClassUID = Tag(0x0002, 0x0002)
     static let mediaStorageSOPInstanceUID = Tag(0x0002, 0x0003)
 
     /// UI elements naming a class or a syntax, not an instance: never replaced.
@@ -93,8 +94,31 @@ struct Planner: Sendable {
         return element.vr
     }
 
-    /// The plan of `element`, found in `owner` (for private creators).
-    func plan(_ element: Element, in owner: DataSet) -> ElementPlan {
+    /// The plan of `element`, found in `owner` (for private creators), which the file's IOD requires as
+    /// `requirement` at its place (nil: unknown). Under the conformant policy no plan removes or empties
+    /// what the IOD requires there.
+    func plan(_ element: Element, in owner: DataSet, requirement: AttributeRequirement? = nil) -> ElementPlan {
+        let plan = tablePlan(element, in: owner, requirement: requirement)
+        guard profile.combinedActions == .conformant, let requirement else { return plan }
+        let raised = Self.conformant(plan, isSequence: element.isSequence, requirement: requirement)
+        return raised == .dummy && Self.vr(of: element) == .UI ? .uid : raised  // a UID's dummy is its pseudonym
+    }
+
+    /// `plan` raised to what the IOD requires: X on a Type 2 attribute → Z, X or Z on a Type 1 → D. A sequence
+    /// to remove stays removed unless Type 2 (then empty: its items are never kept for the sake of a Type);
+    /// a sequence to empty is removed when Type 3 (an empty Type 3 sequence is invalid) and de-identified
+    /// item by item when Type 1 (an empty Type 1 sequence is invalid too).
+    static func conformant(_ plan: ElementPlan, isSequence: Bool, requirement: AttributeRequirement) -> ElementPlan {
+        switch (plan, requirement) {
+        case (.remove, .presence): return .zeroLength
+        case (.remove, .value): return isSequence ? .remove : .dummy
+        case (.zeroLength, .value): return .dummy
+        case (.zeroLength, .optional): return isSequence ? .remove : .zeroLength
+        default: return plan
+        }
+    }
+
+    private func tablePlan(_ element: Element, in owner: DataSet, requirement: AttributeRequirement?) -> ElementPlan {
         let tag = element.tag
         let vr = Self.vr(of: element)
         if tag.group & 1 == 1 { return privatePlan(tag, owner) }
@@ -105,7 +129,7 @@ struct Planner: Sendable {
         if tag == Tags.patientName { return .patientName }
         if tag == Tags.accessionNumber { return .accessionNumber }
         if let row = BasicProfileTable.row(group: tag.group, element: tag.element) {
-            let r = BasicProfileTable.resolve(row, options: profile.options, policy: profile.combinedActions)
+            let r = BasicProfileTable.resolve(row, options: profile.options, policy: profile.combinedActions, requirement: requirement)
             switch r.action {
             case .remove: return .remove
             case .zeroLength: return .zeroLength

@@ -192,12 +192,15 @@ public struct BasicProfileRow: Sendable, Hashable {
 }
 
 /// How combined codes (Z/D, X/Z, X/D, X/Z/D, X/Z/U*) are resolved. The standard picks the first
-/// alternative unless the IOD's Type requires a later one; this target does not carry the IOD module
-/// tables, so it resolves without knowing the Type.
+/// alternative unless the IOD's Type requires a later one (`IODRequirements` knows the Types).
 public enum CombinedActionPolicy: String, Sendable, Codable {
-    /// The last alternative, which keeps any IOD conformant whatever the attribute's Type: Z/D → D,
-    /// X/Z → Z, X/D → D, X/Z/D → D, X/Z/U* → U (the sequence stays, its UIDs are replaced and its items
-    /// de-identified). No original value survives either way: Z empties, D writes a dummy.
+    /// The alternative the attribute's Type at its place requires: Type 3 → the first (X, or Z for Z/D),
+    /// Type 2/2C → Z (X/D → D), Type 1/1C → D; X/Z/U* → U whatever the Type (the sequence of references
+    /// stays, its UIDs are replaced and its items de-identified: referential integrity). Where the Type is
+    /// unknown (a SOP Class outside the standard's tables), the last alternative, which keeps any IOD
+    /// conformant. And no action removes or empties what the IOD requires (`Planner.conformant`): X on a
+    /// Type 2 attribute → Z, X or Z on a Type 1 → D; a Z sequence of Type 3 is removed, never left empty.
+    /// No original value survives either way: Z empties, D writes a dummy.
     case conformant
     /// The first alternative: Z/D → Z, and X/… → X (the attribute is removed).
     case minimal
@@ -244,22 +247,36 @@ public enum BasicProfileTable {
     /// Resolves one row for the enabled options: an enabled option's column overrides the Basic Profile
     /// (a retaining K before a cleaning C when two enabled options both speak), then combined codes are
     /// resolved by `policy`.
-    public static func resolve(_ row: BasicProfileRow, options: Set<ProfileOption>, policy: CombinedActionPolicy) -> Resolution {
+    /// `requirement`: what the file's IOD requires of the attribute at its place (nil: unknown).
+    public static func resolve(
+        _ row: BasicProfileRow, options: Set<ProfileOption>, policy: CombinedActionPolicy, requirement: AttributeRequirement? = nil
+    ) -> Resolution {
         var chosen: (ActionCode, ProfileOption)?
         for option in OptionActions.columns where options.contains(option) {
             guard let code = row.options[option] else { continue }
             if chosen == nil || (code == .k && chosen!.0 != .k) { chosen = (code, option) }
         }
         if let (code, option) = chosen {
-            return Resolution(action: single(code, policy: policy), code: code, option: option)
+            return Resolution(action: single(code, policy: policy, requirement: requirement), code: code, option: option)
         }
-        return Resolution(action: single(row.basic, policy: policy), code: row.basic, option: nil)
+        return Resolution(action: single(row.basic, policy: policy, requirement: requirement), code: row.basic, option: nil)
     }
 
-    /// The single action a (possibly combined) code resolves to.
-    public static func single(_ code: ActionCode, policy: CombinedActionPolicy) -> ResolvedAction {
+    /// The single action a (possibly combined) code resolves to, for an attribute the IOD requires as
+    /// `requirement` (nil: unknown).
+    public static func single(_ code: ActionCode, policy: CombinedActionPolicy, requirement: AttributeRequirement? = nil) -> ResolvedAction {
         let alternatives = code.alternatives
-        let pick = policy == .conformant ? alternatives.last! : alternatives.first!
+        let pick: ActionCode
+        switch (policy, requirement) {
+        case (.minimal, _): pick = alternatives.first!
+        // X/Z/U*: references are kept with their UIDs replaced, whatever the Type, for referential integrity
+        // (e.g. a segmentation's source images must stay listed in its Referenced Series Sequence).
+        case (.conformant, _) where alternatives.contains(.u): pick = .u
+        case (.conformant, nil): pick = alternatives.last!
+        case (.conformant, .optional?): pick = alternatives.first!
+        case (.conformant, .presence?): pick = alternatives.contains(.z) ? .z : alternatives.last!
+        case (.conformant, .value?): pick = alternatives.contains(.d) ? .d : alternatives.last!
+        }
         switch pick {
         case .d: return .dummy
         case .z: return .zeroLength

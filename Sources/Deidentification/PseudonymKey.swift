@@ -1,13 +1,9 @@
 // The secret key behind every pseudonym. It never lives in a profile: a file or an environment variable.
 import Crypto
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Secrets
 
 /// The HMAC key of the pseudonymiser: at least 32 bytes, read from a file or an environment variable.
-public struct PseudonymKey: Sendable {
+public struct PseudonymKey: Sendable, CustomStringConvertible {
     /// The minimum key length in bytes.
     public static let minimumLength = 32
     /// Environment variable naming a key file.
@@ -28,42 +24,38 @@ public struct PseudonymKey: Sendable {
     }
 
     /// A key read from a file: its bytes, without one trailing newline (so `openssl rand -hex 32 > k` works).
-    public init(contentsOfFile path: String) throws {
-        guard let bytes = Self.readFile(path) else {
-            throw DeidentificationError(.keyUnreadable, detail: "the key file could not be read")
+    /// The file must be readable by its owner alone (`chmod 600`; see `SecretFile`), else `key_file_insecure`.
+    /// - Parameters:
+    ///   - path: the key file.
+    ///   - setting: what named the file, for the error text (`--key-file`, `DICOM_ETL_KEY_FILE`, `key_file`).
+    public init(contentsOfFile path: String, setting: String = PseudonymKey.fileVariable) throws {
+        var bytes: [UInt8]
+        do {
+            bytes = try SecretFile.read(path, setting: setting)
+        } catch {
+            let code: DeidentificationError.Code = error.code == .groupOrOthersAccess || error.code == .wrongOwner ? .keyFileInsecure : .keyUnreadable
+            throw DeidentificationError(code, detail: error.description)
         }
-        var trimmed = bytes
-        if trimmed.last == 0x0A { trimmed.removeLast() }
-        if trimmed.last == 0x0D { trimmed.removeLast() }
-        try self.init(bytes: trimmed)
+        if bytes.last == 0x0A { bytes.removeLast() }
+        if bytes.last == 0x0D { bytes.removeLast() }
+        try self.init(bytes: bytes)
     }
 
     /// The key from the environment: DICOM_ETL_KEY_FILE (a path) first, then DICOM_ETL_KEY (the key).
     public static func fromEnvironment(_ environment: [String: String]) throws -> PseudonymKey {
-        if let path = environment[fileVariable], !path.isEmpty { return try PseudonymKey(contentsOfFile: path) }
+        if let path = environment[fileVariable], !path.isEmpty { return try PseudonymKey(contentsOfFile: path, setting: fileVariable) }
         if let value = environment[valueVariable], !value.isEmpty { return try PseudonymKey(bytes: Array(value.utf8)) }
         throw DeidentificationError(.keyMissing, detail: "set \(fileVariable) or \(valueVariable)")
     }
+
+    /// The fingerprint only: printing a key never prints the key.
+    public var description: String { "PseudonymKey(fingerprint: \(fingerprint))" }
 
     /// A short non-secret fingerprint of the key (first 8 bytes of SHA-256 over an HMAC of a constant),
     /// to tell keys apart in logs and the vault without revealing them.
     public var fingerprint: String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array("fingerprint".utf8), using: symmetricKey)
         return Array(mac).prefix(8).map { String($0, radix: 16).leftPadded(2) }.joined()
-    }
-
-    private static func readFile(_ path: String) -> [UInt8]? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&buffer, 1, buffer.count, f)
-            if n > 0 { out.append(contentsOf: buffer[0..<n]) }
-            if n < buffer.count { break }
-            if out.count > 1 << 20 { return nil }
-        }
-        return ferror(f) == 0 ? out : nil
     }
 }
 

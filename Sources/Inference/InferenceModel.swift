@@ -16,6 +16,13 @@ public struct ModelMetadata: Decodable, Sendable, Equatable {
         public let dtype: String
         /// Inclusive value range of the input.
         public let range: [Float]
+        /// Content hash of the recipe the model was trained on (`Recipe.contentHash`), when recorded.
+        public let recipeHash: String?
+
+        enum CodingKeys: String, CodingKey {
+            case recipe, shape, dtype, range
+            case recipeHash = "recipe_hash"
+        }
     }
 
     /// What the network's output units mean.
@@ -73,6 +80,16 @@ public final class InferenceModel: Sendable {
         }
         let file = try WeightsFile(contentsOf: directory.appendingPathComponent(weightsFileName))
         return try InferenceModel(metadata: metadata, weights: file, chunkSize: chunkSize)
+    }
+
+    /// Loads a model from the bytes of its `model_metadata.json` and `weights.bin` (e.g. read from the object
+    /// store where `models register` put them).
+    public static func load(metadata data: Data, weights: Data, chunkSize: Int = defaultChunkSize) throws(InferenceError) -> InferenceModel {
+        let metadata: ModelMetadata
+        do { metadata = try JSONDecoder().decode(ModelMetadata.self, from: data) } catch {
+            throw InferenceError(.malformedHeader)
+        }
+        return try InferenceModel(metadata: metadata, weights: try WeightsFile(bytes: [UInt8](weights)), chunkSize: chunkSize)
     }
 
     init(metadata: ModelMetadata, weights: WeightsFile, chunkSize: Int) throws(InferenceError) {

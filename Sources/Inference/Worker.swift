@@ -1,7 +1,9 @@
 // InferenceWorker: the service that turns queued series into diagnoses. It waits for work (LISTEN/NOTIFY with a
 // polling fallback), claims jobs under a lease, loads each series' instance tensors from the object store, runs
 // the model over up to B images at a time (gathering for at most T), and per job writes one diagnosis row per
-// image and completes the job in one transaction; failures go back to the queue with backoff, then die.
+// image and completes the job in one transaction; failures go back to the queue with backoff, then die. Before
+// each round it reads inference.model_serving: the served version of its model (the one it was started with, or
+// a registered one from the store) and a shadow version whose rows go to inference.shadow_diagnoses.
 import Catalog
 import Foundation
 import Logging
@@ -65,6 +67,8 @@ public struct InferenceWorker: Service, Sendable {
     public let queue: JobQueue
     public let store: any ObjectStore
     public let configuration: InferenceWorkerConfiguration
+    /// Registered versions the serving row may name instead of `model`, loaded from the store once each.
+    public let registered: RegisteredModels
     let logger: Logger
 
     /// - Parameters:
@@ -79,6 +83,7 @@ public struct InferenceWorker: Service, Sendable {
         self.queue = queue
         self.store = store
         self.configuration = configuration
+        self.registered = RegisteredModels(store: store)
         self.logger = logger
     }
 
@@ -116,11 +121,13 @@ public struct InferenceWorker: Service, Sendable {
         logger.info("inference worker stopped")
     }
 
-    /// One round: claims up to `batchSize` jobs (claiming more for up to `maxBatchDelay` while they hold fewer
-    /// than `batchSize` images), runs them and completes or fails each.
+    /// One round: reads which version of the model is served (and which runs as its shadow) from
+    /// `inference.model_serving`, claims up to `batchSize` jobs (claiming more for up to `maxBatchDelay` while they
+    /// hold fewer than `batchSize` images), runs them and completes or fails each.
     /// - Returns: the number of jobs claimed (0 when none was runnable).
     @discardableResult
     public func processAvailable() async throws -> Int {
+        let plan = try await registered.plan(for: model, client: queue.client)
         let limit = configuration.batchSize
         let clock = ContinuousClock()
         var loaded: [LoadedJob] = []
@@ -130,7 +137,8 @@ public struct InferenceWorker: Service, Sendable {
         while jobs < limit && images < limit {
             let claimed: [ClaimedJob]
             do {
-                claimed = try await queue.claim(limit - jobs, lease: configuration.lease, models: [modelRef])
+                claimed = try await queue.claim(limit - jobs, lease: configuration.lease, models: [modelRef],
+                                                anyVersionOf: plan.fromServingRow ? [modelRef.name] : [])
             } catch {
                 // jobs already in hand are run rather than left to their lease
                 if jobs == 0 { throw error }
@@ -146,7 +154,7 @@ public struct InferenceWorker: Service, Sendable {
             jobs += claimed.count
             for job in claimed {
                 do {
-                    let job = try await load(job)
+                    let job = try await load(job, recipe: plan.served.metadata.input.recipe, shape: plan.served.metadata.input.shape)
                     images += job.instances.count
                     loaded.append(job)
                 } catch {
@@ -155,7 +163,7 @@ public struct InferenceWorker: Service, Sendable {
             }
             if let deadline, clock.now >= deadline { break }
         }
-        if !loaded.isEmpty { try await infer(loaded) }
+        if !loaded.isEmpty { try await infer(loaded, plan: plan) }
         return jobs
     }
 
@@ -178,10 +186,9 @@ public struct InferenceWorker: Service, Sendable {
         var tensors: [Float]
     }
 
-    /// Reads the job's instances (by instance number) and their tensors.
-    func load(_ job: ClaimedJob) async throws -> LoadedJob {
+    /// Reads the job's instances (by instance number) and their tensors of `recipe`, each of `shape`.
+    func load(_ job: ClaimedJob, recipe: String, shape: [Int]) async throws -> LoadedJob {
         // The tensor of this model's input recipe: a series several routes take has one per recipe.
-        let recipe = model.metadata.input.recipe
         let rows = try await queue.client.query("""
             SELECT i.sop_instance_uid, t.tensor_key FROM imaging.instances i
             JOIN imaging.tensors t ON t.sop_instance_uid = i.sop_instance_uid AND t.recipe = \(recipe)
@@ -191,9 +198,8 @@ public struct InferenceWorker: Service, Sendable {
         var entries: [(String, String)] = []
         for try await row in rows.decode((String, String).self) { entries.append(row) }
         guard !entries.isEmpty else { throw InferenceWorkerError(.noTensors) }
-        let size = model.inputSize
         var tensors = [Float]()
-        tensors.reserveCapacity(entries.count * size)
+        tensors.reserveCapacity(entries.count * shape.reduce(1, *))
         for (_, key) in entries {
             let data: Data
             do { data = try await store.get(key) } catch let error as ObjectStoreError where error.code == .notFound {
@@ -203,7 +209,7 @@ public struct InferenceWorker: Service, Sendable {
             }
             let array: NpyArray
             do { array = try NpyArray(bytes: [UInt8](data)) } catch { throw InferenceWorkerError(.tensorShapeMismatch) }
-            guard Self.matches(array.shape, model.metadata.input.shape) else {
+            guard Self.matches(array.shape, shape) else {
                 throw InferenceWorkerError(.tensorShapeMismatch)
             }
             tensors.append(contentsOf: array.values)
@@ -217,39 +223,74 @@ public struct InferenceWorker: Service, Sendable {
         shape == input || (shape.filter { $0 != 1 } == input.filter { $0 != 1 } && input.last == 1)
     }
 
-    /// Runs the jobs' images in passes of up to `batchSize` and completes each job with its diagnoses.
-    func infer(_ jobs: [LoadedJob]) async throws {
-        let metadata = model.metadata
-        let size = model.inputSize
-        let batch = configuration.batchSize
+    /// Runs the jobs' images in passes of up to `batchSize` through the served version (and the shadow, when the
+    /// plan has one whose input contract is the served one's) and completes each job with its diagnoses, the
+    /// shadow's rows beside them in the same transaction. A shadow that fails costs its rows, never the job.
+    func infer(_ jobs: [LoadedJob], plan: ServingPlan) async throws {
         var inputs: [Float] = []
         inputs.reserveCapacity(jobs.reduce(0) { $0 + $1.tensors.count })
         for job in jobs { inputs.append(contentsOf: job.tensors) }
+        let served: [[DiagnosisRecord]]
+        do {
+            served = try diagnose(jobs, inputs: inputs, with: plan.served, recordTimes: true)
+        } catch {
+            for job in jobs { await fail(job.job, InferenceWorkerError(.inferenceFailed)) }
+            return
+        }
+        var shadow: [[DiagnosisRecord]] = Array(repeating: [], count: jobs.count)
+        if let model = plan.shadow {
+            if model.metadata.input.recipe == plan.served.metadata.input.recipe && model.inputSize == plan.served.inputSize {
+                do { shadow = try diagnose(jobs, inputs: inputs, with: model, recordTimes: false) } catch {
+                    WorkerMetrics.failures(reason: "shadowInferenceFailed").increment()
+                    logger.warning("shadow model failed; its rows are skipped", metadata: ["version": "\(model.metadata.version)"])
+                }
+            } else {
+                WorkerMetrics.failures(reason: "shadowInputMismatch").increment()
+            }
+        }
+        for (index, job) in jobs.enumerated() {
+            do {
+                try await queue.complete(job.job, diagnoses: served[index], shadowDiagnoses: shadow[index])
+                WorkerMetrics.jobs(outcome: "done").increment()
+                WorkerMetrics.diagnoses.increment(by: served[index].count)
+                WorkerMetrics.shadowDiagnoses.increment(by: shadow[index].count)
+            } catch let error as CatalogError where error.code == .leaseLost {
+                WorkerMetrics.jobs(outcome: "lease_lost").increment()
+                logger.warning("job lease lost before completion; its result is discarded", metadata: ["job": "\(job.job.id)"])
+            } catch {
+                await fail(job.job, error)
+            }
+        }
+    }
+
+    /// One model's diagnosis rows per job, from the jobs' images concatenated in `inputs`.
+    func diagnose(_ jobs: [LoadedJob], inputs: [Float], with model: InferenceModel, recordTimes: Bool) throws -> [[DiagnosisRecord]] {
+        let metadata = model.metadata
+        let reference = ModelRef(name: metadata.name, version: metadata.version)
+        let size = model.inputSize
+        let batch = configuration.batchSize
         let total = inputs.count / size
         var probabilities: [[Float]] = []
         var latencies: [Double] = []
         probabilities.reserveCapacity(total)
         var start = 0
-        do {
-            while start < total {
-                let n = min(batch, total - start)
-                let began = ContinuousClock.now
-                let chunk = Array(inputs[(start * size)..<((start + n) * size)])
-                probabilities.append(contentsOf: try model.predict(batch: chunk, count: n))
-                let elapsed = ContinuousClock.now - began
+        while start < total {
+            let n = min(batch, total - start)
+            let began = ContinuousClock.now
+            let chunk = Array(inputs[(start * size)..<((start + n) * size)])
+            probabilities.append(contentsOf: try model.predict(batch: chunk, count: n))
+            let elapsed = ContinuousClock.now - began
+            if recordTimes {
                 WorkerMetrics.forwardPass.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
                 WorkerMetrics.images.increment(by: n)
-                let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-                latencies.append(contentsOf: repeatElement(ms, count: n))
-                start += n
             }
-        } catch {
-            for job in jobs { await fail(job.job, InferenceWorkerError(.inferenceFailed)) }
-            return
+            let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            latencies.append(contentsOf: repeatElement(ms, count: n))
+            start += n
         }
         let positive = metadata.classes.firstIndex(of: metadata.positiveClass) ?? 0
         var offset = 0
-        for job in jobs {
+        return jobs.map { job in
             var diagnoses: [DiagnosisRecord] = []
             for (i, sop) in job.instances.enumerated() {
                 let p = probabilities[offset + i]
@@ -263,21 +304,12 @@ public struct InferenceWorker: Service, Sendable {
                 var byClass: [String: Double] = [:]
                 for (c, name) in metadata.classes.enumerated() { byClass[name] = Double(p[c]) }
                 diagnoses.append(DiagnosisRecord(
-                    jobID: job.job.id, seriesUID: job.job.seriesUID, sopInstanceUID: sop, model: modelRef, label: label,
+                    jobID: job.job.id, seriesUID: job.job.seriesUID, sopInstanceUID: sop, model: reference, label: label,
                     probabilities: byClass, threshold: Double(metadata.threshold),
                     latencyMilliseconds: latencies[offset + i]))
             }
             offset += job.instances.count
-            do {
-                try await queue.complete(job.job, diagnoses: diagnoses)
-                WorkerMetrics.jobs(outcome: "done").increment()
-                WorkerMetrics.diagnoses.increment(by: diagnoses.count)
-            } catch let error as CatalogError where error.code == .leaseLost {
-                WorkerMetrics.jobs(outcome: "lease_lost").increment()
-                logger.warning("job lease lost before completion; its result is discarded", metadata: ["job": "\(job.job.id)"])
-            } catch {
-                await fail(job.job, error)
-            }
+            return diagnoses
         }
     }
 
@@ -303,11 +335,13 @@ public struct InferenceWorker: Service, Sendable {
 
 /// The worker's metrics (swift-metrics; Prometheus names): `dicom_etl_inference_jobs_total{outcome}`
 /// (`done`, `failed` — to be retried, `dead`, `lease_lost`), `dicom_etl_inference_failures_total{reason}`,
-/// `dicom_etl_inference_images_total`, `dicom_etl_inference_diagnoses_total` and
+/// `dicom_etl_inference_images_total`, `dicom_etl_inference_diagnoses_total`,
+/// `dicom_etl_inference_shadow_diagnoses_total` and
 /// `dicom_etl_inference_forward_pass_seconds` (one batch's forward pass).
 enum WorkerMetrics {
     static let images = Counter(label: "dicom_etl_inference_images_total")
     static let diagnoses = Counter(label: "dicom_etl_inference_diagnoses_total")
+    static let shadowDiagnoses = Counter(label: "dicom_etl_inference_shadow_diagnoses_total")
     static let forwardPass = Metrics.Timer(label: "dicom_etl_inference_forward_pass_seconds")
     static func jobs(outcome: String) -> Counter { Counter(label: "dicom_etl_inference_jobs_total", dimensions: [("outcome", outcome)]) }
     static func failures(reason: String) -> Counter {

@@ -1,5 +1,6 @@
 // The daemon's configuration: defaults, a YAML file, DICOM_ETL_* environment variables and
 // command-line flags, merged with the precedence flag > environment > file > default.
+import Catalog
 import Foundation
 import Logging
 import Yams
@@ -12,6 +13,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case move
         /// Deleted.
         case delete
+    }
+
+    /// How a file is known to be completely written.
+    public enum FileArrival: String, Sendable, CaseIterable {
+        /// `events`, unless the drop folder is on a network filesystem (NFS, SMB/CIFS, FUSE) or inotify is unavailable.
+        case auto
+        /// A file closed after writing or renamed into the folder is taken at once (inotify); files found by
+        /// rescans wait for the stable time.
+        case events
+        /// Every file waits until its size and modification time have not changed for the stable time.
+        case stability
     }
 
     /// The log line format.
@@ -38,8 +50,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var routesFile = "etl/routes.yaml"
     /// Files processed at once; 0 means one per core.
     public var concurrency = 0
-    /// How long a file's size and modification time must stay unchanged before it is taken.
+    /// How a file is known to be completely written.
+    public var fileArrival: FileArrival = .auto
+    /// How long a file's size and modification time must stay unchanged before it is taken (every file with
+    /// `stability` arrival; with `events`, files found by a rescan rather than an event).
     public var stableFileTime: Duration = .seconds(2)
+    /// The most files the pipeline takes in one batch (one claim, one sandbox exchange, one catalogue commit).
+    public var batchSize = 256
+    /// What to do with a file whose SOP Instance UID is already catalogued with other content.
+    public var uidConflictPolicy: UIDConflictPolicy = .quarantine
     /// Interval of the full rescan of the drop folder (network shares deliver no inotify events).
     public var rescanInterval: Duration = .seconds(30)
     /// A series is complete once no new instance has arrived for this long.
@@ -62,12 +81,26 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var withWorker = false
     /// Trained models, as `<models dir>/<model>/<version>/`: the worker loads every model the routes name.
     public var modelsDirectory = "models/trained_models"
+    /// Runs the archive's HTTP server (DICOMweb, results API and page) inside the daemon.
+    public var serve = false
+    /// Address the archive's HTTP server binds to.
+    public var serveHost = "127.0.0.1"
+    /// Port of the archive's HTTP server; 0 picks a free port.
+    public var servePort = 8080
+    /// The bearer tokens file (SHA-256 hashes and roles); empty means `<data dir>/tokens`.
+    public var serveTokensFile = ""
+    /// Origins a browser viewer may call the server from (CORS); `*` for any.
+    public var serveCORSOrigins: [String] = []
+    /// PEM certificate chain for native TLS (with `serveTLSKey`); empty: plain HTTP behind a TLS proxy.
+    public var serveTLSCertificate = ""
+    /// PEM private key for native TLS.
+    public var serveTLSKey = ""
 
-    /// Database password (environment or flag only, never the file).
+    /// Database password (environment only: never the file, never a flag).
     public var databasePassword: String?
-    /// Object store access key ID (environment or flag only).
+    /// Object store access key ID (environment only).
     public var storageAccessKeyID: String?
-    /// Object store secret access key (environment or flag only).
+    /// Object store secret access key (environment only).
     public var storageSecretAccessKey: String?
 
     /// The defaults.
@@ -81,6 +114,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// `sandboxWorkers`, with 0 resolved to `effectiveConcurrency`.
     public var effectiveSandboxWorkers: Int {
         sandboxWorkers > 0 ? sandboxWorkers : effectiveConcurrency
+    }
+
+    /// `serveTokensFile`, with empty resolved to `<data dir>/tokens`.
+    public var effectiveServeTokensFile: String {
+        serveTokensFile.isEmpty ? (dataDirectory as NSString).appendingPathComponent("tokens") : serveTokensFile
     }
 
     /// `keyFile`, with empty resolved to `<data dir>/pseudonym.key`.
@@ -101,6 +139,8 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
         public static let invalidValue = Code(rawValue: "invalid_value")
         /// A secret was found in the configuration file.
         public static let secretInFile = Code(rawValue: "secret_in_file")
+        /// A secret was given as a command-line flag, which every user of the host can read in the process list.
+        public static let secretOnCommandLine = Code(rawValue: "secret_on_command_line")
         /// The file could not be read.
         public static let unreadableFile = Code(rawValue: "unreadable_file")
         /// The file is not a YAML mapping.
@@ -121,8 +161,13 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     public var reason: String { code.rawValue }
 
     public var description: String {
-        if let key { return "configuration error: \(code.rawValue) (key \(key))" }
-        return "configuration error: \(code.rawValue)"
+        var text = "configuration error: \(code.rawValue)"
+        if let key { text += " (key \(key))" }
+        if code == .secretOnCommandLine {
+            text += ": secrets come from the environment or from files (chmod 600), never from flags, which any user"
+                + " of the host can read in the process list"
+        }
+        return text
     }
 }
 
@@ -130,7 +175,7 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
 public struct ConfigurationKey: Sendable {
     /// Name in the YAML file, e.g. `drop_folder`.
     public let name: String
-    /// True for secrets: refused in the file, accepted from the environment and flags.
+    /// True for secrets: accepted from the environment only, refused in the file and as flags.
     public let isSecret: Bool
     let apply: @Sendable (inout DaemonConfiguration, String) throws -> Void
 
@@ -157,7 +202,16 @@ extension DaemonConfiguration {
         ConfigurationKey("profile") { $0.profile = try nonEmpty($1, "profile") },
         ConfigurationKey("routes_file") { $0.routesFile = try nonEmpty($1, "routes_file") },
         ConfigurationKey("concurrency") { $0.concurrency = try integer($1, "concurrency", in: 0...1024) },
+        ConfigurationKey("file_arrival") {
+            guard let arrival = FileArrival(rawValue: $1.lowercased()) else { throw ConfigurationError(.invalidValue, key: "file_arrival") }
+            $0.fileArrival = arrival
+        },
         ConfigurationKey("stable_file_seconds") { $0.stableFileTime = try seconds($1, "stable_file_seconds") },
+        ConfigurationKey("batch_size") { $0.batchSize = try integer($1, "batch_size", in: 1...4096) },
+        ConfigurationKey("uid_conflict_policy") {
+            guard let policy = UIDConflictPolicy(rawValue: $1.lowercased()) else { throw ConfigurationError(.invalidValue, key: "uid_conflict_policy") }
+            $0.uidConflictPolicy = policy
+        },
         ConfigurationKey("rescan_interval_seconds") {
             $0.rescanInterval = try seconds($1, "rescan_interval_seconds", minimum: 0.01)
         },
@@ -188,6 +242,15 @@ extension DaemonConfiguration {
         },
         ConfigurationKey("with_worker") { $0.withWorker = try boolean($1, "with_worker") },
         ConfigurationKey("models_dir") { $0.modelsDirectory = try nonEmpty($1, "models_dir") },
+        ConfigurationKey("serve") { $0.serve = try boolean($1, "serve") },
+        ConfigurationKey("serve_host") { $0.serveHost = try nonEmpty($1, "serve_host") },
+        ConfigurationKey("serve_port") { $0.servePort = try integer($1, "serve_port", in: 0...65535) },
+        ConfigurationKey("serve_tokens_file") { $0.serveTokensFile = $1 },
+        ConfigurationKey("serve_cors_origins") {
+            $0.serveCORSOrigins = $1.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        },
+        ConfigurationKey("serve_tls_certificate") { $0.serveTLSCertificate = $1 },
+        ConfigurationKey("serve_tls_key") { $0.serveTLSKey = $1 },
         ConfigurationKey("database_password", secret: true) { $0.databasePassword = $1 },
         ConfigurationKey("storage_access_key_id", secret: true) { $0.storageAccessKeyID = $1 },
         ConfigurationKey("storage_secret_access_key", secret: true) { $0.storageSecretAccessKey = $1 },
@@ -199,6 +262,8 @@ extension DaemonConfiguration {
     }
 
     /// Merges defaults, the YAML text, the environment and the flags (by key name), in rising precedence.
+    /// Secrets are refused in the file (`secret_in_file`) and among the flags (`secret_on_command_line`), as is
+    /// a URL holding a password or secret in either.
     /// - Parameters:
     ///   - yaml: contents of the configuration file, or nil for none.
     ///   - environment: the process environment; only `DICOM_ETL_<KEY>` variables are read.
@@ -215,8 +280,8 @@ extension DaemonConfiguration {
                 if key.isSecret { throw ConfigurationError(.secretInFile, key: name) }
                 try apply(key, value, to: &configuration)
             }
-            if hasPassword(configuration.databaseURL) || hasPassword(configuration.storageURL) {
-                throw ConfigurationError(.secretInFile, key: hasPassword(configuration.databaseURL) ? "database_url" : "storage_url")
+            if urlCarriesSecret(configuration.databaseURL) || urlCarriesSecret(configuration.storageURL) {
+                throw ConfigurationError(.secretInFile, key: urlCarriesSecret(configuration.databaseURL) ? "database_url" : "storage_url")
             }
         }
         for key in keys {
@@ -224,6 +289,9 @@ extension DaemonConfiguration {
         }
         for (name, value) in flags.sorted(by: { $0.key < $1.key }) {
             guard let key = key(named: name) else { throw ConfigurationError(.unknownKey, key: name) }
+            if key.isSecret || urlCarriesSecret(value) && (name == "database_url" || name == "storage_url") {
+                throw ConfigurationError(.secretOnCommandLine, key: name)
+            }
             try apply(key, value, to: &configuration)
         }
         return configuration
@@ -267,10 +335,15 @@ extension DaemonConfiguration {
         return values
     }
 
-    private static func hasPassword(_ url: String) -> Bool {
-        guard !url.isEmpty, let components = URLComponents(string: url) else { return false }
+    /// True when a database or storage URL holds a password (`user:password@`) or a secret query parameter.
+    public static func urlCarriesSecret(_ url: String) -> Bool {
+        guard !url.isEmpty else { return false }
+        // A URL that does not parse may still hold `user:password@`: refused rather than let through.
+        guard let components = URLComponents(string: url) else { return url.contains("@") }
         if let password = components.password, !password.isEmpty { return true }
-        let secretParameters: Set<String> = ["password", "secret", "secret_access_key", "secretaccesskey"]
+        let secretParameters: Set<String> = [
+            "password", "sslpassword", "secret", "secret_access_key", "secretaccesskey", "session_token", "token",
+        ]
         return components.queryItems?.contains { secretParameters.contains($0.name.lowercased()) } ?? false
     }
 }

@@ -10,11 +10,12 @@ import Logging
 import ObjectStorage
 import Prometheus
 import ServiceLifecycle
+import Sandbox
 
 /// The pipeline's parts built by a `PipelineAssembly`: the processor and what it needs to run.
 public struct AssembledPipeline: Sendable {
-    /// The work on one file.
-    public var processor: any FileProcessor
+    /// The work on a batch of files.
+    public var processor: any BatchProcessor
     /// Services the processor depends on; started before the pipeline, stopped after it drained.
     public var services: [any Service]
     /// Readiness of `/readyz` (database reachable, store reachable, …).
@@ -27,7 +28,7 @@ public struct AssembledPipeline: Sendable {
     public var store: (any ObjectStore)?
 
     public init(
-        processor: any FileProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8],
+        processor: any BatchProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8],
         catalog: Catalog? = nil, store: (any ObjectStore)? = nil
     ) {
         self.processor = processor
@@ -100,7 +101,8 @@ public struct DaemonService: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.eventSourceOverride = eventSource
-        queue = FileQueue(capacity: max(2 * configuration.effectiveConcurrency, 4))
+        // Room for a batch in each lane, so batches form while the lanes work.
+        queue = FileQueue(capacity: max(2 * configuration.batchSize, 4))
         backoff = OutageBackoff(clock: ContinuousClock())
     }
 
@@ -147,15 +149,25 @@ public struct DaemonService: Sendable {
                 eventSource = nil
             }
         }
+        let readyOnEvent: Bool
+        switch configuration.fileArrival {
+        case .events: readyOnEvent = eventSource != nil
+        case .stability: readyOnEvent = false
+        case .auto:
+            readyOnEvent = eventSource != nil && !FilesystemKind.isNetworked(layout.root)
+            if eventSource != nil && !readyOnEvent {
+                logger.notice("the drop folder is on a network filesystem: files are taken once stable, not on events")
+            }
+        }
         let watcher = DropFolderWatcher(
             layout: layout,
-            timing: .init(stableTime: configuration.stableFileTime, rescanInterval: configuration.rescanInterval),
+            timing: .init(stableTime: configuration.stableFileTime, rescanInterval: configuration.rescanInterval, readyOnEvent: readyOnEvent),
             queue: queue, eventSource: eventSource, clock: ContinuousClock(),
             hasher: PathHasher(secret: pipeline.pathHashSecret), metrics: metrics, logger: logger.component("watcher"))
         let runner = PipelineRunner(
             queue: queue, processor: pipeline.processor,
             disposer: FileDisposer(layout: layout, processedFiles: configuration.processedFiles),
-            concurrency: configuration.effectiveConcurrency, metrics: metrics, backoff: backoff, logger: logger.component("pipeline"))
+            lanes: 2, batchSize: configuration.batchSize, metrics: metrics, backoff: backoff, logger: logger.component("pipeline"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: opsServer)]
         services += pipeline.services.map { .init(service: $0) }
         // The pipeline and the watcher end only at shutdown; if one ends early the group stops.
@@ -175,6 +187,7 @@ public struct DaemonService: Sendable {
             "daemon starting",
             metadata: [
                 "concurrency": .stringConvertible(configuration.effectiveConcurrency),
+                "batch_size": .stringConvertible(configuration.batchSize),
                 "processed_files": .string(configuration.processedFiles.rawValue),
             ])
         try await group.run()

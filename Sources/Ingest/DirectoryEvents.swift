@@ -4,11 +4,16 @@
 import Glibc
 #endif
 import Foundation
+import Sandbox
 
 /// A change in a watched directory.
 public enum DirectoryEvent: Sendable, Hashable {
-    /// A file was closed after writing, or moved into a watched directory.
+    /// A file was closed after writing.
     case fileWritten(path: String)
+    /// A file was renamed into a watched directory: it arrived whole.
+    case fileMovedIn(path: String)
+    /// A file was opened (by anyone): a writer that closed it and opens it again is not done with it.
+    case fileOpened(path: String)
     /// A directory was created in, or moved into, a watched directory: scan it, it may already hold files.
     case directoryAppeared(path: String)
     /// Events were lost (kernel queue overflow): rescan everything.
@@ -33,12 +38,13 @@ public struct WatcherError: Error, Sendable, Hashable, CustomStringConvertible, 
     public var description: String { "watcher error: \(reason) (errno \(errorNumber))" }
 }
 
-/// inotify on Linux: IN_CLOSE_WRITE and IN_MOVED_TO for files, IN_CREATE/IN_MOVED_TO for directories,
+/// inotify on Linux: IN_CLOSE_WRITE, IN_MOVED_TO and IN_OPEN for files, IN_CREATE/IN_MOVED_TO for directories,
 /// IN_Q_OVERFLOW as `.overflow`. A dedicated thread polls the descriptor and feeds a bounded stream;
 /// when the stream is full, events are dropped and an `.overflow` follows, as the kernel does.
 public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable {
     // <sys/inotify.h>; IN_ALL_EVENTS and friends are not all imported into Swift.
     static let closeWrite: UInt32 = 0x0000_0008
+    static let opened: UInt32 = 0x0000_0020
     static let movedFrom: UInt32 = 0x0000_0040
     static let movedTo: UInt32 = 0x0000_0080
     static let create: UInt32 = 0x0000_0100
@@ -79,7 +85,7 @@ public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable
         lock.lock()
         defer { lock.unlock() }
         if stopped { return false }
-        let mask = Self.closeWrite | Self.movedTo | Self.create | Self.deleteSelf | Self.moveSelf | Self.onlyDirectory
+        let mask = Self.closeWrite | Self.movedTo | Self.opened | Self.create | Self.deleteSelf | Self.moveSelf | Self.onlyDirectory
         let wd = inotify_add_watch(descriptor, directory, mask)
         guard wd >= 0 else { return false }
         if let old = pathByWatch[wd], old != directory { watchByPath[old] = nil }
@@ -154,7 +160,10 @@ public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable
             if mask & Self.isDirectory != 0 {
                 return mask & (Self.create | Self.movedTo) != 0 ? .directoryAppeared(path: path) : nil
             }
-            return mask & (Self.closeWrite | Self.movedTo) != 0 ? .fileWritten(path: path) : nil
+            if mask & Self.closeWrite != 0 { return .fileWritten(path: path) }
+            if mask & Self.movedTo != 0 { return .fileMovedIn(path: path) }
+            if mask & Self.opened != 0 { return .fileOpened(path: path) }
+            return nil
         }
     }
 }

@@ -48,8 +48,8 @@ public struct PipelineStage: RawRepresentable, Hashable, Sendable, Codable, Cust
 }
 
 /// Why a file cannot go through: the stage and a machine-readable reason (`not_dicom`,
-/// `process_crashed`, …). Never carries patient data. Thrown by a `FileProcessor` (or returned as
-/// `ProcessingOutcome.rejected`) it sends the file to quarantine.
+/// `process_crashed`, …). Never carries patient data. Returned as `ProcessingOutcome.rejected`, it sends
+/// the file to quarantine.
 public struct PipelineFailure: Error, Sendable, Hashable, Codable, CustomStringConvertible {
     public let stage: PipelineStage
     public let reason: String
@@ -66,7 +66,8 @@ public struct PipelineFailure: Error, Sendable, Hashable, Codable, CustomStringC
 public enum ProcessingOutcome: Sendable, Hashable {
     /// Catalogued: the source file goes to `processed/` or is deleted, by configuration.
     case ingested
-    /// Already recorded (same SOP Instance UID and same bytes): disposed of like an ingested file.
+    /// Already recorded (the same bytes, or the same instance with the same content): disposed of like an
+    /// ingested file.
     case duplicate
     /// Cannot go through: the file goes to `quarantine/` beside a reason file.
     case rejected(PipelineFailure)
@@ -74,16 +75,17 @@ public enum ProcessingOutcome: Sendable, Hashable {
     /// another replica that took it first): the file, if still there, is disposed of by that outcome
     /// (`nil`: catalogued; else quarantined with the recorded failure) and counted nowhere again.
     case alreadyRecorded(PipelineFailure?)
+    /// Left in the drop folder with nothing decided (claimed by another replica, a crash counted as one
+    /// attempt, …): taken again later — `soon`, by the pipeline itself, or at the next rescan.
+    case retry(reason: String, soon: Bool)
 }
 
-/// The pipeline's work on one file: claim, parse, de-identify, normalise, store, catalog.
+/// The pipeline's work on a batch of files: claim, parse, de-identify, normalise, store, catalogue.
 ///
-/// Return `.ingested`/`.duplicate`, or `.rejected` (or throw a `PipelineFailure`) for a file that
-/// cannot go through. Throw a `PipelineOutage` when the surroundings fail (database or store
-/// unreachable, disk full): the file stays in the drop folder and the runner pauses every worker for
-/// a while. Throw any other error for a fault of this file alone that may pass (e.g. to be retried):
-/// the file stays and is taken again at the next rescan. The runner moves, deletes or quarantines the
-/// source file after `process` returns; `process` must not.
-public protocol FileProcessor: Sendable {
-    func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome
+/// Answer one outcome per file, in order. Throw a `PipelineOutage` when the surroundings fail (database or
+/// store unreachable, disk full): every file of the batch stays in the drop folder and the runner pauses
+/// for a while. The runner moves, deletes or quarantines the source files after `process` returns;
+/// `process` must not.
+public protocol BatchProcessor: Sendable {
+    func process(_ files: [DiscoveredFile]) async throws -> [ProcessingOutcome]
 }

@@ -18,11 +18,16 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         public var rescanInterval: Duration
         /// How often files waiting to become stable are looked at again.
         public var stabilityTick: Duration
+        /// A file closed after writing or renamed into the folder (an inotify event) is ready at once; the stable
+        /// time then applies only to files a rescan finds. False where events cannot be trusted to mean "written
+        /// completely" (network filesystems, where no events arrive for other hosts' writes).
+        public var readyOnEvent: Bool
 
-        public init(stableTime: Duration, rescanInterval: Duration, stabilityTick: Duration? = nil) {
+        public init(stableTime: Duration, rescanInterval: Duration, stabilityTick: Duration? = nil, readyOnEvent: Bool = true) {
             self.stableTime = stableTime
             self.rescanInterval = rescanInterval
             self.stabilityTick = stabilityTick ?? min(max(stableTime / 4, .milliseconds(20)), .seconds(1))
+            self.readyOnEvent = readyOnEvent
         }
     }
 
@@ -30,7 +35,14 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         case event(DirectoryEvent)
         case rescan(requestedAt: C.Instant)
         case tick
+        case closeTick
+
+        var isCloseTick: Bool { if case .closeTick = self { true } else { false } }
     }
+
+    /// How long a file closed after writing (or renamed in) waits for its writer to open it again before it is
+    /// taken: a writer that creates a file empty and then reopens it to write closes (or renames) it first.
+    static var closeGrace: Duration { .milliseconds(40) }
 
     private let layout: DropFolderLayout
     private let timing: Timing
@@ -70,6 +82,8 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
 
     private func watch() async {
         let (inputs, continuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingOldest(65_536))
+        // A close waiting out its grace asks for one tick after the grace (no timer runs while none waits).
+        let (closes, closeSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withTaskGroup(of: Void.self) { group in
             if let eventSource {
                 group.addTask {
@@ -92,12 +106,23 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
                     continuation.yield(.tick)
                 }
             }
+            if timing.readyOnEvent && eventSource != nil {
+                group.addTask {
+                    for await _ in closes {
+                        guard (try? await clock.sleep(for: Self.closeGrace)) != nil else { break }
+                        continuation.yield(.closeTick)
+                    }
+                }
+            }
             continuation.yield(.rescan(requestedAt: clock.now))
             var state = LoopState(tracker: StabilityTracker(stableTime: timing.stableTime))
             for await input in inputs {
                 if Task.isCancelled { break }
+                let waiting = !state.closed.isEmpty
                 await handle(input, state: &state)
+                if !state.closed.isEmpty && (!waiting || input.isCloseTick) { closeSignal.yield() }
             }
+            closeSignal.finish()
             continuation.finish()
             group.cancelAll()
         }
@@ -105,6 +130,8 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
 
     struct LoopState {
         var tracker: StabilityTracker<C.Instant>
+        /// Files closed after writing, taken at these instants unless opened again meanwhile.
+        var closed: [String: C.Instant] = [:]
         var lastRescanStart: C.Instant?
         var ticksSinceRescan = 0
     }
@@ -126,8 +153,23 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         case .event(.directoryAppeared(let path)):
             guard let relative = layout.relativePath(of: path), !layout.isExcludedDirectory(relativePath: relative) else { return }
             _ = await scan(path, state: &state)
-        case .event(.fileWritten(let path)):
-            await consider(path, state: &state)
+        case .event(.fileWritten(let path)), .event(.fileMovedIn(let path)):
+            if timing.readyOnEvent {
+                state.closed[path] = clock.now.advanced(by: Self.closeGrace)
+            } else {
+                await consider(path, state: &state)
+            }
+        case .event(.fileOpened(let path)):
+            // Reopened after a close (a writer that creates the file, then writes it): complete only at its next
+            // close, or once stable.
+            if state.closed.removeValue(forKey: path) != nil { await consider(path, state: &state) }
+        case .closeTick:
+            guard !state.closed.isEmpty else { return }
+            let now = clock.now
+            for (path, readyAt) in state.closed where readyAt <= now {
+                state.closed[path] = nil
+                await consider(path, state: &state, ready: true)
+            }
         case .tick:
             for path in state.tracker.due(at: clock.now) {
                 if Task.isCancelled { return }
@@ -164,8 +206,9 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         return candidates
     }
 
-    /// Looks at one file: unless it is pending in the queue, stat it and apply the stability rule.
-    private func consider(_ path: String, state: inout LoopState) async {
+    /// Looks at one file: unless it is pending in the queue, stat it and apply the stability rule (or, when
+    /// `ready`, hand it on at once: it was just closed after writing or renamed in).
+    private func consider(_ path: String, state: inout LoopState, ready: Bool = false) async {
         guard layout.isCandidate(path: path), !queue.isPending(path) else { return }
         var info = stat()
         guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
@@ -178,7 +221,14 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         clock_gettime(CLOCK_REALTIME, &wallNow)
         let nowNanoseconds = Int64(wallNow.tv_sec) * 1_000_000_000 + Int64(wallNow.tv_nsec)
         let age = Duration.nanoseconds(nowNanoseconds - modification)
-        let action = state.tracker.observe(path: path, size: size, modification: modification, modificationAge: age, now: clock.now)
+        let action: StabilityAction
+        // An empty file is never complete: a writer that creates a file and reopens it to write closes it once empty.
+        if ready && size > 0 {
+            state.tracker.forget(path)
+            action = .handOn
+        } else {
+            action = state.tracker.observe(path: path, size: size, modification: modification, modificationAge: age, now: clock.now)
+        }
         guard action == .handOn, let relative = layout.relativePath(of: path) else { return }
         let file = DiscoveredFile(
             path: path, relativePath: relative, size: size,

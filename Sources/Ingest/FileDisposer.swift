@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import Foundation
+import Sandbox
 
 /// Why a source file could not be moved or deleted.
 public struct DisposalError: Error, Sendable, Hashable, CustomStringConvertible, ReasonedError {

@@ -148,6 +148,44 @@ public final class FileQueue: @unchecked Sendable {
         }
     }
 
+    /// Takes a batch: waits for a first file, then takes what else is waiting, up to `limit` files in all
+    /// (what arrived while the previous batch ran). The caller must call `complete(_:)` for each.
+    /// - Returns: an empty batch once the queue is closed (or the task is cancelled).
+    public func nextBatch(limit: Int) async -> [DiscoveredFile] {
+        guard let first = await next() else { return [] }
+        var batch = [first]
+        var admitted: [CheckedContinuation<Bool, Never>] = []
+        lock.withLock {
+            while batch.count < limit, let (file, producer) = takeLocked() {
+                batch.append(file)
+                if let producer { admitted.append(producer) }
+            }
+        }
+        for producer in admitted { producer.resume(returning: true) }
+        return batch
+    }
+
+    /// Queues a file only when there is room at once (never waits); false when it was pending, the queue is
+    /// closed or full.
+    @discardableResult
+    public func offerIfRoom(_ file: DiscoveredFile) -> Bool {
+        let consumer: CheckedContinuation<DiscoveredFile?, Never>?? = lock.withLock {
+            if closed || pending.contains(file.path) { return .none }
+            if !consumers.isEmpty {
+                pending.insert(file.path)
+                inFlightCount += 1
+                return .some(consumers.removeFirst().continuation)
+            }
+            guard buffer.count - head < capacity else { return .none }
+            pending.insert(file.path)
+            append(file)
+            return .some(nil)
+        }
+        guard let consumer else { return false }
+        consumer?.resume(returning: file)
+        return true
+    }
+
     /// Marks a file taken with `next()` as done: it may be queued again (e.g. when it was left in place).
     public func complete(_ path: String) {
         lock.withLock {

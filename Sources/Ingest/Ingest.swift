@@ -1,2 +1,2 @@
 // Ingest: the daemon's shell — configuration, drop-folder watcher, pipeline runner, quarantine,
-// sandboxed workers and operations endpoints. The pipeline's stages plug in through `FileProcessor`.
+// sandboxed workers and operations endpoints. The pipeline's stages plug in through `BatchProcessor`.

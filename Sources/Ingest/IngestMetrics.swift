@@ -2,6 +2,7 @@
 import CoreMetrics
 import Foundation
 import Metrics
+import Sandbox
 
 /// Named metrics of the ingestion daemon. Labels carry stages and reasons only, never file data.
 ///
@@ -11,7 +12,7 @@ import Metrics
 /// `dicom_etl_stage_duration_seconds{stage}` (histogram), `dicom_etl_file_latency_seconds` (histogram,
 /// found stable → done), `dicom_etl_pipeline_queue_depth`, `dicom_etl_backlog_files`,
 /// `dicom_etl_in_flight_files`, `dicom_etl_job_queue_depth{state}`, `dicom_etl_sandbox_crashes_total{reason}`,
-/// `dicom_etl_sandbox_restarts_total`.
+/// `dicom_etl_sandbox_restarts_total`, `dicom_etl_batch_files` (histogram), `dicom_etl_uid_conflicts_total{resolution}`.
 public final class IngestMetrics: Sendable {
     private let factory: any MetricsFactory
     /// Files handed on by the watcher.
@@ -34,12 +35,15 @@ public final class IngestMetrics: Sendable {
     public let sandboxRestarts: Counter
     /// Time from a file found stable to its disposal.
     public let fileLatency: CoreMetrics.Timer
+    /// Files per batch the pipeline took.
+    public let batchSize: Recorder
 
     private let lock = NSLock()
     nonisolated(unsafe) private var quarantined: [String: Counter] = [:]
     nonisolated(unsafe) private var stageTimers: [String: CoreMetrics.Timer] = [:]
     nonisolated(unsafe) private var jobGauges: [String: Gauge] = [:]
     nonisolated(unsafe) private var sandboxCrashes: [String: Counter] = [:]
+    nonisolated(unsafe) private var conflicts: [String: Counter] = [:]
 
     /// - Parameter factory: the metrics backend; the bootstrapped global one by default.
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
@@ -54,6 +58,19 @@ public final class IngestMetrics: Sendable {
         inFlight = Gauge(label: "dicom_etl_in_flight_files", factory: factory)
         sandboxRestarts = Counter(label: "dicom_etl_sandbox_restarts_total", factory: factory)
         fileLatency = CoreMetrics.Timer(label: "dicom_etl_file_latency_seconds", factory: factory)
+        batchSize = Recorder(label: "dicom_etl_batch_files", factory: factory)
+    }
+
+    /// Counts a file whose SOP Instance UID was catalogued with other content, by what was done
+    /// (`quarantined`, `kept_both`, `replaced`).
+    public func uidConflict(resolution: String) {
+        let counter = lock.withLock {
+            if let existing = conflicts[resolution] { return existing }
+            let counter = Counter(label: "dicom_etl_uid_conflicts_total", dimensions: [("resolution", resolution)], factory: factory)
+            conflicts[resolution] = counter
+            return counter
+        }
+        counter.increment()
     }
 
     /// Counts a quarantined file by stage and reason.
@@ -97,6 +114,11 @@ public final class IngestMetrics: Sendable {
             return gauge
         }
         gauge.record(count)
+    }
+
+    /// What the sandbox pool reports, counted here (`sandbox_crashes_total`, `sandbox_restarts_total`).
+    public var sandboxEvents: SandboxEvents {
+        SandboxEvents(lost: { [self] in sandboxCrashed(reason: $0) }, restarted: { [self] in sandboxRestarts.increment() })
     }
 
     /// Counts a sandbox process lost with a job (`process_crashed`, `timed_out`).

@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import ObjectStorage
 import PostgresNIO
+import Sandbox
 import ServiceLifecycle
 
 /// Why the pipeline cannot be assembled. Carries no paths or secrets.
@@ -53,7 +54,8 @@ public enum IngestPipeline: PipelineAssembly {
             database = try DatabaseConfiguration.parse(configuration.databaseURL, environment: environment)
         }
         let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
-        let clientTask = Task { await client.run() }
+        // Started immediately: `run()` has begun before the first query leases a connection.
+        let clientTask = Task.immediate { await client.run() }
         let catalog = Catalog(client: client, logger: logger)
         do {
             try await retryingUntilReachable(logger: logger) { try await catalog.migrate() }
@@ -74,19 +76,33 @@ public enum IngestPipeline: PipelineAssembly {
             store = try StorageLocation.parse(configuration.storageURL).makeStore(credentials: credentials)
         }
 
-        // Output a killed predecessor's children left behind; nothing in it was catalogued yet.
-        let scratchRoot = (dataDirectory as NSString).appendingPathComponent("scratch")
-        try? FileManager.default.removeItem(atPath: scratchRoot)
         // The lease owner names this replica: host, drop folder and data dir (each replica has its own data
         // dir), so two replicas on one host never take each other's claims, and a restart reclaims its own.
         let host = ProcessInfo.processInfo.hostName
         let replica = URL(fileURLWithPath: configuration.dropFolder).standardizedFileURL.path + "\u{0}" + dataDirectory
         let replicaHash = SHA256.hash(data: Data(replica.utf8)).prefix(6).map { String(format: "%02x", $0) }.joined()
+        // The children write their outputs where the store takes them by rename: its own staging folder (one per
+        // replica), else a folder in the data dir. What a killed predecessor left there was never catalogued.
+        let staging: String
+        do {
+            staging = try store.stagingDirectory(named: "staging-" + replicaHash)
+                ?? (dataDirectory as NSString).appendingPathComponent("scratch/staging")
+        } catch {
+            throw PipelineSetupError("staging_unwritable")
+        }
+        try? FileManager.default.removeItem(atPath: staging)
+        try? FileManager.default.removeItem(atPath: (dataDirectory as NSString).appendingPathComponent("scratch"))
+        do { try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true) } catch {
+            throw PipelineSetupError("staging_unwritable")
+        }
         let processor = IngestProcessor(
             catalog: catalog, store: store, sandbox: context.sandbox,
             inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
-            scratchRoot: scratchRoot, owner: "\(host)/\(replicaHash)",
-            lease: configuration.sandboxTimeout + .seconds(120), metrics: context.metrics, logger: logger)
+            stagingDirectory: staging, owner: "\(host)/\(replicaHash)", lease: configuration.sandboxTimeout + .seconds(120),
+            conflictPolicy: configuration.uidConflictPolicy, metrics: context.metrics, logger: logger)
+        do { try await processor.removeLeftoverObjects() } catch {
+            logger.warning("objects left for removal by an earlier run could not all be removed", metadata: LogRedaction.metadata(for: error))
+        }
         let completion = SeriesCompletionService(
             catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(),
             metrics: context.metrics, logger: logger)

@@ -1,20 +1,27 @@
-// The pipeline's work on one file: ledger claim (streamed SHA-256) → sandboxed process job (parse,
-// de-identify, normalise, serialise) → objects stored under keys derived from pseudonymous UIDs →
-// one catalogue transaction (instance upsert + vault + ledger catalogued + audit events + series
-// last arrival). Source paths go only to the ledger; logs carry the path hash.
+// The pipeline's work on a batch of files, every hand-off paid once per batch: SHA-256 of each source
+// (several at once) → one claim transaction → the sandbox children (results streamed back as each file ends;
+// each writes its outputs once, into the store's staging folder) → the store takes each object by rename
+// (or uploads it) → one durability step for the batch's objects → one catalogue transaction for the batch
+// (catalogue rows, vault, ledger transitions, audit events, quarantine, UID conflicts). Source paths go only to
+// the ledger; logs carry path hashes.
 //
-// Failures fall in three kinds. The file's own (not DICOM, truncated, …): quarantined at once. Maybe
-// the file's (the sandbox crashed or timed out): one attempt counted, the file retried until
-// `maxAttempts`, then quarantined with that reason. Outages (database or store unreachable, disk full):
-// nothing counted, the claim released when the database answers, a `PipelineOutage` thrown so the
-// runner backs off and the file stays in the drop folder.
+// Failures fall in three kinds. The file's own (not DICOM, truncated, …): quarantined. Maybe the file's (its
+// sandbox child crashed or timed out): one attempt counted, the file retried until `maxAttempts`, then
+// quarantined with that reason; the other files of its batch are not touched. Outages (database or store
+// unreachable, disk full): nothing counted, the claims released when the database answers, a `PipelineOutage`
+// thrown so the runner backs off and the batch stays in the drop folder.
 import Catalog
+import Crypto
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import Logging
 import ObjectStorage
+import Sandbox
 
-/// The daemon's `FileProcessor`.
-public struct IngestProcessor: FileProcessor {
+/// The daemon's `BatchProcessor`.
+public struct IngestProcessor: BatchProcessor {
     /// Paths of what the sandbox child loads.
     public struct Inputs: Sendable, Hashable {
         public var routesFile: String
@@ -33,67 +40,381 @@ public struct IngestProcessor: FileProcessor {
     public let store: any ObjectStore
     public let sandbox: SandboxPool
     public let inputs: Inputs
-    /// Folder for the sandbox's output objects (inside the data dir).
-    public let scratchRoot: String
+    /// Folder the children write their outputs into (the store's staging folder, or one in the data dir).
+    public let stagingDirectory: String
     /// This daemon's ledger lease owner: stable across restarts of the same daemon, so a restart takes
     /// back its own unfinished files at once.
     public let owner: String
-    /// How long a claim holds before another replica may take the file over.
+    /// How long a claim holds before another replica may take the file over (renewed while a batch runs).
     public let lease: Duration
     /// Failed attempts (sandbox crashes or timeouts) after which a file is quarantined.
     public let maxAttempts: Int
     /// Claims interrupted with no outcome (the daemon killed mid-file) after which a file is quarantined.
     public let maxInterruptions: Int
+    /// What to do with a SOP Instance UID catalogued with other content.
+    public let conflictPolicy: UIDConflictPolicy
     /// The clock of arrival times (compared by the series completion service).
     public let now: @Sendable () -> Date
     /// Where stage latencies (claim, sandbox, store, catalog) are recorded; nil records none.
     public let metrics: IngestMetrics?
     /// How long one database transaction may take before it counts as an outage.
     public let databaseDeadline: Duration
+    /// Store uploads in flight at once (S3); a filesystem store's puts are renames.
+    public let storeConcurrency: Int
     public let logger: Logger
 
     public init(
-        catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, scratchRoot: String, owner: String,
-        lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, now: @escaping @Sendable () -> Date = { Date() },
-        metrics: IngestMetrics? = nil, databaseDeadline: Duration = .seconds(30), logger: Logger
+        catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, stagingDirectory: String, owner: String,
+        lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, conflictPolicy: UIDConflictPolicy = .quarantine,
+        now: @escaping @Sendable () -> Date = { Date() }, metrics: IngestMetrics? = nil, databaseDeadline: Duration = .seconds(30),
+        storeConcurrency: Int = 16, logger: Logger
     ) {
-        self.metrics = metrics
-        self.databaseDeadline = databaseDeadline
         self.catalog = catalog
         self.store = store
         self.sandbox = sandbox
         self.inputs = inputs
-        self.scratchRoot = scratchRoot
+        self.stagingDirectory = stagingDirectory
         self.owner = owner
         self.lease = lease
         self.maxAttempts = maxAttempts
         self.maxInterruptions = maxInterruptions
+        self.conflictPolicy = conflictPolicy
         self.now = now
+        self.metrics = metrics
+        self.databaseDeadline = databaseDeadline
+        self.storeConcurrency = max(1, storeConcurrency)
         self.logger = logger
     }
 
-    /// A transient fault: the file stays in the drop folder and is taken again at the next rescan.
-    public struct TransientFailure: Error, ReasonedError, CustomStringConvertible {
-        public let reason: String
-        public var description: String { "transient: \(reason)" }
-    }
-
-    /// Failures that may be the file's fault or chance (a crashed or timed-out sandbox child, a statement the
-    /// database refused): counted as attempts and retried, where every other `PipelineFailure` is the file's
+    /// Failures that may be the file's fault or chance (a crashed or timed-out sandbox child, garbage on the pipe,
+    /// a result the daemon cannot use): counted as attempts and retried, where every other failure is the file's
     /// own and quarantines it at once.
     static let retriedReasons: Set<String> = [
         SandboxError.Code.processCrashed.rawValue, SandboxError.Code.timedOut.rawValue, SandboxError.Code.protocolError.rawValue,
         "bad_response", "catalog_rejected",
     ]
 
-    /// `PipelineFailure`s that are outages rather than the file's fault, by reason.
+    /// Failures that are outages rather than the file's fault, by reason.
     static let outageReasons: [String: String] = [
         SandboxError.Code.spawnFailed.rawValue: "sandbox_unavailable", "scratch_unwritable": "disk_unavailable",
     ]
 
-    /// Runs a database call in a transaction. An unreachable database becomes a `PipelineOutage`; a conflict
-    /// or a lost lease a `TransientFailure` (retried, nothing counted); a statement the server refuses a
-    /// `PipelineFailure` of `stage` (`catalog_rejected`: counted and retried like a sandbox crash).
+    // MARK: The batch
+
+    public func process(_ files: [DiscoveredFile]) async throws -> [ProcessingOutcome] {
+        var outcomes = [ProcessingOutcome?](repeating: nil, count: files.count)
+
+        // 1. Content digests (the ledger's key), several files at once.
+        let digests = await Self.digests(of: files)
+        var sources: [(index: Int, source: SourceFile)] = []
+        for (index, digest) in digests.enumerated() {
+            switch digest {
+            case .success(let digest):
+                sources.append((index, SourceFile(path: files[index].path, size: digest.size, mtime: digest.modificationTime, sha256: digest.sha256)))
+            case .failure(let failure):
+                outcomes[index] = .retry(reason: failure.reason, soon: false)
+            }
+        }
+
+        // 2. One claim for the batch.
+        let owner = self.owner, lease = self.lease, maxAttempts = self.maxAttempts, maxInterruptions = self.maxInterruptions
+        let requested = sources.map(\.source)
+        let claims = requested.isEmpty ? [] : try await timed(.claim) {
+            try await database(.claim) {
+                try await $0.claimSourceFiles(requested, owner: owner, lease: lease, maxAttempts: maxAttempts, maxInterruptions: maxInterruptions)
+            }
+        }
+        var work: [Work] = []
+        var isolated: [(group: Int, work: Work)] = []
+        for ((index, _), claim) in zip(sources, claims) {
+            switch claim.claim {
+            case .claimed(let entry):
+                let item = Work(index: index, entry: entry, file: files[index], claimedModification: claim.file.mtime.timeIntervalSince1970)
+                if let group = claim.group { isolated.append((group, item)) } else { work.append(item) }
+            case .alreadyDone(let done):
+                outcomes[index] = .alreadyRecorded(done.state == .quarantined
+                    ? PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined") : nil)
+            case .duplicate: outcomes[index] = .duplicate
+            case .busy: outcomes[index] = .retry(reason: "claimed_elsewhere", soon: false)
+            case .exhausted(let exhausted):
+                let (stage, reason) = CatalogTransaction.exhaustedFailure(of: exhausted, maxAttempts: maxAttempts)
+                outcomes[index] = .rejected(PipelineFailure(stage: PipelineStage(stage), reason: reason))
+            }
+        }
+        // 3. The claimed files through the sandbox, the store and the catalogue, leases renewed meanwhile: the batch
+        // together, then files interrupted in a group by a daemon that died, in smaller groups one after another
+        // (a file that takes the daemon down is soon alone, and only then is an interruption counted against it).
+        var groups: [[Work]] = work.isEmpty ? [] : [work]
+        for (size, members) in Dictionary(grouping: isolated, by: \.group).sorted(by: { $0.key > $1.key }) {
+            let items = members.map(\.work)
+            groups += stride(from: 0, to: items.count, by: size).map { Array(items[$0..<min($0 + size, items.count)]) }
+        }
+        let all = (work + isolated.map(\.work)).map(\.entry.id)
+        try await withLeasesRenewed(all) {
+            for (position, group) in groups.enumerated() {
+                if position > 0 || work.isEmpty {
+                    let ids = group.map(\.entry.id), owner = self.owner
+                    try await database(.claim) { try await $0.startSourceFileGroup(ids: ids, owner: owner) }
+                }
+                let decided = try await catalogue(group)
+                for (item, outcome) in zip(group, decided) { outcomes[item.index] = outcome }
+            }
+        }
+        return outcomes.map { $0! }
+    }
+
+    /// A claimed file.
+    struct Work: Sendable {
+        var index: Int
+        var entry: LedgerEntry
+        var file: DiscoveredFile
+        /// The source's modification time when it was digested and claimed (seconds since 1970).
+        var claimedModification: Double
+        /// Set for a second pass: the UID the instance takes (its own is catalogued with other content).
+        var sopInstanceUIDOverride: String?
+    }
+
+    /// What the sandbox and the store made of one claimed file.
+    struct Prepared: Sendable {
+        var update: LedgerUpdate
+        /// Keys stored for it (to make durable, or to remove when nothing refers to them).
+        var keys: [String]
+        var alternateSOPInstanceUID: String?
+        /// An outage met on this file (`sandbox_unavailable`, `disk_unavailable`, `store_unavailable`).
+        var outage: String?
+    }
+
+    /// Sandbox → store → durability → commit for claimed files (twice for conflicts kept apart by a new UID).
+    private func catalogue(_ work: [Work]) async throws -> [ProcessingOutcome] {
+        var prepared = try await prepare(work)
+        if let outage = prepared.lazy.compactMap(\.outage).first {
+            await releaseAll(work, reason: outage)
+            throw PipelineOutage(reason: outage)
+        }
+        let keys = prepared.flatMap(\.keys)
+        do { try await timed(.store) { try await store.makeDurable(keys) } } catch {
+            await releaseAll(work, reason: "store_unavailable")
+            throw PipelineOutage(reason: "store_unavailable")
+        }
+        Failpoint.hit(Failpoint.durable)
+        var results = try await commit(prepared.map(\.update))
+
+        // Conflicts kept apart: the same files again under their keyed new UIDs, then a second commit.
+        let again = work.indices.filter { if case .needsNewUID = results[$0] { return true } else { return false } }
+        if !again.isEmpty {
+            let second = again.map { index in
+                var item = work[index]
+                item.sopInstanceUIDOverride = prepared[index].alternateSOPInstanceUID
+                return item
+            }
+            let redone = try await prepare(second)
+            if let outage = redone.lazy.compactMap(\.outage).first {
+                await releaseAll(second, reason: outage)
+                throw PipelineOutage(reason: outage)
+            }
+            do { try await timed(.store) { try await store.makeDurable(redone.flatMap(\.keys)) } } catch {
+                await releaseAll(second, reason: "store_unavailable")
+                throw PipelineOutage(reason: "store_unavailable")
+            }
+            let secondResults = try await commit(redone.map(\.update))
+            await removeUnreferenced(again.flatMap { prepared[$0].keys })   // the first pass's, under the taken UID
+            for (position, index) in again.enumerated() {
+                prepared[index] = redone[position]
+                results[index] = secondResults[position]
+                if case .catalogued = secondResults[position] { metrics?.uidConflict(resolution: "kept_both") }
+            }
+        }
+
+        // Objects the commit found nothing refers to (recorded there, so a crash now leaves them to the next start).
+        var unreferenced: [String] = []
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .duplicate(_, sharesObjects: false), .quarantined(_, "uid_conflict"): unreferenced += prepared[index].keys
+            default: break
+            }
+        }
+        await removeUnreferenced(unreferenced)
+
+        var outcomes: [ProcessingOutcome] = []
+        for (index, result) in results.enumerated() {
+            switch result {
+            case .catalogued: outcomes.append(.ingested)
+            case .replaced:
+                metrics?.uidConflict(resolution: "replaced")
+                outcomes.append(.ingested)
+            case .duplicate:
+                outcomes.append(.duplicate)
+            case .quarantined(let stage, let reason):
+                if reason == "uid_conflict" { metrics?.uidConflict(resolution: "quarantined") }
+                outcomes.append(.rejected(PipelineFailure(stage: PipelineStage(stage), reason: reason)))
+            case .failed(let attempts):
+                if case .failedAttempt(_, let reason, _) = prepared[index].update.outcome {
+                    logger.notice("file will be retried", metadata: [
+                        "path_hash": .string(work[index].file.pathHash), "reason": .string(reason), "attempt": .stringConvertible(attempts)])
+                    outcomes.append(.retry(reason: reason, soon: true))
+                } else {
+                    outcomes.append(.retry(reason: "failed", soon: true))
+                }
+            case .released:
+                if case .release(let reason) = prepared[index].update.outcome { outcomes.append(.retry(reason: reason, soon: false)) } else {
+                    outcomes.append(.retry(reason: "released", soon: false))
+                }
+            case .leaseLost: outcomes.append(.retry(reason: "lease_lost", soon: false))
+            case .forgotten: outcomes.append(.retry(reason: "file_changed", soon: false))
+            case .needsNewUID: outcomes.append(.retry(reason: "uid_conflict_unresolved", soon: false))
+            }
+        }
+        return outcomes
+    }
+
+    /// Runs the files through the sandbox children and puts each one's objects into the store as its result
+    /// arrives (several uploads at once).
+    private func prepare(_ work: [Work]) async throws -> [Prepared] {
+        let requests = work.map { item in
+            ProcessRequest(
+                sourcePath: item.file.path, routesFile: inputs.routesFile, profileFile: inputs.profileFile, keyFile: inputs.keyFile,
+                recipesDirectory: inputs.recipesDirectory, stagingPrefix: stagingDirectory + "/\(item.entry.id)-\(item.entry.claims)",
+                sopInstanceUIDOverride: item.sopInstanceUIDOverride)
+        }
+        let sandboxStart = ContinuousClock.now
+        var prepared = [Prepared?](repeating: nil, count: work.count)
+        try await withThrowingTaskGroup(of: (Int, Prepared).self) { group in
+            var running = 0
+            var answered = 0
+            for await (index, answer) in ProcessJob.run(requests, in: sandbox) {
+                answered += 1
+                if answered == 2 { Failpoint.hit(Failpoint.sandbox) }
+                let item = work[index]
+                let result: ProcessResult
+                switch answer {
+                case .failure(let error):
+                    prepared[index] = Self.prepared(item, forSandboxError: error, maxAttempts: maxAttempts)
+                    continue
+                case .success(let success): result = success
+                }
+                // A file that changed since its claim was still being written (taken on a close after a partial
+                // write): whatever came of it is not the file's; it is taken again once it is complete.
+                if Self.changedSinceClaim(item) {
+                    for object in result.objects { unlink(object.path) }
+                    prepared[index] = Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .forget), keys: [])
+                    continue
+                }
+                if let failure = result.failure {
+                    prepared[index] = Self.prepared(item, forFailure: failure, maxAttempts: maxAttempts)
+                    continue
+                }
+                guard let instance = result.instance, result.objects.contains(where: { $0.role == .file }) else {
+                    prepared[index] = Self.prepared(item, forFailure: PipelineFailure(stage: .sandbox, reason: "bad_response"), maxAttempts: maxAttempts)
+                    continue
+                }
+                if running >= storeConcurrency, let (done, value) = try await group.next() {
+                    prepared[done] = value
+                    running -= 1
+                }
+                group.addTask { (index, await self.store(instance, result, for: item)) }
+                running += 1
+            }
+            metrics?.recordStage(.sandbox, duration: ContinuousClock.now - sandboxStart)
+            for try await (done, value) in group { prepared[done] = value }
+        }
+        return prepared.map { $0! }
+    }
+
+    /// Puts one instance's staged objects into the store under keys derived from its pseudonymous UIDs and its
+    /// source's content (a retry writes the same objects; another version of the instance its own).
+    private func store(_ instance: IngestedInstance, _ result: ProcessResult, for item: Work) async -> Prepared {
+        let m = instance.metadata
+        let name = "\(m.sopInstanceUID).\(item.entry.sha256.prefix(16))"
+        var stored = instance
+        var keys: [String] = []
+        for object in result.objects {
+            let key: String
+            switch object.role {
+            case .file: key = "dicom/\(m.studyUID)/\(m.seriesUID)/\(name).dcm"
+            case .tensor, .sidecar: key = "tensors/\(object.recipe ?? "default")/\(m.studyUID)/\(m.seriesUID)/\(name).\(object.role.fileExtension)"
+            case .preview: key = "previews/\(object.recipe ?? "default")/\(m.studyUID)/\(m.seriesUID)/\(name).png"
+            }
+            do {
+                try await store.put(key, fileAt: object.path, sha256: object.sha256, contentType: object.role.contentType)
+            } catch {
+                logger.warning("object store write failed", metadata: LogRedaction.metadata(for: error))
+                return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: "store_unavailable")), keys: keys,
+                                outage: "store_unavailable")
+            }
+            keys.append(key)
+            stored.objects.append(InstanceObject(role: object.role, recipe: object.recipe, stored: StoredObject(key: key, sha256: object.sha256, size: object.size)))
+        }
+        var stages = [PipelineStage.deidentify.rawValue]
+        if !instance.recipes.isEmpty || !stored.recipes.isEmpty { stages.append(PipelineStage.normalize.rawValue + ":" + stored.recipes.joined(separator: ",")) }
+        stages.append(PipelineStage.store.rawValue)
+        return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .catalogue(stored), stages: stages), keys: keys,
+                        alternateSOPInstanceUID: result.alternateSOPInstanceUID)
+    }
+
+    static func prepared(_ item: Work, forSandboxError error: SandboxError, maxAttempts: Int) -> Prepared {
+        switch error.code {
+        case .shutDown:
+            // The daemon is stopping: the file is taken again at the next start, nothing counted.
+            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: error.reason)), keys: [])
+        case .spawnFailed:
+            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: "sandbox_unavailable")), keys: [],
+                            outage: "sandbox_unavailable")
+        default:
+            return prepared(item, forFailure: PipelineFailure(stage: .sandbox, reason: error.reason), maxAttempts: maxAttempts)
+        }
+    }
+
+    static func prepared(_ item: Work, forFailure failure: PipelineFailure, maxAttempts: Int) -> Prepared {
+        if let outage = outageReasons[failure.reason] {
+            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: outage)), keys: [], outage: outage)
+        }
+        let outcome: LedgerOutcome = retriedReasons.contains(failure.reason)
+            ? .failedAttempt(stage: failure.stage.rawValue, reason: failure.reason, maxAttempts: maxAttempts)
+            : .quarantine(stage: failure.stage.rawValue, reason: failure.reason)
+        return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: outcome, stages: [failure.stage.rawValue]), keys: [])
+    }
+
+    /// True when the source's size or modification time is no longer what was claimed (or it is gone).
+    static func changedSinceClaim(_ item: Work) -> Bool {
+        var info = stat()
+        guard stat(item.file.path, &info) == 0 else { return true }
+        let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+        return Int64(info.st_size) != item.entry.size || abs(modified - item.claimedModification) > 1e-6
+    }
+
+    /// One catalogue transaction for the batch. A statement the server refuses is isolated file by file: each
+    /// file is committed alone, and a file refused alone counts one failed attempt (`catalog_rejected`).
+    private func commit(_ updates: [LedgerUpdate]) async throws -> [CommitOutcome] {
+        let owner = self.owner, policy = conflictPolicy, arrivedAt = now()
+        do {
+            return try await timed(.catalog) {
+                try await database {
+                    let outcomes = try await $0.commitIngestBatch(updates, owner: owner, policy: policy, arrivedAt: arrivedAt)
+                    Failpoint.hit(Failpoint.commit)
+                    return outcomes
+                }
+            }
+        } catch let failure as PipelineFailure where updates.count > 1 {
+            logger.warning("batch commit refused; committing its files one by one", metadata: ["reason": .string(failure.reason)])
+            var results: [CommitOutcome] = []
+            for update in updates {
+                results.append(try await commit([update]).first ?? .leaseLost)
+            }
+            return results
+        } catch let failure as PipelineFailure {
+            let update = updates[0]
+            let fallback = LedgerUpdate(
+                ledgerID: update.ledgerID, outcome: .failedAttempt(stage: PipelineStage.catalog.rawValue, reason: failure.reason, maxAttempts: maxAttempts),
+                stages: update.stages)
+            return try await database { try await $0.commitIngestBatch([fallback], owner: owner, policy: policy, arrivedAt: arrivedAt) }
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs a database call in a transaction. An unreachable database becomes a `PipelineOutage`; a conflict a
+    /// `PipelineOutage` too (the batch is taken again); a statement the server refuses a `PipelineFailure` of
+    /// `stage` (`claim_rejected` or `catalog_rejected`).
     ///
     /// A call that has not returned after `databaseDeadline` is an outage too (`database_unresponsive`): a
     /// request caught by a server shutdown can otherwise wait in the client for good.
@@ -101,18 +422,38 @@ public struct IngestProcessor: FileProcessor {
         _ stage: PipelineStage = .catalog, _ body: @escaping @Sendable (CatalogTransaction) async throws -> T
     ) async throws -> T {
         let catalog = self.catalog
-        do {
-            return try await withDeadline(databaseDeadline) { try await catalog.withTransaction(body) }
-        } catch is DeadlineExceeded {
-            throw PipelineOutage(reason: "database_unresponsive")
-        } catch {
-            switch DatabaseFault.of(error) {
-            case .unavailable: throw PipelineOutage(reason: "database_unavailable")
-            case .conflict: throw TransientFailure(reason: "database_conflict")
-            case .rejected:
-                if let error = error as? CatalogError, error.code == .ledgerTransitionRejected { throw TransientFailure(reason: "lease_lost") }
-                throw PipelineFailure(stage: stage, reason: stage == .claim ? "claim_rejected" : "catalog_rejected")
+        var conflicts = 0
+        while true {
+            do {
+                return try await withDeadline(databaseDeadline) { try await catalog.withTransaction(body) }
+            } catch is DeadlineExceeded {
+                throw PipelineOutage(reason: "database_unresponsive")
+            } catch where DatabaseFault.of(error) == .conflict && conflicts < Self.conflictRetries {
+                // A deadlock or serialization failure with another replica's transaction (claims and commits of
+                // overlapping files, series or patients): the transaction was rolled back whole, so it runs again
+                // at once, after a short random pause that lets the other one finish.
+                conflicts += 1
+                logger.debug("database conflict; transaction run again", metadata: ["stage": .string(stage.rawValue), "attempt": .stringConvertible(conflicts)])
+                try await Task.sleep(for: .milliseconds(Int.random(in: 5...40) * conflicts))
+                continue
+            } catch {
+                try Self.databaseFailure(error, stage: stage, logger: logger)
             }
+        }
+    }
+
+    /// Deadlocks and serialization failures in a row run again before they count as an outage.
+    static let conflictRetries = 5
+
+    /// The pipeline's error for a failed transaction: an outage, or the statement's refusal.
+    private static func databaseFailure(_ error: any Error, stage: PipelineStage, logger: Logger) throws -> Never {
+        switch DatabaseFault.of(error) {
+        case .unavailable: throw PipelineOutage(reason: "database_unavailable")
+        case .conflict: throw PipelineOutage(reason: "database_conflict")
+        case .rejected:
+            logger.warning("statement refused by the database", metadata: [
+                "stage": .string(stage.rawValue), "sqlstate": .string(DatabaseFault.sqlState(of: error) ?? (error as? CatalogError)?.code.rawValue ?? "none")])
+            throw PipelineFailure(stage: stage, reason: stage == .claim ? "claim_rejected" : "catalog_rejected")
         }
     }
 
@@ -122,167 +463,80 @@ public struct IngestProcessor: FileProcessor {
         return try await metrics.timeStage(stage, body)
     }
 
-    public func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome {
-        var log = logger
-        log[metadataKey: "path_hash"] = .string(file.pathHash)
-        let digest: FileDigest
-        do { digest = try FileDigest.compute(path: file.path) } catch let failure as FileDigest.Failure {
-            throw TransientFailure(reason: failure.reason)
-        }
-        let source = SourceFile(path: file.path, size: digest.size, mtime: digest.modificationTime, sha256: digest.sha256)
-        let owner = self.owner, lease = self.lease, maxAttempts = self.maxAttempts, maxInterruptions = self.maxInterruptions
-        let claim = try await timed(.claim) { try await database(.claim) {
-            try await $0.claimSourceFile(source, owner: owner, lease: lease, maxAttempts: maxAttempts, maxInterruptions: maxInterruptions)
-        } }
-        let entry: LedgerEntry
-        switch claim {
-        case .claimed(let claimed): entry = claimed
-        case .alreadyDone(let done):
-            switch done.state {
-            case .quarantined: return .alreadyRecorded(PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined"))
-            default: return .alreadyRecorded(nil)
-            }
-        case .duplicate: return .duplicate
-        case .busy: throw TransientFailure(reason: "claimed_elsewhere")
-        case .exhausted(let exhausted):
-            // Quarantined with the true reason: the last failure, or the interruptions.
-            let failure = exhausted.attempts >= maxAttempts
-                ? PipelineFailure(stage: .sandbox, reason: exhausted.errorReason ?? "attempts_exhausted")
-                : PipelineFailure(stage: .claim, reason: "interrupted_repeatedly")
-            try await quarantine(exhausted, failure, owner: nil)
-            return .rejected(failure)
-        }
-
-        let scratch = (scratchRoot as NSString).appendingPathComponent("\(entry.id)-\(UUID().uuidString.prefix(8))")
-        defer { try? FileManager.default.removeItem(atPath: scratch) }
-        do {
-            return try await ingest(entry: entry, path: file.path, sha256: digest.sha256, scratch: scratch, logger: log)
-        } catch let failure as PipelineFailure {
-            if let outage = Self.outageReasons[failure.reason] {
-                try await release(entry, reason: outage, logger: log)
-            }
-            guard Self.retriedReasons.contains(failure.reason) else {
-                try await quarantine(entry, failure, owner: owner)
-                return .rejected(failure)
-            }
-            // Maybe the file's fault: one attempt counted (the move to `failed`); quarantined once they run out.
-            if entry.attempts + 1 >= maxAttempts {
-                try await database { transaction in
-                    try await transaction.transitionSourceFile(id: entry.id, to: .failed, stage: failure.stage.rawValue, detail: failure.reason, owner: owner)
-                    try await transaction.quarantineSourceFile(id: entry.id, reason: failure.reason, detail: failure.stage.rawValue)
+    /// Runs `body` while a task renews the leases of `ids` every third of the lease.
+    private func withLeasesRenewed<T: Sendable>(_ ids: [Int64], _ body: () async throws -> T) async throws -> T {
+        let catalog = self.catalog, owner = self.owner, lease = self.lease, deadline = databaseDeadline
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: lease / 3)
+                    _ = try? await withDeadline(deadline) {
+                        try await catalog.withTransaction { try await $0.renewSourceFileLeases(ids: ids, owner: owner, lease: lease) }
+                    }
                 }
-                return .rejected(failure)
             }
-            try await database {
-                try await $0.transitionSourceFile(id: entry.id, to: .failed, stage: failure.stage.rawValue, detail: failure.reason, owner: owner)
-            }
-            log.notice("file will be retried", metadata: ["reason": .string(failure.reason), "attempt": .stringConvertible(entry.attempts + 1)])
-            throw TransientFailure(reason: failure.reason)
-        } catch let outage as PipelineOutage {
-            try await release(entry, reason: outage.reason, logger: log)
-        } catch {
-            // The sandbox pool shut down under the file (the daemon is stopping): taken again at the next start.
-            let reason = (error as? any ReasonedError)?.reason ?? "transient_error"
-            _ = try? await release(entry, reason: reason, logger: log)
-            throw TransientFailure(reason: reason)
+            defer { group.cancelAll() }
+            return try await body()
         }
     }
 
-    /// Gives a claimed file back with nothing counted against it (when the database answers; otherwise the
-    /// next claim finds it interrupted), then throws the outage.
-    private func release(_ entry: LedgerEntry, reason: String, logger: Logger) async throws -> Never {
-        let owner = self.owner
-        logger.debug("file deferred", metadata: ["reason": .string(reason)])
+    /// Gives the claims back with nothing counted, when the database answers (otherwise the next claim finds
+    /// them interrupted).
+    private func releaseAll(_ work: [Work], reason: String) async {
+        let updates = work.map { LedgerUpdate(ledgerID: $0.entry.id, outcome: .release(reason: reason)) }
+        let catalog = self.catalog, owner = self.owner, policy = conflictPolicy
+        _ = try? await withDeadline(databaseDeadline) {
+            try await catalog.withTransaction { try await $0.commitIngestBatch(updates, owner: owner, policy: policy) }
+        }
+        logger.debug("batch deferred", metadata: ["reason": .string(reason), "files": .stringConvertible(work.count)])
+    }
+
+    /// Removes objects nothing in the catalogue refers to (a duplicate's or a conflict's), then their record.
+    private func removeUnreferenced(_ keys: [String]) async {
+        guard !keys.isEmpty else { return }
+        var removed: [String] = []
+        for key in keys {
+            do {
+                try await store.delete(key)
+                removed.append(key)
+            } catch {
+                logger.warning("unreferenced object not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
+            }
+        }
+        let catalog = self.catalog, done = removed
+        _ = try? await withDeadline(databaseDeadline) { try await catalog.withTransaction { try await $0.objectDeletionsDone(done) } }
+    }
+
+    /// Removes the objects recorded for removal that a daemon killed after its commit left behind.
+    public func removeLeftoverObjects() async throws {
         let catalog = self.catalog
-        _ = try? await withDeadline(databaseDeadline) { try await catalog.withTransaction {
-            try await $0.transitionSourceFile(id: entry.id, to: .discovered, stage: "deferred", detail: reason, owner: owner)
-        } }
-        throw PipelineOutage(reason: reason)
-    }
-
-    private func quarantine(_ entry: LedgerEntry, _ failure: PipelineFailure, owner: String?) async throws {
-        try await database {
-            try await $0.recordStage(sourceFileID: entry.id, stage: failure.stage.rawValue, detail: failure.reason)
-            try await $0.quarantineSourceFile(id: entry.id, reason: failure.reason, detail: failure.stage.rawValue, owner: owner)
+        while true {
+            let keys = try await catalog.withTransaction { try await $0.pendingObjectDeletions(limit: 1000) }
+            if keys.isEmpty { return }
+            for key in keys { try await store.delete(key) }
+            try await catalog.withTransaction { try await $0.objectDeletionsDone(keys) }
+            if keys.count < 1000 { return }
         }
     }
 
-    private func ingest(entry: LedgerEntry, path: String, sha256: String, scratch: String, logger: Logger) async throws -> ProcessingOutcome {
-        let request = ProcessRequest(
-            sourcePath: path, routesFile: inputs.routesFile, profileFile: inputs.profileFile, keyFile: inputs.keyFile,
-            recipesDirectory: inputs.recipesDirectory, scratchDirectory: scratch)
-        let result = try await timed(.sandbox) { try await ProcessJob.run(request, in: sandbox) }
-        if let failure = result.failure { throw failure }
-        guard let instance = result.instance, let file = result.objects.first(where: { $0.role == "file" }) else {
-            throw PipelineFailure(stage: .sandbox, reason: "bad_response")
+    /// Streamed SHA-256 of each file, several files at once (blocking reads of files the system just wrote).
+    static func digests(of files: [DiscoveredFile]) async -> [Result<FileDigest, FileDigest.Failure>] {
+        var results = [Result<FileDigest, FileDigest.Failure>?](repeating: nil, count: files.count)
+        let width = max(1, min(files.count, ProcessInfo.processInfo.activeProcessorCount))
+        await withTaskGroup(of: (Int, Result<FileDigest, FileDigest.Failure>).self) { group in
+            var next = 0
+            func add() {
+                let index = next
+                let path = files[index].path
+                group.addTask { (index, Result { try FileDigest.compute(path: path) }.mapError { $0 as? FileDigest.Failure ?? .unreadable }) }
+                next += 1
+            }
+            while next < width { add() }
+            for await (index, result) in group {
+                results[index] = result
+                if next < files.count { add() }
+            }
         }
-
-        // Keys from pseudonymous UIDs plus the source version: a retry rewrites the same objects, a new
-        // version of the same instance (different bytes) gets its own.
-        let version = String(sha256.prefix(16))
-        let base = "\(instance.studyUID)/\(instance.seriesUID)/\(instance.sopInstanceUID)/\(version)"
-        var stored: [String: StoredObject] = [:]
-        let storeStart = ContinuousClock.now
-        for object in result.objects {
-            let key: String
-            switch object.role {
-            case "file": key = "dicom/\(base).dcm"
-            case "tensor": key = "tensors/\(object.recipe ?? "default")/\(base).npy"
-            case "sidecar": key = "tensors/\(object.recipe ?? "default")/\(base).json"
-            case "preview": key = "previews/\(object.recipe ?? "default")/\(base).png"
-            default: continue
-            }
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: object.path)) } catch { throw PipelineOutage(reason: "disk_unavailable") }
-            do { try await store.put(key, data: data, contentType: object.contentType, sha256: object.sha256) } catch {
-                throw PipelineOutage(reason: "store_unavailable")
-            }
-            let name = object.role + (object.recipe.map { "/" + $0 } ?? "")
-            stored[name] = StoredObject(key: key, sha256: object.sha256, size: object.size)
-        }
-        metrics?.recordStage(.store, duration: ContinuousClock.now - storeStart)
-        let firstRecipe = result.objects.first(where: { $0.role == "tensor" })?.recipe
-        let record = InstanceRecord(
-            sopInstanceUID: instance.sopInstanceUID, seriesUID: instance.seriesUID, studyUID: instance.studyUID,
-            patientID: instance.patientID, sopClassUID: instance.sopClassUID, instanceNumber: instance.instanceNumber,
-            modality: instance.modality, bodyPart: instance.bodyPart, studyDate: instance.studyDate,
-            seriesDescription: instance.seriesDescription, manufacturer: instance.manufacturer, rows: instance.rows,
-            columns: instance.columns, pixelSpacing: instance.pixelSpacing, sliceThickness: instance.sliceThickness,
-            numberOfFrames: instance.numberOfFrames, transferSyntaxUID: instance.transferSyntaxUID,
-            file: stored["file"] ?? StoredObject(key: "dicom/\(base).dcm", sha256: file.sha256, size: file.size),
-            tensor: firstRecipe.flatMap { stored["tensor/\($0)"] }, preview: firstRecipe.flatMap { stored["preview/\($0)"] },
-            tensors: Set(result.objects.compactMap(\.recipe)).sorted().compactMap { recipe in
-                stored["tensor/\(recipe)"].map {
-                    TensorRecord(recipe: recipe, tensor: $0, sidecar: stored["sidecar/\(recipe)"], preview: stored["preview/\(recipe)"])
-                }
-            },
-            headerJSON: instance.headerJSON)
-        let batch = CatalogBatch(
-            patients: [PatientRecord(patientID: instance.patientID, sex: instance.sex, ageYears: instance.ageYears)],
-            studies: [StudyRecord(studyUID: instance.studyUID, patientID: instance.patientID, studyDate: instance.studyDate,
-                                  studyDescription: instance.studyDescription)],
-            series: [SeriesRecord(seriesUID: instance.seriesUID, studyUID: instance.studyUID, modality: instance.modality,
-                                  bodyPart: instance.bodyPart, seriesNumber: instance.seriesNumber,
-                                  seriesDescription: instance.seriesDescription, manufacturer: instance.manufacturer)],
-            instances: [record],
-            vaultPatients: [VaultPatient(patientID: instance.patientID, originalPatientID: instance.originalPatientID,
-                                         patientName: instance.originalPatientName, birthDate: instance.originalBirthDate)],
-            vaultStudies: [VaultStudy(studyUID: instance.studyUID, originalStudyUID: instance.originalStudyUID,
-                                      accessionNumber: instance.originalAccessionNumber)],
-            vaultSeries: [VaultSeries(seriesUID: instance.seriesUID, originalSeriesUID: instance.originalSeriesUID)],
-            vaultInstances: [VaultInstance(sopInstanceUID: instance.sopInstanceUID, originalSOPInstanceUID: instance.originalSOPInstanceUID)])
-        let owner = self.owner, arrivedAt = now(), recipes = Set(result.objects.compactMap(\.recipe)).sorted()
-        try await timed(.catalog) { try await database { transaction in
-            try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.deidentify.rawValue)
-            if !recipes.isEmpty {
-                try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.normalize.rawValue, detail: recipes.joined(separator: ","))
-            }
-            try await transaction.recordStage(sourceFileID: entry.id, stage: PipelineStage.store.rawValue)
-            try await transaction.upsert(batch, arrivedAt: arrivedAt)
-            try await transaction.transitionSourceFile(
-                id: entry.id, to: .catalogued, stage: PipelineStage.catalog.rawValue, sopInstanceUID: instance.sopInstanceUID, owner: owner)
-        } }
-        logger.debug("file catalogued", metadata: ["routes": .string(result.routes.joined(separator: ","))])
-        return .ingested
+        return results.map { $0! }
     }
 }

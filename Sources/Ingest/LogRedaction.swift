@@ -6,6 +6,7 @@ import Glibc
 #endif
 import Foundation
 import Logging
+import Sandbox
 
 /// Keyed hash of a source path. The same path and key always give the same hash, so hospital IT can
 /// find a file's log lines by hashing its path with `dicom-etl` — outsiders without the key cannot.
@@ -48,11 +49,6 @@ public enum LogRedaction {
         }
         return ["error_type": .string(String(reflecting: type(of: error)))]
     }
-}
-
-/// An error with a machine-readable reason that carries no patient data (e.g. `not_dicom`).
-public protocol ReasonedError: Error {
-    var reason: String { get }
 }
 
 extension ConfigurationError: ReasonedError {}

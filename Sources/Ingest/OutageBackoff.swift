@@ -4,6 +4,7 @@
 // and the first file that goes through again ends the outage. `/readyz` reports not-ready meanwhile.
 // Nothing is counted against the files: they stay in the drop folder for the next rescan.
 import Foundation
+import Sandbox
 
 /// A fault of the surroundings, not of the file (database or store unreachable, disk full): the file
 /// stays in the drop folder, no attempt is counted, and the pipeline backs off.

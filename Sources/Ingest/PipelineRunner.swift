@@ -1,58 +1,63 @@
-// The pipeline service: a fixed number of workers take files from the FileQueue (bounded concurrency;
-// a full queue holds the watcher back), run the injected FileProcessor and dispose of each file.
-// On graceful shutdown the queue closes: files in flight finish, queued ones stay for the next start.
-// An outage (database, store, disk) pauses every worker with a growing delay (OutageBackoff).
+// The pipeline service: a few lanes take batches from the FileQueue (whatever arrived while their previous
+// batch ran, up to the batch size), run the injected BatchProcessor and dispose of each file. Two lanes let
+// one batch's database and store work overlap the next batch's sandbox work. On graceful shutdown the queue
+// closes: batches in flight finish, queued files stay for the next start. An outage (database, store, disk)
+// pauses every lane with a growing delay (OutageBackoff).
 import Foundation
 import Logging
 import ServiceLifecycle
 
-/// Runs a `FileProcessor` over the files of a `FileQueue` with bounded concurrency.
+/// Runs a `BatchProcessor` over the files of a `FileQueue`, batch by batch.
 public struct PipelineRunner: Service, Sendable {
     private let queue: FileQueue
-    private let processor: any FileProcessor
+    private let processor: any BatchProcessor
     private let disposer: FileDisposer
-    private let concurrency: Int
+    private let lanes: Int
+    private let batchSize: Int
     private let metrics: IngestMetrics
     private let backoff: OutageBackoff
     private let logger: Logger
 
     /// - Parameters:
-    ///   - queue: the files found stable by the watcher.
-    ///   - processor: the pipeline's work on one file.
+    ///   - queue: the files the watcher found ready.
+    ///   - processor: the pipeline's work on a batch.
     ///   - disposer: moves, deletes or quarantines files after `processor`.
-    ///   - concurrency: files processed at once.
-    ///   - backoff: the outage state workers wait on (shared with `/readyz`).
+    ///   - lanes: batches in flight at once.
+    ///   - batchSize: the most files in one batch.
+    ///   - backoff: the outage state lanes wait on (shared with `/readyz`).
     public init(
-        queue: FileQueue, processor: any FileProcessor, disposer: FileDisposer, concurrency: Int, metrics: IngestMetrics,
+        queue: FileQueue, processor: any BatchProcessor, disposer: FileDisposer, lanes: Int = 2, batchSize: Int = 256, metrics: IngestMetrics,
         backoff: OutageBackoff = OutageBackoff(clock: ContinuousClock()), logger: Logger
     ) {
-        precondition(concurrency > 0)
+        precondition(lanes > 0 && batchSize > 0)
         self.queue = queue
         self.processor = processor
         self.disposer = disposer
-        self.concurrency = concurrency
+        self.lanes = lanes
+        self.batchSize = batchSize
         self.metrics = metrics
         self.backoff = backoff
         self.logger = logger
     }
 
-    /// Runs until graceful shutdown (then drains the files in flight) or until the queue is closed.
+    /// Runs until graceful shutdown (then drains the batches in flight) or until the queue is closed.
     public func run() async {
-        let queue = self.queue, backoff = self.backoff
+        let queue = self.queue, backoff = self.backoff, batchSize = self.batchSize
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                for _ in 0..<concurrency {
+                for _ in 0..<lanes {
                     group.addTask {
                         while true {
                             await backoff.waitWhileOutage(stop: { queue.isClosed })
-                            guard let file = await queue.next() else { break }
-                            // An outage may have begun while this worker waited for a file: the file waits too,
-                            // and is left for the next start if the daemon stops meanwhile.
+                            let batch = await queue.nextBatch(limit: batchSize)
+                            if batch.isEmpty { break }
+                            // An outage may have begun while this lane waited for files: they wait too, and are
+                            // left for the next start if the daemon stops meanwhile.
                             guard await backoff.waitWhileOutage(stop: { queue.isClosed }) else {
-                                queue.complete(file.path)
+                                for file in batch { queue.complete(file.path) }
                                 break
                             }
-                            await handle(file)
+                            await handle(batch)
                         }
                     }
                 }
@@ -62,34 +67,43 @@ public struct PipelineRunner: Service, Sendable {
         }
     }
 
-    /// Processes and disposes of one file, then releases it in the queue. Never throws: every outcome
-    /// ends in processed/, quarantine/, or the file left in place for a later attempt.
-    func handle(_ file: DiscoveredFile) async {
+    /// Processes and disposes of one batch, then releases its files in the queue. Never throws: every file
+    /// ends in processed/, quarantine/, or left in place for a later attempt.
+    func handle(_ batch: [DiscoveredFile]) async {
         metrics.inFlight.record(queue.inFlight)
+        metrics.batchSize.record(batch.count)
+        var again: [DiscoveredFile] = []
         defer {
-            queue.complete(file.path)
+            for file in batch { queue.complete(file.path) }
+            // Files left for another attempt soon (a crash counted): back in the queue when there is room,
+            // else the next rescan finds them.
+            for file in again { queue.offerIfRoom(file) }
             metrics.inFlight.record(queue.inFlight)
             metrics.pipelineQueueDepth.record(queue.depth)
         }
-        let outcome: ProcessingOutcome
+        let outcomes: [ProcessingOutcome]
         do {
-            outcome = try await processor.process(file)
-        } catch let failure as PipelineFailure {
-            outcome = .rejected(failure)
+            outcomes = try await processor.process(batch)
         } catch let outage as PipelineOutage {
-            metrics.filesRetried.increment()
+            metrics.filesRetried.increment(by: batch.count)
             if backoff.reportOutage(outage.reason) {
                 logger.warning("outage: pausing the pipeline; files stay in the drop folder", metadata: ["reason": .string(outage.reason)])
             }
             return
         } catch {
-            metrics.filesRetried.increment()
-            logger.warning(
-                "file left in place after a transient error",
-                metadata: LogRedaction.metadata(for: file).merging(LogRedaction.metadata(for: error)) { $1 })
+            metrics.filesRetried.increment(by: batch.count)
+            logger.warning("batch left in place after an error", metadata: LogRedaction.metadata(for: error))
             return
         }
         if backoff.reportSuccess() { logger.notice("outage over: the pipeline resumes") }
+        for (file, outcome) in zip(batch, outcomes) {
+            if case .retry(_, let soon) = outcome, soon { again.append(file) }
+            dispose(file, outcome)
+        }
+    }
+
+    /// Moves, deletes or quarantines one file by its outcome and counts it.
+    private func dispose(_ file: DiscoveredFile, _ outcome: ProcessingOutcome) {
         do {
             switch outcome {
             case .ingested, .duplicate:
@@ -114,6 +128,10 @@ public struct PipelineRunner: Service, Sendable {
                     try dispose { try disposer.finishProcessed(file) }
                 }
                 logger.debug("file already recorded in the ledger; disposed of", metadata: LogRedaction.metadata(for: file))
+                return
+            case .retry(let reason, _):
+                metrics.filesRetried.increment()
+                logger.debug("file left in place", metadata: LogRedaction.metadata(for: file).merging(["reason": .string(reason)]) { $1 })
                 return
             }
             metrics.fileLatency.record(duration: .seconds(Date().timeIntervalSince(file.discoveredAt)))

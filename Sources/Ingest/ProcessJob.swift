@@ -1,17 +1,23 @@
-// The sandbox job "process": the crash-prone work on one untrusted file, run inside a SandboxPool
-// child — parse, de-identify, normalise per route, serialise. The request and result travel as JSON;
-// the output objects are written by the child into a scratch folder of the data dir and returned as
-// paths with their SHA-256, so no blob crosses the pipe base64-encoded. Typed failures (not DICOM,
-// truncated, burned-in annotation, …) come back inside the result with their stage; only a crash or
-// a timeout surfaces as a SandboxError.
+// The sandbox job "process": the crash-prone work on one untrusted file, run inside a SandboxPool child —
+// parse, de-identify, normalise per route, write the outputs. Requests and results travel in the flat binary
+// encoding of WireCoding (the header's DICOM JSON as one string field). The child writes each output object
+// once, into the staging folder the daemon names (on the object store's filesystem when it has one), with its
+// SHA-256 computed as it is written; the store then takes the file by rename. Typed failures (not DICOM,
+// truncated, burned-in annotation, …) come back inside the result with their stage; only a crash or a timeout
+// surfaces as a SandboxError.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Catalog
 import Crypto
 import DICOM
 import Deidentification
 import Foundation
 import Normalization
+import Sandbox
 
 /// What the daemon asks the child to do with one file.
-public struct ProcessRequest: Sendable, Hashable, Codable {
+public struct ProcessRequest: Sendable, Hashable {
     /// The source file in the drop folder.
     public var sourcePath: String
     /// The routes file.
@@ -22,73 +28,48 @@ public struct ProcessRequest: Sendable, Hashable, Codable {
     public var keyFile: String?
     /// Folder of the normalisation recipes.
     public var recipesDirectory: String?
-    /// A folder (inside the data dir) the child writes the output objects into; created if missing.
-    public var scratchDirectory: String
+    /// Where the outputs go: `<stagingPrefix>.dcm`, `<stagingPrefix>.<recipe>.npy`, …; its folder must exist.
+    public var stagingPrefix: String
+    /// Writes the instance under this SOP Instance UID instead of its pseudonym (a conflict kept apart).
+    public var sopInstanceUIDOverride: String?
 
     public init(
         sourcePath: String, routesFile: String, profileFile: String? = nil, keyFile: String? = nil, recipesDirectory: String? = nil,
-        scratchDirectory: String
+        stagingPrefix: String, sopInstanceUIDOverride: String? = nil
     ) {
         self.sourcePath = sourcePath
         self.routesFile = routesFile
         self.profileFile = profileFile
         self.keyFile = keyFile
         self.recipesDirectory = recipesDirectory
-        self.scratchDirectory = scratchDirectory
+        self.stagingPrefix = stagingPrefix
+        self.sopInstanceUIDOverride = sopInstanceUIDOverride
     }
 }
 
-/// One output object written into the scratch folder.
-public struct ProducedObject: Sendable, Hashable, Codable {
-    /// `file` (de-identified DICOM), `tensor` (.npy), `sidecar` (.json), `preview` (.png).
-    public var role: String
+extension ProcessRequest {
+    /// The request as it crosses the sandbox pipe.
+    public var encoded: [UInt8] { ProcessJob.encode(self) }
+
+    /// Reads a request as it crossed the sandbox pipe.
+    public init(encoded: [UInt8]) throws {
+        self = try ProcessJob.decode(request: encoded)
+    }
+}
+
+/// One output object the child wrote into the staging folder.
+public struct StagedObject: Sendable, Hashable {
+    public var role: ObjectRole
     /// The recipe, for tensors, sidecars and previews.
     public var recipe: String?
-    /// Path in the scratch folder.
     public var path: String
     public var sha256: String
     public var size: Int64
-    public var contentType: String
 }
 
-/// The de-identified instance as the catalogue stores it, and the vault's original identifiers.
-public struct ProcessedInstance: Sendable, Hashable, Codable {
-    public var patientID: String
-    public var studyUID: String
-    public var seriesUID: String
-    public var sopInstanceUID: String
-    public var sopClassUID: String?
-    public var instanceNumber: Int?
-    public var seriesNumber: Int?
-    public var modality: String?
-    public var bodyPart: String?
-    public var sex: String?
-    public var ageYears: Int?
-    public var studyDate: String?
-    public var studyDescription: String?
-    public var seriesDescription: String?
-    public var manufacturer: String?
-    public var rows: Int?
-    public var columns: Int?
-    public var pixelSpacing: [Double]?
-    public var sliceThickness: Double?
-    public var numberOfFrames: Int?
-    public var transferSyntaxUID: String?
-    /// The de-identified header as DICOM JSON (bulk data left out).
-    public var headerJSON: String
-    // Vault: original identifiers (PHI; only ever written to the vault tables).
-    public var originalPatientID: String
-    public var originalPatientName: String?
-    public var originalBirthDate: String?
-    public var originalStudyUID: String
-    public var originalAccessionNumber: String?
-    public var originalSeriesUID: String
-    public var originalSOPInstanceUID: String
-}
-
-/// What the child found: the processed instance and its objects, or a typed failure with its stage.
-public struct ProcessResult: Sendable, Hashable, Codable {
-    /// Set when the file cannot go through; every other field is then empty.
+/// What the child found: the de-identified instance and its staged objects, or a typed failure with its stage.
+public struct ProcessResult: Sendable, Hashable {
+    /// Set when the file cannot go through; `instance` and `objects` are then empty.
     public var failure: PipelineFailure?
     /// Modality (0008,0060) as read.
     public var modality: String?
@@ -100,14 +81,17 @@ public struct ProcessResult: Sendable, Hashable, Codable {
     public var routes: [String]
     /// Whether the file holds pixel data.
     public var hasPixelData: Bool
-    /// The de-identified instance (with a profile in the request).
-    public var instance: ProcessedInstance?
-    /// The objects written to the scratch folder.
-    public var objects: [ProducedObject]
+    /// The de-identified instance (with a profile in the request); its `objects` are filled in by the store.
+    public var instance: IngestedInstance?
+    /// The objects written to the staging folder.
+    public var objects: [StagedObject]
+    /// The keyed UID this instance takes when its own is catalogued with other content (policy `keep_both`).
+    public var alternateSOPInstanceUID: String?
 
     public init(
         failure: PipelineFailure? = nil, modality: String? = nil, bodyPart: String? = nil, transferSyntaxUID: String? = nil,
-        routes: [String] = [], hasPixelData: Bool = false, instance: ProcessedInstance? = nil, objects: [ProducedObject] = []
+        routes: [String] = [], hasPixelData: Bool = false, instance: IngestedInstance? = nil, objects: [StagedObject] = [],
+        alternateSOPInstanceUID: String? = nil
     ) {
         self.failure = failure
         self.modality = modality
@@ -117,11 +101,12 @@ public struct ProcessResult: Sendable, Hashable, Codable {
         self.hasPixelData = hasPixelData
         self.instance = instance
         self.objects = objects
+        self.alternateSOPInstanceUID = alternateSOPInstanceUID
     }
 }
 
-/// The "process" job: its name in `PipelineAssembly.sandboxJobs`, the handler run in the child and
-/// the daemon-side call.
+/// The "process" job: its name in `PipelineAssembly.sandboxJobs`, the handler run in the child and the
+/// daemon-side calls.
 public enum ProcessJob {
     /// The job's kind on the sandbox wire.
     public static let kind = "process"
@@ -129,18 +114,30 @@ public enum ProcessJob {
     /// The child's handler: decodes a `ProcessRequest`, returns an encoded `ProcessResult`.
     public static let handler: SandboxWorker.Handler = { payload in
         let request: ProcessRequest
-        do { request = try JSONDecoder().decode(ProcessRequest.self, from: Data(payload)) } catch {
+        do { request = try decode(request: payload) } catch {
             throw PipelineFailure(stage: .sandbox, reason: "bad_request")
         }
-        return Array(try JSONEncoder().encode(run(request)))
+        return encode(run(request))
     }
 
     static func failed(_ stage: PipelineStage, _ reason: String) -> ProcessResult {
         ProcessResult(failure: PipelineFailure(stage: stage, reason: reason))
     }
 
-    /// Runs the job in this process (the child calls it; tests may too).
+    /// Runs the job in this process (the child calls it; tests may too). A failed job leaves no staged file behind.
     public static func run(_ request: ProcessRequest) -> ProcessResult {
+        let result = produce(request)
+        if result.failure != nil {
+            for role in ObjectRole.allCases {
+                for recipe in [nil] + (((try? ChildCache.shared.routes(path: request.routesFile))?.routes.map(\.recipe)) ?? []) {
+                    unlink(stagingPath(request.stagingPrefix, role, recipe))
+                }
+            }
+        }
+        return result
+    }
+
+    private static func produce(_ request: ProcessRequest) -> ProcessResult {
         let routes: SeriesRoutes
         do { routes = try ChildCache.shared.routes(path: request.routesFile) } catch let error as RoutesError {
             return failed(.sandbox, error.reason)
@@ -173,10 +170,10 @@ public enum ProcessJob {
         } catch {
             return failed(.deidentify, "invalid_profile")
         }
-        let originalPatientID = dataset.string(.patientID) ?? ""
-        let originalName = nonEmpty(dataset.string(.patientName))
-        let originalBirthDate = nonEmpty(dataset.string(.patientBirthDate))
-        let originalAccession = nonEmpty(dataset.string(.accessionNumber))
+        let originals = OriginalIdentifiers(
+            patientID: dataset.string(.patientID) ?? "", patientName: nonEmpty(dataset.string(.patientName)),
+            birthDate: nonEmpty(dataset.string(.patientBirthDate)), studyUID: study, accessionNumber: nonEmpty(dataset.string(.accessionNumber)),
+            seriesUID: series, sopInstanceUID: sop)
         let deidentified: DeidentificationResult
         do { deidentified = try deidentifier.deidentify(file) } catch let error as DeidentificationError {
             return failed(.deidentify, error.reason)
@@ -185,41 +182,64 @@ public enum ProcessJob {
         } catch {
             return failed(.deidentify, "deidentify_error")
         }
-        guard let pseudoSOP = nonEmpty(dataset.string(.sopInstanceUID)), let pseudoSeries = nonEmpty(dataset.string(.seriesInstanceUID)),
+        guard var pseudoSOP = nonEmpty(dataset.string(.sopInstanceUID)), let pseudoSeries = nonEmpty(dataset.string(.seriesInstanceUID)),
             let pseudoStudy = nonEmpty(dataset.string(.studyInstanceUID)), let pseudoPatient = nonEmpty(dataset.string(.patientID))
         else { return failed(.deidentify, "missing_pseudonyms") }
 
-        // Output objects, in a folder of their own.
-        let folder = request.scratchDirectory
-        do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
-            return failed(.store, "scratch_unwritable")
+        let sopClass = nonEmpty(dataset.string(.sopClassUID))
+        var conflicted: String?
+        let ownSOP = pseudoSOP
+        if let override = request.sopInstanceUIDOverride {
+            do { try dataset.set(.sopInstanceUID, string: override) } catch { return failed(.deidentify, "uid_override_failed") }
+            conflicted = pseudoSOP
+            pseudoSOP = override
         }
-        func emit(_ role: String, _ recipe: String?, _ name: String, _ bytes: [UInt8], _ contentType: String) throws {
-            let path = (folder as NSString).appendingPathComponent(name)
-            guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw PipelineFailure(stage: .store, reason: "scratch_unwritable") }
-            let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-            result.objects.append(ProducedObject(role: role, recipe: recipe, path: path, sha256: digest, size: Int64(bytes.count), contentType: contentType))
+
+        // Output objects, written once into the staging folder.
+        func stage(_ role: ObjectRole, _ recipe: String?, _ bytes: [UInt8]) throws {
+            let path = stagingPath(request.stagingPrefix, role, recipe)
+            guard writeFile(path, bytes) else { throw PipelineFailure(stage: .store, reason: "scratch_unwritable") }
+            result.objects.append(StagedObject(role: role, recipe: recipe, path: path, sha256: hex(SHA256.hash(data: bytes)), size: Int64(bytes.count)))
         }
         do {
-            let bytes = try file.serialized(transferSyntax: deidentified.requiredTransferSyntax)
-            try emit("file", nil, "instance.dcm", bytes, "application/dicom")
-        } catch let failure as PipelineFailure {
-            return ProcessResult(failure: failure)
+            let path = stagingPath(request.stagingPrefix, .file, nil)
+            try file.write(to: path, transferSyntax: deidentified.requiredTransferSyntax)
+            guard let digest = digestOfFile(path) else { return failed(.store, "scratch_unwritable") }
+            result.objects.append(StagedObject(role: .file, recipe: nil, path: path, sha256: digest.sha256, size: digest.size))
         } catch let error as DicomError {
             return failed(.deidentify, error.reason)
         } catch {
             return failed(.deidentify, "encode_failed")
         }
 
+        // The content: the decoded pixel values and the identifying attributes, pseudonymous (the SOP Instance UID
+        // itself left out: it is what two conflicting files share). Native pixel data is hashed as held (it is the
+        // decoded values); encapsulated data is decoded once, here, and the decode serves normalisation too.
+        var content = SHA256()
+        for part in [pseudoPatient, pseudoStudy, pseudoSeries, sopClass ?? ""] {
+            content.update(data: Array(part.utf8))
+            content.update(data: [0])
+        }
+        var decoded: PixelData?
+        if dataset.element(.pixelData)?.isEncapsulated == true { decoded = try? file.decodePixels() }
+        if let decoded {
+            decoded.bytes.withUnsafeBytes { content.update(bufferPointer: $0) }
+        } else {
+            dataset.forEachStoredPixelChunk { content.update(bufferPointer: $0) }
+        }
+        let contentHash = hex(content.finalize())
+        result.alternateSOPInstanceUID = deidentifier.keyedUID(kind: "uid-conflict", ownSOP + "/" + contentHash)
+
         // Normalise once per distinct recipe of the routes taken.
         for recipeName in routes.recipes(modality: modality, bodyPart: bodyPart) {
             do {
                 let normalizer = try ChildCache.shared.normalizer(recipe: recipeName, directory: request.recipesDirectory)
-                let tensors = try normalizer.normalize(file, identifiers: ["sop_instance_uid": pseudoSOP, "series_uid": pseudoSeries])
+                let tensors = try normalizer.normalize(
+                    file, pixels: decoded, identifiers: ["sop_instance_uid": pseudoSOP, "series_uid": pseudoSeries])
                 guard let tensor = tensors.first else { return failed(.normalize, "no_frames") }
-                try emit("tensor", recipeName, "\(recipeName).npy", NPYWriter.encode(tensor), "application/x-npy")
-                try emit("sidecar", recipeName, "\(recipeName).json", Array(try tensor.metadata.sidecarJSON()), "application/json")
-                try emit("preview", recipeName, "\(recipeName).png", try PNGWriter.preview(tensor), "image/png")
+                try stage(.tensor, recipeName, NPYWriter.encode(tensor))
+                try stage(.sidecar, recipeName, Array(try tensor.metadata.sidecarJSON()))
+                try stage(.preview, recipeName, try PNGWriter.preview(tensor))
             } catch let failure as PipelineFailure {
                 return ProcessResult(failure: failure)
             } catch let error as NormalizationError {
@@ -236,39 +256,232 @@ public enum ProcessJob {
             guard text.hasSuffix("Y") else { return text.isEmpty ? nil : 0 }
             return Int(text.dropLast())
         }
-        result.instance = ProcessedInstance(
+        let metadata = InstanceMetadata(
             patientID: pseudoPatient, studyUID: pseudoStudy, seriesUID: pseudoSeries, sopInstanceUID: pseudoSOP,
-            sopClassUID: nonEmpty(dataset.string(.sopClassUID)), instanceNumber: dataset.integer(.instanceNumber),
-            seriesNumber: dataset.integer(.seriesNumber), modality: modality, bodyPart: bodyPart,
-            sex: nonEmpty(dataset.string(.patientSex)), ageYears: age, studyDate: validDate(dataset.string(.studyDate)),
-            studyDescription: nonEmpty(dataset.string(.studyDescription)), seriesDescription: nonEmpty(dataset.string(.seriesDescription)),
-            manufacturer: nonEmpty(dataset.string(.manufacturer)), rows: dataset.integer(.rows), columns: dataset.integer(.columns),
-            pixelSpacing: spacing.count == 2 ? spacing : nil, sliceThickness: dataset.double(.sliceThickness),
-            numberOfFrames: dataset.integer(.numberOfFrames) ?? 1, transferSyntaxUID: deidentified.requiredTransferSyntax ?? file.transferSyntaxUID,
-            headerJSON: DicomJSON.encode(dataset, bulkDataLimit: 1024, skip: { $0 == .pixelData }),
-            originalPatientID: originalPatientID, originalPatientName: originalName, originalBirthDate: originalBirthDate,
-            originalStudyUID: study, originalAccessionNumber: originalAccession, originalSeriesUID: series, originalSOPInstanceUID: sop)
+            sopClassUID: sopClass, instanceNumber: dataset.integer(.instanceNumber), seriesNumber: dataset.integer(.seriesNumber),
+            modality: modality, bodyPart: bodyPart, sex: nonEmpty(dataset.string(.patientSex)), ageYears: age,
+            studyDate: validDate(dataset.string(.studyDate)), studyDescription: nonEmpty(dataset.string(.studyDescription)),
+            seriesDescription: nonEmpty(dataset.string(.seriesDescription)), manufacturer: nonEmpty(dataset.string(.manufacturer)),
+            rows: dataset.integer(.rows), columns: dataset.integer(.columns), pixelSpacing: spacing.count == 2 ? spacing : nil,
+            sliceThickness: dataset.double(.sliceThickness), numberOfFrames: dataset.integer(.numberOfFrames) ?? 1,
+            transferSyntaxUID: deidentified.requiredTransferSyntax ?? file.transferSyntaxUID)
+        result.instance = IngestedInstance(
+            metadata: metadata, originals: originals,
+            headerJSON: DicomJSON.encode(dataset, bulkDataLimit: 1024, skip: { $0 == .pixelData }), contentSHA256: contentHash,
+            objects: [], conflictedSOPInstanceUID: conflicted)
         return result
     }
 
-    /// The daemon's side: runs the job in the pool. Typed failures come back in the result; a
+    /// The daemon's side for one file: runs the job in the pool. Typed failures come back in the result; a
     /// crashed or timed-out child becomes a `sandbox` failure with the pool's reason.
     public static func run(_ request: ProcessRequest, in pool: SandboxPool) async throws -> ProcessResult {
-        let payload = Array(try JSONEncoder().encode(request))
-        let output: [UInt8]
-        do { output = try await pool.run(kind: kind, payload: payload) } catch {
-            if error.code == .shutDown { throw error }   // transient: the file is taken again after restart
-            return ProcessResult(failure: PipelineFailure(stage: .sandbox, reason: error.reason))
+        for await (_, result) in run([request], in: pool) {
+            if case .failure(let error) = result {
+                if error.code == .shutDown { throw error }   // transient: the file is taken again after restart
+                return ProcessResult(failure: PipelineFailure(stage: .sandbox, reason: error.reason))
+            }
+            return try result.get()
         }
-        do { return try JSONDecoder().decode(ProcessResult.self, from: Data(output)) } catch {
-            return ProcessResult(failure: PipelineFailure(stage: .sandbox, reason: "bad_response"))
+        throw SandboxError(.shutDown)
+    }
+
+    /// The daemon's side for a batch: results stream back as each file ends, with their index in `requests`.
+    /// A file whose child was lost (crash, timeout) or that the pool could not run answers a `SandboxError`;
+    /// a result the daemon cannot read answers `protocol_error`.
+    public static func run(_ requests: [ProcessRequest], in pool: SandboxPool) -> AsyncStream<(Int, Result<ProcessResult, SandboxError>)> {
+        let answers = pool.run(kind: kind, payloads: requests.map(encode))
+        return AsyncStream { continuation in
+            let task = Task {
+                for await answer in answers {
+                    switch answer.result {
+                    case .success(let bytes):
+                        if let result = try? decode(result: bytes) {
+                            continuation.yield((answer.index, .success(result)))
+                        } else {
+                            continuation.yield((answer.index, .failure(SandboxError(.protocolError))))
+                        }
+                    case .failure(let error):
+                        continuation.yield((answer.index, .failure(error)))
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
         }
     }
+
+    static func stagingPath(_ prefix: String, _ role: ObjectRole, _ recipe: String?) -> String {
+        prefix + (recipe.map { "." + $0 } ?? "") + "." + role.fileExtension
+    }
 }
+
+// MARK: Wire encoding of requests and results
+
+extension ProcessJob {
+    static func encode(_ request: ProcessRequest) -> [UInt8] {
+        var w = WireWriter()
+        w.string(request.sourcePath)
+        w.string(request.routesFile)
+        w.string(request.profileFile)
+        w.string(request.keyFile)
+        w.string(request.recipesDirectory)
+        w.string(request.stagingPrefix)
+        w.string(request.sopInstanceUIDOverride)
+        return w.bytes
+    }
+
+    static func decode(request bytes: [UInt8]) throws -> ProcessRequest {
+        var r = WireReader(bytes)
+        let request = ProcessRequest(
+            sourcePath: try r.string(), routesFile: try r.string(), profileFile: try r.optionalString(), keyFile: try r.optionalString(),
+            recipesDirectory: try r.optionalString(), stagingPrefix: try r.string(), sopInstanceUIDOverride: try r.optionalString())
+        guard r.isAtEnd else { throw WireReader.Malformed() }
+        return request
+    }
+
+    static func encode(_ result: ProcessResult) -> [UInt8] {
+        var w = WireWriter(capacity: 4096 + (result.instance?.headerJSON.utf8.count ?? 0))
+        w.optional(result.failure) { w, failure in
+            w.string(failure.stage.rawValue)
+            w.string(failure.reason)
+        }
+        w.string(result.modality)
+        w.string(result.bodyPart)
+        w.string(result.transferSyntaxUID)
+        w.array(result.routes) { $0.string($1) }
+        w.bool(result.hasPixelData)
+        w.optional(result.instance) { w, instance in
+            let m = instance.metadata
+            for text in [m.patientID, m.studyUID, m.seriesUID, m.sopInstanceUID] { w.string(text) }
+            for text in [m.sopClassUID, m.modality, m.bodyPart, m.sex, m.studyDate, m.studyDescription, m.seriesDescription, m.manufacturer,
+                         m.transferSyntaxUID] { w.string(text) }
+            for number in [m.instanceNumber, m.seriesNumber, m.ageYears, m.rows, m.columns, m.numberOfFrames] { w.int(number) }
+            w.optional(m.pixelSpacing) { w, spacing in w.array(spacing) { $0.double($1) } }
+            w.double(m.sliceThickness)
+            let o = instance.originals
+            w.string(o.patientID)
+            w.string(o.patientName)
+            w.string(o.birthDate)
+            w.string(o.studyUID)
+            w.string(o.accessionNumber)
+            w.string(o.seriesUID)
+            w.string(o.sopInstanceUID)
+            w.string(instance.headerJSON)
+            w.string(instance.contentSHA256)
+            w.string(instance.conflictedSOPInstanceUID)
+        }
+        w.array(result.objects) { w, object in
+            w.int(Int(object.role.rawValue))
+            w.string(object.recipe)
+            w.string(object.path)
+            w.string(object.sha256)
+            w.int(Int(object.size))
+        }
+        w.string(result.alternateSOPInstanceUID)
+        return w.bytes
+    }
+
+    static func decode(result bytes: [UInt8]) throws -> ProcessResult {
+        var r = WireReader(bytes)
+        var result = ProcessResult()
+        result.failure = try r.optional { r in PipelineFailure(stage: PipelineStage(try r.string()), reason: try r.string()) }
+        result.modality = try r.optionalString()
+        result.bodyPart = try r.optionalString()
+        result.transferSyntaxUID = try r.optionalString()
+        result.routes = try r.array { try $0.string() }
+        result.hasPixelData = try r.bool()
+        result.instance = try r.optional { r in
+            var m = InstanceMetadata(patientID: try r.string(), studyUID: try r.string(), seriesUID: try r.string(), sopInstanceUID: try r.string())
+            m.sopClassUID = try r.optionalString()
+            m.modality = try r.optionalString()
+            m.bodyPart = try r.optionalString()
+            m.sex = try r.optionalString()
+            m.studyDate = try r.optionalString()
+            m.studyDescription = try r.optionalString()
+            m.seriesDescription = try r.optionalString()
+            m.manufacturer = try r.optionalString()
+            m.transferSyntaxUID = try r.optionalString()
+            m.instanceNumber = try r.optionalInt()
+            m.seriesNumber = try r.optionalInt()
+            m.ageYears = try r.optionalInt()
+            m.rows = try r.optionalInt()
+            m.columns = try r.optionalInt()
+            m.numberOfFrames = try r.optionalInt()
+            m.pixelSpacing = try r.optional { r in try r.array { try $0.double() } }
+            m.sliceThickness = try r.optionalDouble()
+            let originals = OriginalIdentifiers(
+                patientID: try r.string(), patientName: try r.optionalString(), birthDate: try r.optionalString(), studyUID: try r.string(),
+                accessionNumber: try r.optionalString(), seriesUID: try r.string(), sopInstanceUID: try r.string())
+            return IngestedInstance(
+                metadata: m, originals: originals, headerJSON: try r.string(), contentSHA256: try r.string(), objects: [],
+                conflictedSOPInstanceUID: try r.optionalString())
+        }
+        result.objects = try r.array { r in
+            guard let role = ObjectRole(rawValue: UInt8(clamping: try r.int())) else { throw WireReader.Malformed() }
+            return StagedObject(role: role, recipe: try r.optionalString(), path: try r.string(), sha256: try r.string(), size: Int64(try r.int()))
+        }
+        result.alternateSOPInstanceUID = try r.optionalString()
+        guard r.isAtEnd else { throw WireReader.Malformed() }
+        return result
+    }
+}
+
+// MARK: Helpers of the child
 
 private func nonEmpty(_ text: String?) -> String? {
     guard let text, !text.isEmpty else { return nil }
     return text
+}
+
+private func hex(_ digest: some Sequence<UInt8>) -> String {
+    let table = Array("0123456789abcdef".utf8)
+    var out = [UInt8]()
+    out.reserveCapacity(64)
+    for byte in digest {
+        out.append(table[Int(byte >> 4)])
+        out.append(table[Int(byte & 0x0f)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Writes `bytes` to a new (or truncated) file; no rename, no fsync (the daemon syncs the batch).
+private func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    return bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += written
+        }
+        return true
+    }
+}
+
+/// SHA-256 and size of a file just written (read back from the page cache).
+private func digestOfFile(_ path: String) -> (sha256: String, size: Int64)? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var hasher = SHA256()
+    var total: Int64 = 0
+    var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
+        if count == 0 { break }
+        buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        total += Int64(count)
+    }
+    return (hex(hasher.finalize()), total)
 }
 
 /// A DA value as `YYYYMMDD` when it is a plausible date, else nil (the catalogue's column is a date).

@@ -229,9 +229,10 @@ extension Normalizer {
     /// Normalises one file: one tensor per frame (`separate`), one F×H×W stack (`stack`), or one
     /// volume (`volume`: the frames sorted along the slice normal when they carry plane positions).
     /// - Parameters:
+    ///   - pixels: the file's pixels when the caller decoded them already (decoded here otherwise).
     ///   - identifiers: de-identified UIDs to record in each tensor's sidecar.
-    public func normalize(_ file: DicomFile, identifiers: [String: String] = [:]) throws -> [Tensor] {
-        let pixels = try file.decodePixels()
+    public func normalize(_ file: DicomFile, pixels decoded: PixelData? = nil, identifiers: [String: String] = [:]) throws -> [Tensor] {
+        let pixels = try decoded ?? file.decodePixels()
         let dataset = file.dataset
         let sources = AttributeSources(dataset)
         guard pixels.frameCount > 0 else { throw NormalizationError(.badPixelDescription, "no frames") }

@@ -78,14 +78,25 @@ public struct Normalizer: Sendable {
             return (.window(center: w.center ?? 0, width: w.width ?? 1, function: fn),
                     AppliedWindow(source: "fixed", center: w.center, width: w.width, function: fn.rawValue))
         }
+        func bitRange() -> (VOITransform, AppliedWindow) {
+            let (low, high) = Self.modalityRange(of: a)
+            return (.range(low: low, high: high),
+                    AppliedWindow(source: "bit-range", center: low + (high - low) / 2, width: high - low))
+        }
         func fallback() -> (VOITransform, AppliedWindow) {
-            w.fallback == .fixed ? fixedWindow() : (.minMax, AppliedWindow(source: "min-max"))
+            switch w.fallback {
+            case .fixed: fixedWindow()
+            case .bitRange: bitRange()
+            case .fullRange, .fromDicom, nil: (.minMax, AppliedWindow(source: "min-max"))
+            }
         }
         switch w.source {
         case .fixed:
             return fixedWindow()
         case .fullRange:
             return (.minMax, AppliedWindow(source: "min-max"))
+        case .bitRange:
+            return bitRange()
         case .fromDicom:
             if !a.voiTables.isEmpty {
                 return (.table(a.voiTables[min(w.index, a.voiTables.count - 1)]), AppliedWindow(source: "dicom-voi-lut"))
@@ -103,6 +114,25 @@ public struct Normalizer: Sendable {
             return (.window(center: win.center, width: win.width, function: fn),
                     AppliedWindow(source: "dicom-window", center: win.center, width: win.width, function: fn.rawValue))
         }
+    }
+
+    /// The modality values the stored bit range maps to, lowest first: the stored range
+    /// (0…2^BitsStored − 1, or −2^(BitsStored−1)…2^(BitsStored−1) − 1 when signed) through the rescale, or
+    /// 0…2^bits − 1 of a Modality LUT's descriptor. Never empty: a zero span (slope 0) widens to 1.
+    public static func modalityRange(of a: PixelAttributes) -> (low: Double, high: Double) {
+        var low: Double, high: Double
+        switch a.modality {
+        case let .rescale(slope, intercept):
+            let bits = max(1, min(32, a.bitsStored))
+            let lo = a.isSigned ? -Double(Int64(1) << (bits - 1)) : 0
+            let hi = a.isSigned ? Double(Int64(1) << (bits - 1)) - 1 : Double(Int64(1) << bits) - 1
+            let y0 = lo * slope + intercept, y1 = hi * slope + intercept
+            (low, high) = (min(y0, y1), max(y0, y1))
+        case let .table(lut):
+            (low, high) = (0, Double(lut.maximumOutput))
+        }
+        if !(high > low) { high = low + 1 }
+        return (low, high)
     }
 
     /// Stored values of one frame → display values in [0, 1] with the recipe's channel count

@@ -121,8 +121,10 @@ public enum VOITransform: Sendable, Equatable {
     case window(center: Double, width: Double, function: VOIFunction)
     /// A VOI LUT; outputs are divided by 2^bits − 1.
     case table(LookupTable)
-    /// The image's own minimum to maximum (the fallback when there is no window).
+    /// The image's own minimum to maximum.
     case minMax
+    /// A fixed range of modality values mapped linearly to [0, 1] (clipped): (x − low) / (high − low).
+    case range(low: Double, high: Double)
 
     /// Applies the transform in place and returns the window actually used (for `minMax`, the
     /// image's range as centre/width).
@@ -144,6 +146,17 @@ public enum VOITransform: Sendable, Equatable {
                 for i in p.indices { p[i] = min(1, max(0, lut.lookup(p[i]) * scale)) }
             }
             return nil
+        case let .range(low, high):
+            guard high > low, low.isFinite, high.isFinite else {
+                throw NormalizationError(.badWindow, "range needs high > low")
+            }
+            // A division, not a multiplication by the reciprocal: x / 255 is then the correctly rounded
+            // float32 quotient, as NumPy's uint8 / 255 in float32 is.
+            let lo = Float(low), span = Float(high - low)
+            values.withUnsafeMutableBufferPointer { p in
+                for i in p.indices { p[i] = min(1, max(0, (p[i] - lo) / span)) }
+            }
+            return (low + (high - low) / 2, high - low)
         case .minMax:
             guard var lo = values.first else { return nil }
             var hi = lo

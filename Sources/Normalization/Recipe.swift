@@ -38,8 +38,13 @@ public struct Recipe: Sendable, Equatable {
         case fromDicom = "from-dicom"
         /// The recipe's `center`/`width`.
         case fixed
-        /// Minimum to maximum of the image after the modality LUT.
+        /// Minimum to maximum of the image after the modality LUT: stretches every image differently.
         case fullRange = "full-range"
+        /// The stored bit range (0…2^BitsStored − 1, or −2^(BitsStored−1)…2^(BitsStored−1) − 1 when signed)
+        /// through the modality LUT, mapped linearly to [0, 1]: keeps the stored meaning of a value, whatever
+        /// the image holds (identity over 255 for 8-bit data). A Modality LUT Sequence maps to 0…2^bits − 1
+        /// of its descriptor.
+        case bitRange = "bit-range"
     }
 
     /// The VOI LUT function used with a window.
@@ -58,7 +63,7 @@ public struct Recipe: Sendable, Equatable {
         public var index: Int
         public var center: Double?
         public var width: Double?
-        /// What to do when the file has no window (`from-dicom` only): `full-range` or `fixed`.
+        /// What to do when the file has no usable window (`from-dicom` only): `bit-range`, `full-range` or `fixed`.
         public var fallback: WindowSource?
 
         public init(source: WindowSource, index: Int = 0, center: Double? = nil, width: Double? = nil,

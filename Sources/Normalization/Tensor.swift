@@ -3,7 +3,8 @@ import Foundation
 
 /// The window (VOI) actually applied to produce a tensor.
 public struct AppliedWindow: Sendable, Equatable, Codable {
-    /// `dicom-window`, `dicom-voi-lut`, `fixed`, `min-max` or `none` (colour images).
+    /// `dicom-window`, `dicom-voi-lut`, `fixed`, `min-max` (the image's own range), `bit-range` (the stored bit
+    /// range through the modality LUT; centre and width in modality units) or `none` (colour images).
     public var source: String
     public var center: Double?
     public var width: Double?

@@ -1,17 +1,22 @@
-// FilesystemObjectStore: the embedded default store. Objects live under <root>/data/<key>, their content
-// type and SHA-256 in a sidecar <root>/meta/<key>.json; every write goes to a temporary file in <root>/tmp,
-// is fsynced and renamed into place, so a reader sees the old object or the new one, never a partial one.
+// FilesystemObjectStore: the embedded default store. Objects live under <root>/data/<key>; their content type
+// and SHA-256 travel with the file as extended attributes (`user.dicom-etl.*`, set before the file is renamed
+// into place), or in a sidecar <root>/meta/<key>.json where the filesystem has no user attributes. A put
+// writes a temporary file in <root>/tmp, fsyncs it and renames it into place, so a reader sees the old object
+// or the new one, never a partial one. The pipeline's puts take a file already written into
+// <root>/tmp/<writer>/ by rename, and `makeDurable` syncs a batch of them together.
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CLinux
 import Foundation
 
 /// An object store in a local folder.
 public struct FilesystemObjectStore: ObjectStore {
     /// The folder holding `data/`, `meta/` and `tmp/`.
     public let root: URL
+    private let folders = FolderCache()
 
     /// - Parameter root: the store's folder; created when missing.
     public init(root: URL) throws {
@@ -32,6 +37,9 @@ public struct FilesystemObjectStore: ObjectStore {
         var size: Int64
     }
 
+    static let sha256Attribute = "user.dicom-etl.sha256"
+    static let contentTypeAttribute = "user.dicom-etl.content-type"
+
     func dataPath(_ key: String) -> String { root.appendingPathComponent("data").path + "/" + key }
     func metaPath(_ key: String) -> String { root.appendingPathComponent("meta").path + "/" + key + ".json" }
 
@@ -40,10 +48,57 @@ public struct FilesystemObjectStore: ObjectStore {
         try ObjectKey.validate(key)
         let digest = sha256Hex(data)
         if let sha256, sha256.lowercased() != digest { throw ObjectStoreError(.checksumMismatch) }
-        let sidecar = try JSONEncoder().encode(Sidecar(contentType: contentType, sha256: digest, size: Int64(data.count)))
-        try writeAtomically(data, to: dataPath(key))
-        try writeAtomically(sidecar, to: metaPath(key))
+        let temporary = root.appendingPathComponent("tmp").path + "/" + UUID().uuidString
+        try write(data, to: temporary)
+        try place(temporary, at: key, sha256: digest, contentType: contentType, size: Int64(data.count))
+        let folder = (dataPath(key) as NSString).deletingLastPathComponent
+        try syncFolder(folder)
         return ObjectInfo(key: key, size: Int64(data.count), contentType: contentType, sha256: digest, lastModified: Date())
+    }
+
+    @discardableResult
+    public func put(_ key: String, fileAt path: String, sha256: String, contentType: String) async throws -> ObjectInfo {
+        try ObjectKey.validate(key)
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw ObjectStoreError(.io, errno: errno) }
+        try place(path, at: key, sha256: sha256.lowercased(), contentType: contentType, size: Int64(status.st_size))
+        return ObjectInfo(key: key, size: Int64(status.st_size), contentType: contentType, sha256: sha256.lowercased(), lastModified: Date())
+    }
+
+    /// fdatasync of every object (several at once: the filesystem joins them into few journal commits), then
+    /// one fsync per folder they were renamed into.
+    public func makeDurable(_ keys: [String]) async throws {
+        guard !keys.isEmpty else { return }
+        let paths = keys.map(dataPath)
+        let folderPaths = Array(Set(paths.map { ($0 as NSString).deletingLastPathComponent })).sorted()
+        let failure = ErrorBox()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            // Blocking syscalls: on threads of their own, not the cooperative pool.
+            let thread = Thread {
+                let all = paths + folderPaths
+                DispatchQueue.concurrentPerform(iterations: min(8, all.count)) { lane in
+                    for index in stride(from: lane, to: all.count, by: min(8, all.count)) {
+                        let fd = open(all[index], O_RDONLY | O_CLOEXEC)
+                        guard fd >= 0 else { failure.set(errno); continue }
+                        if (index < paths.count ? fdatasync(fd) : fsync(fd)) != 0 { failure.set(errno) }
+                        close(fd)
+                    }
+                }
+                continuation.resume()
+            }
+            thread.start()
+        }
+        if let code = failure.value { throw ObjectStoreError(.io, errno: code) }
+    }
+
+    public func stagingDirectory(named name: String) throws -> String? {
+        let folder = root.appendingPathComponent("tmp").path + "/" + name
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        } catch {
+            throw ObjectStoreError(.io, errno: EIO)
+        }
+        return folder
     }
 
     public func get(_ key: String) async throws -> Data {
@@ -60,14 +115,19 @@ public struct FilesystemObjectStore: ObjectStore {
     }
 
     func info(_ key: String) throws -> ObjectInfo? {
+        let path = dataPath(key)
         var status = stat()
-        guard stat(dataPath(key), &status) == 0 else {
+        guard stat(path, &status) == 0 else {
             if errno == ENOENT || errno == ENOTDIR { return nil }
             throw ObjectStoreError(.io, errno: errno)
         }
         guard (status.st_mode & S_IFMT) == S_IFREG else { return nil }
         let size = Int64(status.st_size)
         let modified = Date(timeIntervalSince1970: Double(status.st_mtim.tv_sec) + Double(status.st_mtim.tv_nsec) / 1e9)
+        if let sha256 = Self.attribute(Self.sha256Attribute, of: path) {
+            return ObjectInfo(key: key, size: size, contentType: Self.attribute(Self.contentTypeAttribute, of: path), sha256: sha256,
+                              lastModified: modified)
+        }
         if let raw = FileManager.default.contents(atPath: metaPath(key)),
            let sidecar = try? JSONDecoder().decode(Sidecar.self, from: raw), sidecar.size == size
         {
@@ -75,7 +135,7 @@ public struct FilesystemObjectStore: ObjectStore {
                               lastModified: modified)
         }
         // A crash between the data and the sidecar renames: recompute what the sidecar would say.
-        guard let data = FileManager.default.contents(atPath: dataPath(key)) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
         return ObjectInfo(key: key, size: size, contentType: nil, sha256: sha256Hex(data), lastModified: modified)
     }
 
@@ -102,22 +162,52 @@ public struct FilesystemObjectStore: ObjectStore {
         }
     }
 
-    /// Writes to a temporary file, fsyncs it, renames it over `path` and fsyncs the folder.
-    func writeAtomically(_ data: Data, to path: String) throws {
-        let folder = (path as NSString).deletingLastPathComponent
-        do {
-            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        } catch {
-            throw ObjectStoreError(.io, errno: EIO)
+    /// Labels `file` with its hash and type, then renames it to `key`'s path (its folder made once).
+    private func place(_ file: String, at key: String, sha256: String, contentType: String, size: Int64) throws {
+        let target = dataPath(key)
+        let folder = (target as NSString).deletingLastPathComponent
+        if !folders.contains(folder) {
+            do {
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            } catch {
+                throw ObjectStoreError(.io, errno: EIO)
+            }
+            folders.insert(folder)
         }
-        let temporary = root.appendingPathComponent("tmp").path + "/" + UUID().uuidString
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        let labelled = Self.setAttribute(Self.sha256Attribute, sha256, of: file) && Self.setAttribute(Self.contentTypeAttribute, contentType, of: file)
+        if !labelled {
+            // No user attributes here (e.g. some network filesystems): a sidecar, written before the data appears.
+            let sidecar = try JSONEncoder().encode(Sidecar(contentType: contentType, sha256: sha256, size: size))
+            let temporary = root.appendingPathComponent("tmp").path + "/" + UUID().uuidString
+            try write(sidecar, to: temporary)
+            let metaFolder = (metaPath(key) as NSString).deletingLastPathComponent
+            try? FileManager.default.createDirectory(atPath: metaFolder, withIntermediateDirectories: true)
+            guard rename(temporary, metaPath(key)) == 0 else {
+                let code = errno
+                unlink(temporary)
+                throw ObjectStoreError(.io, errno: code)
+            }
+        } else {
+            // An older sidecar would now describe other bytes.
+            unlink(metaPath(key))
+        }
+        if rename(file, target) != 0 {
+            // The folder was removed behind the cache's back: make it again, once.
+            guard errno == ENOENT, (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil,
+                rename(file, target) == 0
+            else { throw ObjectStoreError(.io, errno: errno) }
+        }
+    }
+
+    /// Writes `data` to a new file at `path` and fsyncs it.
+    private func write(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ObjectStoreError(.io, errno: errno) }
         var failure: Int32?
         data.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
                     failure = errno
@@ -129,18 +219,44 @@ public struct FilesystemObjectStore: ObjectStore {
         if failure == nil && fsync(fd) != 0 { failure = errno }
         close(fd)
         if let failure {
-            unlink(temporary)
+            unlink(path)
             throw ObjectStoreError(.io, errno: failure)
         }
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw ObjectStoreError(.io, errno: code)
-        }
-        let folderFD = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if folderFD >= 0 {
-            _ = fsync(folderFD)
-            close(folderFD)
+    }
+
+    private func syncFolder(_ folder: String) throws {
+        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            _ = fsync(fd)
+            close(fd)
         }
     }
+
+    static func setAttribute(_ name: String, _ value: String, of path: String) -> Bool {
+        let bytes = Array(value.utf8)
+        return setxattr(path, name, bytes, bytes.count, 0) == 0
+    }
+
+    static func attribute(_ name: String, of path: String) -> String? {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = getxattr(path, name, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count], as: UTF8.self)
+    }
+}
+
+/// Folders known to exist (made by this store): a folder is made once, not once per object.
+final class FolderCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var known: Set<String> = []
+    func contains(_ folder: String) -> Bool { lock.withLock { known.contains(folder) } }
+    func insert(_ folder: String) { _ = lock.withLock { known.insert(folder) } }
+}
+
+/// The first errno of concurrent calls.
+final class ErrorBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var first: Int32?
+    var value: Int32? { lock.withLock { first } }
+    func set(_ code: Int32) { lock.withLock { if first == nil { first = code } } }
 }

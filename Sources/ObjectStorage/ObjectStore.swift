@@ -1,5 +1,8 @@
 // ObjectStore: the storage protocol the pipeline writes de-identified files, tensors and previews through,
 // its error type and the key rules every store enforces.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Crypto
 import Foundation
 
@@ -41,9 +44,39 @@ public protocol ObjectStore: Sendable {
     func list(prefix: String) async throws -> [ObjectInfo]
     /// Removes the object; removing an absent object is not an error.
     func delete(_ key: String) async throws
+    /// Stores the file at `path` under `key` and takes it over: the file is gone afterwards (moved into the store,
+    /// or uploaded and removed). The object is readable at once, durable after `makeDurable`.
+    /// - Parameters:
+    ///   - sha256: the hex SHA-256 the writer computed while writing the file (trusted, not recomputed).
+    ///   - contentType: the MIME type recorded with the object.
+    @discardableResult
+    func put(_ key: String, fileAt path: String, sha256: String, contentType: String) async throws -> ObjectInfo
+    /// Makes the objects put under `keys` durable together (one group commit for a batch): once it returns, they
+    /// survive a crash of the machine.
+    func makeDurable(_ keys: [String]) async throws
+    /// A local folder for the files meant for `put(fileAt:)`, created when missing: on the store's own filesystem
+    /// when it has one (so that a put is a rename), else nil (use any local folder).
+    /// - Parameter name: a name of the writer's own (e.g. a replica's), so that writers sharing a store do not
+    ///   share a folder.
+    func stagingDirectory(named name: String) throws -> String?
 }
 
 extension ObjectStore {
+    /// Reads the file, stores its bytes with `put(_:data:…)` and removes it: for stores without a better way.
+    @discardableResult
+    public func put(_ key: String, fileAt path: String, sha256: String, contentType: String) async throws -> ObjectInfo {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ObjectStoreError(.io, errno: ENOENT) }
+        let info = try await put(key, data: data, contentType: contentType, sha256: sha256)
+        try? FileManager.default.removeItem(atPath: path)
+        return info
+    }
+
+    /// Nothing to do for stores whose puts are durable when they return.
+    public func makeDurable(_ keys: [String]) async throws {}
+
+    /// No folder of the store's own.
+    public func stagingDirectory(named name: String) throws -> String? { nil }
+
     /// Stores `data`, computing its SHA-256.
     @discardableResult
     public func put(_ key: String, data: Data, contentType: String) async throws -> ObjectInfo {

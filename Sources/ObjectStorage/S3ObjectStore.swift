@@ -30,12 +30,21 @@ public struct S3Configuration: Sendable, Hashable {
     public var maxRetryDelay: Duration
     /// Per-request timeout.
     public var timeout: Duration
+    /// Files from this size up are uploaded in parts (`put(fileAt:)`).
+    public var multipartThreshold: Int
+    /// The size of each part but the last (S3's minimum is 5 MiB).
+    public var partSize: Int
+    /// A PEM bundle of the CAs trusted for an `https://` endpoint instead of the system's roots (a private CA).
+    public var caBundle: String?
 
     public init(
         bucket: String, prefix: String = "", endpoint: String? = nil, region: String = "us-east-1",
         addressing: Addressing = .virtualHosted, maxAttempts: Int = 6, retryDelay: Duration = .milliseconds(200),
-        maxRetryDelay: Duration = .seconds(5), timeout: Duration = .seconds(120)
+        maxRetryDelay: Duration = .seconds(5), timeout: Duration = .seconds(120), multipartThreshold: Int = 16 << 20,
+        partSize: Int = 8 << 20, caBundle: String? = nil
     ) {
+        self.multipartThreshold = multipartThreshold
+        self.partSize = partSize
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint = endpoint
@@ -45,6 +54,7 @@ public struct S3Configuration: Sendable, Hashable {
         self.retryDelay = retryDelay
         self.maxRetryDelay = maxRetryDelay
         self.timeout = timeout
+        self.caBundle = caBundle
     }
 }
 
@@ -59,7 +69,8 @@ public struct S3ObjectStore: ObjectStore {
 
     /// - Parameters:
     ///   - credentials: by default from the environment (`AWSCredentials.fromEnvironment`).
-    ///   - httpClient: a client whose lifetime the caller manages; `HTTPClient.shared` by default.
+    ///   - httpClient: for `http://` endpoints, a client whose lifetime the caller manages; `HTTPClient.shared` by
+    ///     default. `https://` endpoints always use a client of `S3HTTPSClients` (TLS 1.2+, `caBundle`).
     public init(
         configuration: S3Configuration, credentials: AWSCredentials? = nil, httpClient: HTTPClient = .shared,
         logger: Logger = Logger(label: "dicom-etl.s3")
@@ -75,10 +86,11 @@ public struct S3ObjectStore: ObjectStore {
         guard let url = URLComponents(string: endpoint), let scheme = url.scheme?.lowercased(),
               scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty
         else { throw ObjectStoreError(.invalidStorageURL) }
+        if configuration.caBundle != nil && scheme != "https" { throw ObjectStoreError(.invalidCABundle) }
         self.configuration = configuration
         self.signer = SigV4Signer(
             credentials: try credentials ?? AWSCredentials.fromEnvironment(), region: configuration.region, service: "s3")
-        self.httpClient = httpClient
+        self.httpClient = scheme == "https" ? try S3HTTPSClients.client(caBundle: configuration.caBundle) : httpClient
         self.logger = logger
         self.scheme = scheme
         self.endpointHost = url.port.map { "\(host):\($0)" } ?? host
@@ -97,6 +109,61 @@ public struct S3ObjectStore: ObjectStore {
             body: data, payloadHash: digest)
         guard response.status == 200 else { throw error(for: response) }
         return ObjectInfo(key: key, size: Int64(data.count), contentType: contentType, sha256: digest, lastModified: Date())
+    }
+
+    /// Uploads the file (in parts from `multipartThreshold` up; the caller's SHA-256 recorded, not recomputed
+    /// for a single PUT) and removes it once the server has it.
+    @discardableResult
+    public func put(_ key: String, fileAt path: String, sha256: String, contentType: String) async throws -> ObjectInfo {
+        try ObjectKey.validate(key)
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw ObjectStoreError(.io, errno: ENOENT) }
+        defer { try? handle.close() }
+        let size = Int((try? handle.seekToEnd()) ?? 0)
+        try handle.seek(toOffset: 0)
+        let digest = sha256.lowercased()
+        if size < configuration.multipartThreshold {
+            let data = try handle.readToEnd() ?? Data()
+            let response = try await send(
+                "PUT", key: key, headers: [("content-type", contentType), ("x-amz-meta-sha256", digest)], body: data, payloadHash: digest)
+            guard response.status == 200 else { throw error(for: response) }
+        } else {
+            try await uploadInParts(key, handle: handle, size: size, sha256: digest, contentType: contentType)
+        }
+        try? FileManager.default.removeItem(atPath: path)
+        return ObjectInfo(key: key, size: Int64(size), contentType: contentType, sha256: digest, lastModified: Date())
+    }
+
+    /// CreateMultipartUpload, UploadPart × n, CompleteMultipartUpload; AbortMultipartUpload on failure.
+    func uploadInParts(_ key: String, handle: FileHandle, size: Int, sha256: String, contentType: String) async throws {
+        let created = try await send(
+            "POST", key: key, query: [("uploads", "")], headers: [("content-type", contentType), ("x-amz-meta-sha256", sha256)],
+            body: Data(), payloadHash: sha256Hex(Data()))
+        guard created.status == 200, let uploadID = ListPage.value("UploadId", in: Substring(String(decoding: created.body, as: UTF8.self)))
+        else { throw error(for: created) }
+        do {
+            var parts: [(number: Int, etag: String)] = []
+            var number = 1
+            while let chunk = try handle.read(upToCount: configuration.partSize), !chunk.isEmpty {
+                let response = try await send(
+                    "PUT", key: key, query: [("partNumber", String(number)), ("uploadId", uploadID)], body: chunk, payloadHash: sha256Hex(chunk))
+                guard response.status == 200, let etag = response.headers.first(name: "etag") else { throw error(for: response) }
+                parts.append((number, etag))
+                number += 1
+            }
+            let list = parts.map { "<Part><PartNumber>\($0.number)</PartNumber><ETag>\(Self.xmlEscape($0.etag))</ETag></Part>" }.joined()
+            let body = Data("<CompleteMultipartUpload>\(list)</CompleteMultipartUpload>".utf8)
+            let completed = try await send("POST", key: key, query: [("uploadId", uploadID)], body: body, payloadHash: sha256Hex(body))
+            // A 200 may still carry an error in its body.
+            guard completed.status == 200, completed.serverCode == nil else { throw error(for: completed) }
+        } catch {
+            _ = try? await send("DELETE", key: key, query: [("uploadId", uploadID)])
+            throw error
+        }
+    }
+
+    static func xmlEscape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
     public func get(_ key: String) async throws -> Data {
@@ -202,6 +269,8 @@ public struct S3ObjectStore: ObjectStore {
                 logger.debug("S3 request will be retried", metadata: ["status": "\(response.status)", "attempt": "\(attempt)"])
             } catch let error as ObjectStoreError {
                 throw error
+            } catch where S3HTTPSClients.isHandshakeFailure(error) {
+                throw ObjectStoreError(.tlsHandshakeFailed)
             } catch {
                 if attempt >= configuration.maxAttempts { throw ObjectStoreError(.unavailable) }
                 logger.debug("S3 connection failed; will retry", metadata: ["attempt": "\(attempt)"])

@@ -2,9 +2,10 @@
 // sign, the derived key and the Authorization header), with the URI encoding S3 expects.
 import Crypto
 import Foundation
+import Secrets
 
 /// Access credentials for S3-compatible servers.
-public struct AWSCredentials: Sendable, Hashable {
+public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible {
     public var accessKeyID: String
     public var secretAccessKey: String
     public var sessionToken: String?
@@ -15,10 +16,14 @@ public struct AWSCredentials: Sendable, Hashable {
         self.sessionToken = sessionToken
     }
 
+    /// The access key ID only: printing credentials never prints the secret.
+    public var description: String { "AWSCredentials(accessKeyID: \(accessKeyID), secret: redacted)" }
+
     /// Credentials from, in order: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`);
     /// the files named by `AWS_ACCESS_KEY_ID_FILE` / `AWS_SECRET_ACCESS_KEY_FILE` (mounted secrets); the
     /// shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`), profile
-    /// `AWS_PROFILE` or `default`. Throws `missingCredentials` when none is found.
+    /// `AWS_PROFILE` or `default`. Throws `missingCredentials` when none is found, and `SecretFileError` when
+    /// a named file is missing or may be read by others than its owner (`chmod 600`, see `SecretFile`).
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> AWSCredentials {
@@ -28,15 +33,18 @@ public struct AWSCredentials: Sendable, Hashable {
             return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])
         }
         if let idFile = environment["AWS_ACCESS_KEY_ID_FILE"], let secretFile = environment["AWS_SECRET_ACCESS_KEY_FILE"],
-           let id = readTrimmed(idFile), let secret = readTrimmed(secretFile)
+           let id = try readTrimmed(idFile, setting: "AWS_ACCESS_KEY_ID_FILE"),
+           let secret = try readTrimmed(secretFile, setting: "AWS_SECRET_ACCESS_KEY_FILE")
         {
             return AWSCredentials(
                 accessKeyID: id, secretAccessKey: secret,
-                sessionToken: environment["AWS_SESSION_TOKEN_FILE"].flatMap(readTrimmed))
+                sessionToken: try environment["AWS_SESSION_TOKEN_FILE"].flatMap { try readTrimmed($0, setting: "AWS_SESSION_TOKEN_FILE") })
         }
-        let file = environment["AWS_SHARED_CREDENTIALS_FILE"]
-            ?? environment["HOME"].map { $0 + "/.aws/credentials" }
-        if let file, let text = readTrimmed(file),
+        // The shared file is optional where it is looked for by default, required where it is named.
+        let named = environment["AWS_SHARED_CREDENTIALS_FILE"]
+        let file = named ?? environment["HOME"].map { $0 + "/.aws/credentials" }
+        if let file, named != nil || FileManager.default.fileExists(atPath: file),
+           let text = try readTrimmed(file, setting: named != nil ? "AWS_SHARED_CREDENTIALS_FILE" : "~/.aws/credentials"),
            let credentials = parseSharedCredentials(text, profile: environment["AWS_PROFILE"] ?? "default")
         {
             return credentials
@@ -63,12 +71,10 @@ public struct AWSCredentials: Sendable, Hashable {
         return AWSCredentials(accessKeyID: id, secretAccessKey: secret, sessionToken: values["aws_session_token"])
     }
 
-    static func readTrimmed(_ path: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: path),
-              let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !text.isEmpty
-        else { return nil }
-        return text
+    /// A secret file's text without surrounding white space; nil when empty.
+    static func readTrimmed(_ path: String, setting: String) throws(SecretFileError) -> String? {
+        let text = try SecretFile.readText(path, setting: setting).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? nil : text
     }
 }
 

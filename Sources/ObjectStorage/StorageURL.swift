@@ -1,5 +1,5 @@
 // StorageURL: the one string that says where objects go: `file:///path` or
-// `s3://bucket/prefix?endpoint=http://host:port&region=…&addressing=path|virtual`.
+// `s3://bucket/prefix?endpoint=https://host:port&region=…&addressing=path|virtual&ca_bundle=/ca.pem`.
 import AsyncHTTPClient
 import Foundation
 
@@ -10,7 +10,8 @@ public enum StorageLocation: Sendable, Hashable {
     /// A bucket for `S3ObjectStore`.
     case s3(S3Configuration)
 
-    /// Parses `file:///absolute/path` or `s3://bucket[/prefix]?endpoint=…&region=…&addressing=path|virtual`.
+    /// Parses `file:///absolute/path` or `s3://bucket[/prefix]?endpoint=…&region=…&addressing=path|virtual`
+    /// `&ca_bundle=/path/ca.pem` (the CAs trusted for an `https://` endpoint, instead of the system's roots).
     /// A non-empty S3 prefix gets a trailing `/`.
     public static func parse(_ text: String) throws -> StorageLocation {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
@@ -35,6 +36,7 @@ public enum StorageLocation: Sendable, Hashable {
                     configuration.endpoint = value
                     configuration.addressing = .path  // self-hosted servers: path-style unless told otherwise
                 case "region": configuration.region = value
+                case "ca_bundle": configuration.caBundle = value.isEmpty ? nil : value
                 default: break
                 }
             }

@@ -1,6 +1,7 @@
 // The inference worker inside `dicom-etl run --with-worker`: every model the routes name is loaded at start
 // (a missing or mismatched model stops the start, before any file is taken), then one InferenceWorker per
-// model runs as a service of the daemon's group, on the daemon's own database client and object store.
+// model runs as a service of the daemon's group, on the daemon's own database client and object store. A
+// serving row (`dicom-etl models promote|shadow`) switches the version it runs without a restart.
 import Catalog
 import Foundation
 import Inference

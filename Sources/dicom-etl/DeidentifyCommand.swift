@@ -39,7 +39,7 @@ struct Deidentify: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let key = try keyFile.map { try PseudonymKey(contentsOfFile: $0) } ?? PseudonymKey.fromEnvironment(ProcessInfo.processInfo.environment)
+        let key = try keyFile.map { try PseudonymKey(contentsOfFile: $0, setting: "--key-file") } ?? PseudonymKey.fromEnvironment(ProcessInfo.processInfo.environment)
         let deidentifier = Deidentifier(profile: try DeidentificationProfile.load(path: profile), key: key)
         let work = DeidFiles.pairs(inputs: inputs, out: out)
         let outcomes = OutcomeList(count: work.count)

@@ -18,6 +18,11 @@ struct DicomETL: AsyncParsableCommand {
             Normalize.self,
             Migrate.self,
             Worker.self,
+            Export.self,
+            Labels.self,
+            Models.self,
+            ServeCommand.self,
+            TokenCommand.self,
         ]
     )
 }

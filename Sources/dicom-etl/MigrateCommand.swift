@@ -2,6 +2,7 @@
 import ArgumentParser
 import Catalog
 import Foundation
+import Ingest
 import Logging
 
 /// Applies pending database migrations (safe to run from several replicas at once).
@@ -11,12 +12,15 @@ struct Migrate: AsyncParsableCommand {
         abstract: "Apply the database migrations (schemas, roles, views) to PostgreSQL."
     )
 
-    @Option(name: .customLong("database-url"), help: "postgres://user[:password]@host:port/db?sslmode=… (default: $DICOM_ETL_DATABASE_URL)")
+    @Option(name: .customLong("database-url"), help: "postgres://user@host:port/db?sslmode=verify-full&sslrootcert=… (default: $DICOM_ETL_DATABASE_URL; no password here: DICOM_ETL_DATABASE_PASSWORD(_FILE))")
     var databaseURL: String?
 
     func validate() throws {
         if databaseURL == nil && ProcessInfo.processInfo.environment["DICOM_ETL_DATABASE_URL"] == nil {
             throw ValidationError("give --database-url or set DICOM_ETL_DATABASE_URL")
+        }
+        if let databaseURL, DaemonConfiguration.urlCarriesSecret(databaseURL) {
+            throw ValidationError(ConfigurationError(.secretOnCommandLine, key: "database_url").description)
         }
     }
 
@@ -24,6 +28,8 @@ struct Migrate: AsyncParsableCommand {
         let url = databaseURL ?? ProcessInfo.processInfo.environment["DICOM_ETL_DATABASE_URL"] ?? ""
         let configuration = try DatabaseConfiguration.parse(url)
         let logger = Logger(label: "dicom-etl.migrate")
+        // One connection first: a refused certificate or login is reported now, with its reason.
+        try await configuration.checkConnection(logger: logger)
         let report = try await Catalog.withRunningClient(configuration, logger: logger) { client in
             try await Migrator(client: client, logger: logger).migrate()
         }

@@ -9,6 +9,8 @@ import Ingest
 import Logging
 import Metrics
 import Prometheus
+import Sandbox
+import Serving
 
 /// `dicom-etl run [--config FILE] [--drop-folder DIR] …`: watch the drop folder and ingest every file.
 struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
@@ -20,82 +22,25 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
                 Every option overrides the configuration file and the DICOM_ETL_<KEY> environment variable of \
                 the same name (e.g. --drop-folder, DICOM_ETL_DROP_FOLDER, drop_folder). SIGTERM drains the \
                 files in flight and exits 0. --with-worker also runs the inference worker on the daemon's \
-                database and object store, so complete series come back as diagnoses.
+                database and object store, so complete series come back as diagnoses. Secrets are never flags: \
+                DICOM_ETL_DATABASE_PASSWORD(_FILE), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY(_FILE) and the key \
+                file (chmod 600) come from the environment.
                 """)
     }
 
-    @Option(name: .long, help: "Configuration file (YAML); default: $DICOM_ETL_CONFIG, else built-in defaults.")
-    var config: String?
-    @Option(name: .customLong("drop-folder"), help: "Folder the PACS exports into.") var dropFolder: String?
-    @Option(name: .customLong("data-dir"), help: "The daemon's own data (embedded PostgreSQL, filesystem store).") var dataDir: String?
-    @Option(name: .customLong("database-url"), help: "PostgreSQL URL; empty: embedded cluster in the data folder.") var databaseURL: String?
-    @Option(name: .customLong("storage-url"), help: "Object store URL; empty: filesystem store in the data folder.") var storageURL: String?
-    @Option(name: .customLong("key-file"), help: "Pseudonymisation key file.") var keyFile: String?
-    @Option(name: .customLong("profile"), help: "De-identification profile.") var profile: String?
-    @Option(name: .customLong("routes-file"), help: "Series-to-model routes.") var routesFile: String?
-    @Option(name: .customLong("concurrency"), help: "Files processed at once (0: one per core).") var concurrency: String?
-    @Option(name: .customLong("stable-file-seconds"), help: "Seconds a file must stay unchanged.") var stableFileSeconds: String?
-    @Option(name: .customLong("rescan-interval-seconds"), help: "Seconds between full rescans.") var rescanIntervalSeconds: String?
-    @Option(name: .customLong("series-quiet-seconds"), help: "Quiet seconds after which a series is complete.") var seriesQuietSeconds: String?
-    @Option(name: .customLong("processed-files"), help: "move | delete") var processedFiles: String?
-    @Option(name: .customLong("ops-host"), help: "Address of /metrics, /healthz, /readyz.") var opsHost: String?
-    @Option(name: .customLong("ops-port"), help: "Port of /metrics, /healthz, /readyz.") var opsPort: String?
-    @Option(name: .customLong("log-level"), help: "trace … critical") var logLevel: String?
-    @Option(name: .customLong("log-format"), help: "json | text") var logFormat: String?
-    @Option(name: .customLong("sandbox-workers"), help: "Sandbox processes (0: one per concurrent file).") var sandboxWorkers: String?
-    @Option(name: .customLong("sandbox-timeout-seconds"), help: "Per-file sandbox timeout.") var sandboxTimeoutSeconds: String?
-    @Flag(name: .customLong("with-worker"), inversion: .prefixedNo,
-          help: "Also run the inference worker on the daemon's database and object store.")
-    var withWorker: Bool?
-    @Option(name: .customLong("models-dir"), help: "Trained models, as <dir>/<model>/<version>/.") var modelsDir: String?
-    @Option(name: .customLong("database-password"), help: ArgumentHelp("Database password (prefer the environment).", visibility: .hidden))
-    var databasePassword: String?
-    @Option(name: .customLong("storage-access-key-id"), help: ArgumentHelp("Object store access key ID.", visibility: .hidden))
-    var storageAccessKeyID: String?
-    @Option(name: .customLong("storage-secret-access-key"), help: ArgumentHelp("Object store secret key.", visibility: .hidden))
-    var storageSecretAccessKey: String?
-
-    /// The flags given, by configuration key name.
-    var flagValues: [String: String] {
-        let all: [(String, String?)] = [
-            ("drop_folder", dropFolder), ("data_dir", dataDir), ("database_url", databaseURL), ("storage_url", storageURL),
-            ("key_file", keyFile), ("profile", profile), ("routes_file", routesFile), ("concurrency", concurrency),
-            ("stable_file_seconds", stableFileSeconds), ("rescan_interval_seconds", rescanIntervalSeconds),
-            ("series_quiet_seconds", seriesQuietSeconds), ("processed_files", processedFiles), ("ops_host", opsHost),
-            ("ops_port", opsPort), ("log_level", logLevel), ("log_format", logFormat), ("sandbox_workers", sandboxWorkers),
-            ("sandbox_timeout_seconds", sandboxTimeoutSeconds), ("with_worker", withWorker.map { $0 ? "true" : "false" }),
-            ("models_dir", modelsDir), ("database_password", databasePassword),
-            ("storage_access_key_id", storageAccessKeyID), ("storage_secret_access_key", storageSecretAccessKey),
-        ]
-        return Dictionary(uniqueKeysWithValues: all.compactMap { name, value in value.map { (name, $0) } })
-    }
-
-    func loadConfiguration() throws -> DaemonConfiguration {
-        let environment = ProcessInfo.processInfo.environment
-        let file = config ?? environment["DICOM_ETL_CONFIG"]
-        do {
-            return try DaemonConfiguration.load(file: file, environment: environment, flags: flagValues)
-        } catch {
-            throw ValidationError(error.description)
-        }
-    }
+    @OptionGroup var options: DaemonOptions
 
     func validate() throws {
-        _ = try loadConfiguration()
+        _ = try options.loadConfiguration()
     }
 
     func run() async throws {
-        let configuration = try loadConfiguration()
-        let level = configuration.logLevel
-        switch configuration.logFormat {
-        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
-        case .text:
-            LoggingSystem.bootstrap {
-                var handler = StreamLogHandler.standardError(label: $0)
-                handler.logLevel = level
-                return handler
-            }
-        }
+        let configuration = try options.loadConfiguration()
+        // Secrets others could read stop the start, before any file is taken or any server is started; so do a
+        // refused certificate or login (a database that is down is waited for, as always).
+        try configuration.checkSecretFiles()
+        try await configuration.checkDatabaseConnection()
+        DaemonOptions.bootstrapLogging(configuration)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "dicom-etl")
@@ -108,7 +53,7 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
         let metrics = IngestMetrics()
         let sandbox = SandboxPool(
             command: .currentExecutable(arguments: ["sandbox-worker"]), size: configuration.effectiveSandboxWorkers,
-            timeout: configuration.sandboxTimeout, metrics: metrics, logger: logger)
+            timeout: configuration.sandboxTimeout, events: metrics.sandboxEvents, logger: logger)
         let context = PipelineContext(configuration: configuration, metrics: metrics, logger: logger, sandbox: sandbox)
         var pipeline = try await Assembly.assemble(context)
         if configuration.withWorker {
@@ -118,6 +63,11 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
             logger.info("inference worker enabled", metadata: [
                 "models": .string(models.map { "\($0.metadata.name)@\($0.metadata.version)" }.joined(separator: ",")),
             ])
+        }
+        if configuration.serve {
+            // After the database and the worker, before the runner and the watcher: it stops before the database.
+            guard let catalog = pipeline.catalog, let store = pipeline.store else { throw ValidationError("the pipeline shares no database") }
+            pipeline.services.append(try ServeCommand.server(configuration, catalog: catalog, store: store, logger: logger))
         }
         let daemon = DaemonService(configuration: configuration, pipeline: pipeline, registry: registry, metrics: metrics, logger: logger)
         do {

@@ -60,6 +60,11 @@ struct Worker: AsyncParsableCommand {
         if storageURL == nil && environment["DICOM_ETL_STORAGE_URL"] == nil {
             throw ValidationError("give --storage-url or set DICOM_ETL_STORAGE_URL")
         }
+        for (name, url) in [("database_url", databaseURL), ("storage_url", storageURL)] {
+            if let url, DaemonConfiguration.urlCarriesSecret(url) {
+                throw ValidationError(ConfigurationError(.secretOnCommandLine, key: name).description)
+            }
+        }
         guard batchSize > 0, maxBatchDelayMilliseconds >= 0, leaseSeconds > 0, pollSeconds > 0, concurrency > 0 else {
             throw ValidationError("batch size, lease, poll interval and concurrency must be positive")
         }
@@ -88,6 +93,8 @@ struct Worker: AsyncParsableCommand {
         }()
         let database = try DatabaseConfiguration.parse(databaseURL ?? environment["DICOM_ETL_DATABASE_URL"] ?? "")
         let store = try StorageLocation.parse(storageURL ?? environment["DICOM_ETL_STORAGE_URL"] ?? "").makeStore()
+        // A refused certificate or login stops the start; a database that is down is waited for, as always.
+        try await database.checkConnection(logger: logger, ignoringTransientFailures: true)
         guard let directory = model.map({ URL(fileURLWithPath: $0) }) ?? Self.defaultModelDirectory() else {
             throw ValidationError("no model version folder found; give --model")
         }

@@ -4,9 +4,12 @@ import Foundation
 import Testing
 
 @Suite struct DatabaseConfigurationTests {
+    /// Debian's bundle of trusted roots (package ca-certificates): a real PEM file to name as sslrootcert.
+    static let systemBundle = "/etc/ssl/certs/ca-certificates.crt"
+
     @Test func tcpURLWithEverything() throws {
         let c = try DatabaseConfiguration.parse(
-            "postgres://etl:s%40cret@db.example:6543/imaging?sslmode=verify-full&sslrootcert=/etc/ca.pem&pool_size=7",
+            "postgres://etl:s%40cret@db.example:6543/imaging?sslmode=verify-full&sslrootcert=\(Self.systemBundle)&pool_size=7",
             environment: [:])
         #expect(c.host == "db.example")
         #expect(c.port == 6543)
@@ -15,7 +18,7 @@ import Testing
         #expect(c.password == "s@cret")
         #expect(c.database == "imaging")
         #expect(c.tlsMode == .verifyFull)
-        #expect(c.rootCertificateFile == "/etc/ca.pem")
+        #expect(c.rootCertificateFile == Self.systemBundle)
         #expect(c.poolSize == 7)
         #expect(!c.redactedDescription.contains("s@cret"))
         #expect(!c.redactedDescription.contains("cret"))
@@ -23,6 +26,10 @@ import Testing
         #expect(client.host == "db.example")
         #expect(client.port == 6543)
         #expect(client.options.maximumConnections == 7)
+        // The CA file is read when the client is configured: a missing one stops the start, not each connection.
+        var missing = c
+        missing.rootCertificateFile = "/nonexistent/ca.pem"
+        #expect { try missing.clientConfiguration() } throws: { ($0 as? CatalogError)?.code == .tlsFileUnreadable }
     }
 
     @Test func unixSocketDirectory() throws {
@@ -37,6 +44,7 @@ import Testing
     @Test func passwordSourcesInOrder() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)")
         try "from-file\n".write(to: file, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)  // owner-only, as required
         defer { try? FileManager.default.removeItem(at: file) }
         let url = "postgres://etl@h/db?sslmode=disable"
         #expect(try DatabaseConfiguration.parse(url, environment: [:]).password == nil)
@@ -48,9 +56,9 @@ import Testing
         #expect(try DatabaseConfiguration.parse(url + "&password_file=\(file.path)",
                                                 environment: ["DICOM_ETL_DATABASE_PASSWORD": "env"]).password == "from-file")
         #expect(try DatabaseConfiguration.parse("postgres://etl:inurl@h/db", environment: ["PGPASSWORD": "pg"]).password == "inurl")
-        #expect(throws: CatalogError(.passwordFileUnreadable)) {
+        #expect {
             try DatabaseConfiguration.parse(url + "&password_file=/nonexistent/pw", environment: [:])
-        }
+        } throws: { ($0 as? CatalogError)?.code == .passwordFileUnreadable }
     }
 
     @Test func rejectsBadURLs() {

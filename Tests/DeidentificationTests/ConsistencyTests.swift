@@ -138,35 +138,65 @@ struct ConsistencyTests {
         #expect(trimmed(out.output.dataset.string(Tags.patientID)).hasPrefix("P"))
     }
 
-    /// Two processes, one key: byte-identical outputs. Another key: other UIDs and IDs.
+    /// Two processes, one key: byte-identical outputs for every corpus file (burned-in text let through), and for
+    /// copies without a SOP Instance UID, whose UID is derived from their content with the key; the file meta
+    /// names the data set's instance and class. Another key: other UIDs and IDs.
     @Test func twoProcessesWithOneKeyWriteTheSameBytes() throws {
         let binary = try #require(Executables.dicomETL, "dicom-etl is not built (swift build --build-tests builds it)")
         let dir = NSTemporaryDirectory() + "deid-determinism-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/in/no-uid", withIntermediateDirectories: true)
         try Data("dicom-etl test key, not a secret: 0123456789".utf8).write(to: URL(fileURLWithPath: dir + "/a.key"))
         try Data("another dicom-etl test key, not secret either".utf8).write(to: URL(fileURLWithPath: dir + "/b.key"))
-        let inputs = Corpus.files.enumerated().filter { $0.offset % 5 == 0 }.map(\.element.path)
+        for key in ["a.key", "b.key"] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir + "/" + key) }
+        let profile = dir + "/research.yaml"
+        let yaml = try String(contentsOfFile: TestPaths.profile("basic.yaml"), encoding: .utf8)
+        try yaml.replacingOccurrences(of: "\n  reject: true", with: "\n  reject: false").write(toFile: profile, atomically: true, encoding: .utf8)
+        // Copies without SOP Instance UID in the data set (every 10th file that has one), half of them without a
+        // MediaStorageSOPInstanceUID either: their UID comes from their content.
+        var withoutUID = 0
+        for (i, (_, path)) in Corpus.files.enumerated() where i % 10 == 0 {
+            let f = try DicomFile.open(path: path)
+            guard try f.dataset.remove(Tags.sopInstanceUID) else { continue }
+            if i % 20 == 0 { try f.metaInformation.remove(Tags.mediaStorageSOPInstanceUID) }
+            guard let bytes = try? f.serialized() else { continue }
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/in/no-uid/\(i).dcm"))
+            withoutUID += 1
+        }
+        #expect(withoutUID > 0)
+        let inputs = Corpus.files.map(\.path) + [dir + "/in"]
         var env = ProcessInfo.processInfo.environment
         env["DICOM_ETL_KEY"] = nil
         env["DICOM_ETL_KEY_FILE"] = nil
         for (out, key) in [("run1", "a.key"), ("run2", "a.key"), ("run3", "b.key")] {
-            let r = try run(binary, ["deidentify"] + inputs + ["--out", dir + "/" + out, "--profile", TestPaths.profile("basic.yaml"), "--key-file", dir + "/" + key, "--jobs", "2"], environment: env)
+            let r = try run(binary, ["deidentify"] + inputs + ["--out", dir + "/" + out, "--profile", profile, "--key-file", dir + "/" + key, "--jobs", "2"], environment: env)
             #expect(r.status == 0, "\(String(decoding: r.stderr.prefix(500), as: UTF8.self))")
         }
         let files1 = DeidentifyTestFiles.list(dir + "/run1"), files2 = DeidentifyTestFiles.list(dir + "/run2"), files3 = DeidentifyTestFiles.list(dir + "/run3")
-        #expect(!files1.isEmpty)
+        #expect(files1.count * 10 >= Corpus.files.count * 8, "\(files1.count) outputs of \(Corpus.files.count) files")
+        #expect(files1.filter { $0.contains("no-uid/") }.count == withoutUID)
         #expect(files1 == files2 && files1 == files3)
+        var differing = 0
         for rel in files1 {
             let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/run1/" + rel))
             let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/run2/" + rel))
+            if a != b { differing += 1 }
             #expect(a == b, "\(rel) differs between two runs with one key")
-            let x = try DicomFile.open(path: dir + "/run1/" + rel).dataset, y = try DicomFile.open(path: dir + "/run3/" + rel).dataset
+            let file = try DicomFile.open(path: dir + "/run1/" + rel)
+            let x = file.dataset, y = try DicomFile.open(path: dir + "/run3/" + rel).dataset
             for tag in [Tags.sopInstanceUID, Tags.studyInstanceUID, Tags.patientID] where x.contains(tag) {
                 #expect(x.string(tag) != y.string(tag), "\(rel) \(tag) is the same under another key")
             }
+            let meta = file.metaInformation
+            let sopClass = trimmed(x.string(Tags.sopClassUID))
+            if sopClass.isEmpty, trimmed(meta.string(Tags.mediaStorageSOPClassUID)) == FileIdentity.directoryStorage { continue }
             #expect(x.contains(Tags.patientID))
+            #expect(!trimmed(x.string(Tags.sopInstanceUID)).isEmpty, "\(rel): no SOP Instance UID")
+            #expect(trimmed(meta.string(Tags.mediaStorageSOPInstanceUID)) == trimmed(x.string(Tags.sopInstanceUID)), "\(rel)")
+            // Without a SOP Class UID in the data set, the writer keeps the input's file meta class (never invents one).
+            if !sopClass.isEmpty { #expect(trimmed(meta.string(Tags.mediaStorageSOPClassUID)) == sopClass, "\(rel)") }
         }
+        print("deidentify twice: \(files1.count) outputs (\(withoutUID) without SOP Instance UID in the input), \(differing) differ")
     }
 }
 

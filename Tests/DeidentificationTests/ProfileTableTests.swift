@@ -1,4 +1,5 @@
 // Table E.1-1 as generated: complete, current with its generator, and resolved as PS3.15 says.
+import DICOM
 import Foundation
 import Testing
 @testable import Deidentification
@@ -61,6 +62,54 @@ import Testing
             #expect(BasicProfileTable.single(code, policy: .conformant) == conformant, "\(code.rawValue)")
             #expect(BasicProfileTable.single(code, policy: .minimal) == minimal, "\(code.rawValue)")
         }
+    }
+
+    /// The standard's rule: the alternative the attribute's Type needs (Type 3 → first, 2 → Z, 1 → D), X/Z/U* → U.
+    @Test func combinedCodesResolveByType() {
+        let expectations: [(ActionCode, ResolvedAction, ResolvedAction, ResolvedAction)] = [  // Type 3, 2, 1
+            (.zd, .zeroLength, .zeroLength, .dummy), (.xz, .remove, .zeroLength, .zeroLength), (.xd, .remove, .dummy, .dummy),
+            (.xzd, .remove, .zeroLength, .dummy), (.xzu, .uid, .uid, .uid), (.x, .remove, .remove, .remove),
+        ]
+        for (code, type3, type2, type1) in expectations {
+            #expect(BasicProfileTable.single(code, policy: .conformant, requirement: .optional) == type3, "\(code.rawValue)")
+            #expect(BasicProfileTable.single(code, policy: .conformant, requirement: .presence) == type2, "\(code.rawValue)")
+            #expect(BasicProfileTable.single(code, policy: .conformant, requirement: .value) == type1, "\(code.rawValue)")
+            #expect(BasicProfileTable.single(code, policy: .minimal, requirement: .value) == BasicProfileTable.single(code, policy: .minimal))
+        }
+        // No plan removes or empties what the IOD requires; a Type 3 sequence is removed, never left empty.
+        #expect(Planner.conformant(.remove, isSequence: false, requirement: .presence) == .zeroLength)
+        #expect(Planner.conformant(.remove, isSequence: false, requirement: .value) == .dummy)
+        #expect(Planner.conformant(.zeroLength, isSequence: false, requirement: .value) == .dummy)
+        #expect(Planner.conformant(.remove, isSequence: true, requirement: .value) == .remove)
+        #expect(Planner.conformant(.remove, isSequence: true, requirement: .presence) == .zeroLength)
+        #expect(Planner.conformant(.zeroLength, isSequence: true, requirement: .optional) == .remove)
+        #expect(Planner.conformant(.zeroLength, isSequence: true, requirement: .value) == .dummy)
+        #expect(Planner.conformant(.remove, isSequence: false, requirement: .optional) == .remove)
+    }
+
+    /// The IOD tables know the Types of PS3.3 that the corpus needed.
+    @Test func iodRequirementsFollowPS33() {
+        let ct = IODRequirements(sopClassUID: "1.2.840.10008.5.1.4.1.1.2")
+        #expect(ct.iodName == "ct-image")
+        #expect(ct.requirement(of: Tags.studyInstanceUID, parent: nil) == .value)
+        #expect(ct.requirement(of: DICOM.Tag(0x0008, 0x0020), parent: nil) == .presence)  // Study Date, Type 2
+        #expect(ct.requirement(of: DICOM.Tag(0x0010, 0x2297), parent: nil) == .presence)  // Responsible Person, 2C
+        #expect(ct.requirement(of: DICOM.Tag(0x0008, 0x1110), parent: nil) == .optional)  // Referenced Study Sequence, 3
+        let rtstruct = IODRequirements(sopClassUID: "1.2.840.10008.5.1.4.1.1.481.3")
+        #expect(rtstruct.requirement(of: DICOM.Tag(0x3006, 0x0002), parent: nil) == .value)  // Structure Set Label
+        #expect(IODRequirements(sopClassUID: "1.2.3.4").requirement(of: Tags.studyInstanceUID, parent: nil) == nil)
+        #expect(IODRequirements(sopClassUID: nil).iodName == nil)
+        // In items: Referenced SOP Instance UID of a Source Image Sequence is Type 1 in every IOD.
+        #expect(ct.requirement(of: DICOM.Tag(0x0008, 0x1155), parent: DICOM.Tag(0x0008, 0x2112)) == .value)
+    }
+
+    @Test(.enabled(if: TestPaths.standardTable != nil && TestPaths.pythonHas("highdicom"), "needs ../shared/data/dicom-standard and highdicom"))
+    func generatedIODTablesAreCurrent() throws {
+        let script = TestPaths.repo.appendingPathComponent("scripts/generate_iod_requirements.py").path
+        let result = try run(TestPaths.python, [script, "--profile", TestPaths.standardTable!, "--stdout"])
+        #expect(result.status == 0, "\(String(decoding: result.stderr.prefix(500), as: UTF8.self))")
+        let committed = try Data(contentsOf: TestPaths.repo.appendingPathComponent("Sources/Deidentification/Generated/IODRequirementTables.swift"))
+        #expect(result.stdout == committed, "re-run scripts/generate_iod_requirements.py and commit the result")
     }
 
     @Test func enabledOptionsOverrideTheBasicColumn() {

@@ -30,11 +30,14 @@ let keyB = try! PseudonymKey(bytes: Array("fedcba9876543210fedcba9876543210".utf
         let path = NSTemporaryDirectory() + "deid-key-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: path) }
         try Data("0123456789abcdef0123456789abcdef\n".utf8).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)  // a key must be owner-only
         let k = try PseudonymKey.fromEnvironment(["DICOM_ETL_KEY_FILE": path, "DICOM_ETL_KEY": "ignored-because-the-file-wins-0000000"])
         #expect(k.fingerprint == keyA.fingerprint)
         try Data("short\n".utf8).write(to: URL(fileURLWithPath: path))
         #expect(throws: DeidentificationError(.keyTooShort, detail: "at least 32 bytes are required")) { try PseudonymKey(contentsOfFile: path) }
-        #expect(throws: DeidentificationError(.keyUnreadable, detail: "the key file could not be read")) { try PseudonymKey(contentsOfFile: path + ".absent") }
+        #expect { try PseudonymKey(contentsOfFile: path + ".absent") } throws: { ($0 as? DeidentificationError)?.code == .keyUnreadable }
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        #expect { try PseudonymKey(contentsOfFile: path) } throws: { ($0 as? DeidentificationError)?.code == .keyFileInsecure }
     }
 }
 

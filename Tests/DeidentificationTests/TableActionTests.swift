@@ -42,15 +42,25 @@ func checkTable(profile: DeidentificationProfile, codes: Set<ActionCode>) throws
     for (rel, path) in Corpus.files {
         guard let out = try? deidentified(path, deidentifier) else { continue }
         let before = out.original.dataset, after = out.output.dataset
+        let requirements = IODRequirements(out.original)
         for element in before.elements {
             let tag = element.tag
             guard !recordedTags.contains(tag), let row = BasicProfileTable.row(group: tag.group, element: tag.element) else { continue }
-            let resolution = BasicProfileTable.resolve(row, options: profile.options, policy: profile.combinedActions)
+            let requirement = requirements.requirement(of: tag, parent: nil)
+            let resolution = BasicProfileTable.resolve(row, options: profile.options, policy: profile.combinedActions, requirement: requirement)
             guard codes.contains(resolution.code) else { continue }
-            let plan = planner.plan(element, in: before)
+            let plan = planner.plan(element, in: before, requirement: requirement)
             let where_ = "\(rel) \(tag) \(row.name) \(resolution.code.rawValue)"
             let old = Deidentifier.value(tag, before)
             let new = after.element(tag)
+            /// What is left of a value that cannot be kept: nothing, or what the IOD requires (empty, a dummy).
+            func dropped() -> Bool {
+                switch requirement {
+                case .value?: return new.map { $0.length > 0 } ?? false
+                case .presence?: return new?.length == 0
+                default: return new == nil
+                }
+            }
             switch plan {
             case .remove:
                 #expect(new == nil, "\(where_): not removed")
@@ -76,11 +86,15 @@ func checkTable(profile: DeidentificationProfile, codes: Set<ActionCode>) throws
                 let shift = DateShift(days: try #require(out.result.dateShiftDays))
                 if let old, !trimmed(old).isEmpty {
                     let expected = element.vr == .DA ? shift.shiftDA(old) : shift.shiftDT(old)
-                    if let expected { #expect(trimmed(Deidentifier.value(tag, after)) == expected, "\(where_): not shifted") } else { #expect(new == nil, "\(where_)") }
+                    if let expected { #expect(trimmed(Deidentifier.value(tag, after)) == expected, "\(where_): not shifted") } else { #expect(dropped(), "\(where_)") }
                 }
             case .cleanText:
-                if element.vr == .LT || element.vr == .UT { #expect(new == nil, "\(where_): free text kept") }
-                else if let v = Deidentifier.value(tag, after) { #expect(!v.isEmpty && v.count <= (old ?? "").count + 1, "\(where_)") }
+                if element.vr == .LT || element.vr == .UT { #expect(dropped(), "\(where_): free text kept") }
+                else if let v = Deidentifier.value(tag, after) {
+                    // Cleaned to nothing: what the IOD requires is left (empty for Type 2, a dummy for Type 1).
+                    let floor = (requirement == .presence && v.isEmpty) || (requirement == .value && v == "DEIDENTIFIED")
+                    if !floor { #expect(!v.isEmpty && v.count <= (old ?? "").count + 1, "\(where_)") }
+                }
             case .cleanDevice:
                 if let v = Deidentifier.value(tag, after), !v.isEmpty { #expect(v.hasPrefix("DEV") && v != old, "\(where_)") }
             case .cleanSequence:

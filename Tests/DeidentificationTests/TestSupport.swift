@@ -18,6 +18,10 @@ enum TestPaths {
         let venv = repo.appendingPathComponent(".venv/bin/python").path
         return FileManager.default.fileExists(atPath: venv) ? venv : "/usr/bin/python3"
     }
+    /// True when the test Python imports `module`.
+    static func pythonHas(_ module: String) -> Bool {
+        (try? run(python, ["-c", "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('\(module)') else 1)"]))?.status == 0
+    }
     static func profile(_ name: String) -> String { repo.appendingPathComponent("etl/deidentify/\(name)").path }
 }
 

@@ -1,14 +1,17 @@
 // End to end, drop folder to diagnosis: the 624 official PneumoniaMNIST test images, written as a PACS export
-// of DICOM CR files (scripts/medmnist-to-dicom.py), dropped into the folder of the built `dicom-etl run
-// --with-worker` (child process, database in the test PostgreSQL, filesystem store) come back as one diagnosis
-// row each, through a SIGTERM mid-run (both stop cleanly, exit 0) and a restart. The stored cxr-28 tensors equal
-// the images (grey level / 255), the probabilities equal the Swift model's on the npz pixels, and the AUC
-// computed from the rows equals the committed model's evaluation_metrics.json. The clinician's view joins each
-// row back to the patient ID written into the file; the analyst role cannot read that view or the vault.
+// of DICOM CR files (scripts/medmnist-to-dicom.py) in every encoding of its ENCODINGS table — 8-bit MONOCHROME2
+// without a window (uncompressed, RLE, JPEG-LS lossless, JPEG lossless), with Window 128/256, 12- and 16-bit with
+// rescale slope/intercept and a window, MONOCHROME1, non-square 2× images with borders — each encoding for its own
+// patients and series, all dropped into the folder of one built `dicom-etl run --with-worker` (child process,
+// database in the test PostgreSQL, filesystem store), come back as one diagnosis row each, through a SIGTERM
+// mid-run (both stop cleanly, exit 0) and a restart. For every encoding: the stored cxr-28 tensors equal the
+// images (grey level / 255), the probabilities equal the Swift model's on the npz pixels, and the AUC computed
+// from the rows equals the committed model's evaluation_metrics.json. The clinician's view joins each row back to
+// the patient ID written into the file; the analyst role cannot read that view or the vault.
 //
-// cxr-28 on a 28×28 image is an identity crop and resize; the pixels stay the images' only through the window:
-// the files carry WindowCenter 128 / WindowWidth 256 (LINEAR: x / 255). Without a window the recipe falls back to
-// the image's min–max, which would stretch every one of these images (none reaches 255, most start above 0).
+// cxr-28 keeps stored meaning: a file without a window is displayed over its stored bit range (grey / 255 for
+// 8-bit data, the training pixels), recorded as `bit-range` in the tensor's sidecar; a file with a window is
+// displayed through it. Before that fallback, files without a window were stretched to their own min–max.
 //
 // The images come from DICOM_ETL_MEDMNIST (../shared/data/medmnist, exported by scripts/test.sh). A fresh clone
 // without ../shared has no copy of them, and this test does not download one: it is skipped with that reason.
@@ -103,6 +106,7 @@ import Testing
             databaseURL = try #require(components.string)
             for folder in [drop, data, reference] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)  // a key must be owner-only
             _ = try PneumoniaEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
         }
 
@@ -151,22 +155,30 @@ import Testing
 
     /// One row of the reference manifest the export script writes.
     struct Exported {
+        /// The image's index in the npz split.
         var index: Int
         var label: Int
         var patientID: String
         var accessionNumber: String
         var studyUID: String
         var sopInstanceUID: String
+        var encoding: String
     }
 
     static func readManifest(_ path: String) throws -> [Exported] {
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst()
         return try lines.map { line in
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 8, let index = Int(f[0]), let label = Int(f[1]) else { throw QueryFailed(message: "bad manifest line") }
-            return Exported(index: index, label: label, patientID: f[2], accessionNumber: f[3], studyUID: f[4], sopInstanceUID: f[6])
+            guard f.count == 9, let index = Int(f[0]), let label = Int(f[1]) else { throw QueryFailed(message: "bad manifest line") }
+            return Exported(index: index, label: label, patientID: f[2], accessionNumber: f[3], studyUID: f[4], sopInstanceUID: f[6],
+                            encoding: f[8])
         }
     }
+
+    /// The encodings the export writes (scripts/medmnist-to-dicom.py ENCODINGS), in its order.
+    static let encodings = [
+        "u8-window", "u8", "u8-rle", "u8-jpegls", "u8-jpeg", "u12-rescale-window", "s16-rescale-window", "mono1", "u8-borders",
+    ]
 
     /// Area under the ROC curve by the rank-sum (Mann–Whitney) statistic; tied scores share their mean rank.
     static func auc(scores: [Double], labels: [Int]) -> Double {
@@ -191,8 +203,8 @@ import Testing
             needs PneumoniaMNIST's official test split: DICOM_ETL_MEDMNIST (../shared/data/medmnist, exported by \
             scripts/test.sh) is not set or has no MANIFEST.tsv; a fresh clone has no copy and the test downloads none
             """),
-        .timeLimit(.minutes(10)))
-    func officialTestImagesDroppedAsCRFilesComeBackAsDiagnosesWithTheModelsAUC() async throws {
+        .timeLimit(.minutes(20)))
+    func officialTestImagesInEveryEncodingComeBackAsDiagnosesWithTheModelsAUC() async throws {
         let world = try World()
         defer { world.cleanUp() }
         var daemon = try Self.startDaemon(world)
@@ -203,17 +215,19 @@ import Testing
         let export = try Self.run(Self.python, [
             Self.packageRoot.path + "/scripts/medmnist-to-dicom.py", "--medmnist", try #require(Self.medmnist),
             "--split", "test", "--out", world.drop, "--reference", world.reference,
+            "--encodings", Self.encodings.joined(separator: ","),
         ])
         try #require(export.status == 0, "export script failed: \(export.error)")
         let exported = try Self.readManifest(world.reference + "/manifest.tsv")
+        let images = 624
         let n = exported.count
-        try #require(n == 624)
+        try #require(n == images * Self.encodings.count)
         let written = ContinuousClock.now - started
 
         // Until every image has its diagnosis, the daemon dies, or the time runs out. Once the first diagnoses are
         // in, while files are still arriving and series completing, SIGTERM stops the daemon and its worker
         // mid-run (exit 0: files in flight drained, the worker's round finished) and a new daemon carries on.
-        let deadline = ContinuousClock.now + .seconds(420)
+        let deadline = ContinuousClock.now + .seconds(900)
         var diagnosed = 0
         var stoppedAt: Int?
         var midRunStop = Duration.zero
@@ -257,7 +271,7 @@ import Testing
         #expect(world.count("SELECT count(DISTINCT (job_id, sop_instance_uid)) FROM inference.diagnoses") == n)
 
         // The rows as a clinician sees them: original patient ID, accession number, study and SOP Instance UIDs.
-        let byOriginalSOP = Dictionary(uniqueKeysWithValues: exported.map { ($0.sopInstanceUID, $0) })
+        let rowOf = Dictionary(uniqueKeysWithValues: exported.enumerated().map { ($1.sopInstanceUID, $0) })
         let clinical = try Self.psql(world.databaseURL, """
             SET ROLE clinician;
             SELECT sop_instance_uid, patient_id, accession_number, study_uid, (probabilities->>'pneumonia')::float8,
@@ -270,10 +284,11 @@ import Testing
         var modelName = "", modelVersion = ""
         for line in clinical.split(separator: "\n") {
             let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 9, let row = byOriginalSOP[f[0]], let p = Double(f[4]), let threshold = Double(f[6]) else { continue }
+            guard f.count == 9, let r = rowOf[f[0]], let p = Double(f[4]), let threshold = Double(f[6]) else { continue }
+            let row = exported[r]
             if f[1] == row.patientID && f[2] == row.accessionNumber && f[3] == row.studyUID { linked += 1 }
-            probability[row.index] = p
-            predictedPositive[row.index] = f[5] == "pneumonia"
+            probability[r] = p
+            predictedPositive[r] = f[5] == "pneumonia"
             #expect(f[5] == (p >= threshold ? "pneumonia" : "normal"))
             modelName = f[7]
             modelVersion = f[8]
@@ -304,47 +319,74 @@ import Testing
         let test = try #require((evaluation as? [String: Any])?["test"] as? [String: Any])
         let expectedAUC = try #require(test["auc"] as? Double)
         let expectedAccuracy = try #require(test["accuracy"] as? Double)
-        let images = try NpyArray(contentsOf: URL(fileURLWithPath: world.reference + "/images.npy"))
-        try #require(images.shape == [n, 28, 28, 1])
+        let pixels = try NpyArray(contentsOf: URL(fileURLWithPath: world.reference + "/images.npy"))
+        try #require(pixels.shape == [images, 28, 28, 1])
         let model = try InferenceModel.load(directory: directory)
-        let direct = try model.predict(batch: images.values, count: n)
+        let direct = try model.predict(batch: pixels.values, count: images)
         let positive = try #require(model.metadata.classes.firstIndex(of: model.metadata.positiveClass))
-        let worst = (0..<n).map { abs(probability[$0] - Double(direct[$0][positive])) }.max() ?? 0
-        #expect(worst <= 1e-5, "max |p(row) − p(model on the npz pixels)| = \(worst)")
+        let directAUC = Self.auc(scores: direct.map { Double($0[positive]) }, labels: (0..<images).map { i in
+            exported.first { $0.index == i }!.label
+        })
 
-        let labels = (0..<n).map { i in exported.first { $0.index == i }!.label }
-        let auc = Self.auc(scores: probability, labels: labels)
-        let directAUC = Self.auc(scores: direct.map { Double($0[positive]) }, labels: labels)
-        let accuracy = Double(zip(predictedPositive, labels).filter { $0 == ($1 == 1) }.count) / Double(n)
-        #expect(abs(auc - expectedAUC) <= 0.002, "AUC from diagnosis rows \(auc), evaluation_metrics.json \(expectedAUC)")
-        #expect(abs(accuracy - expectedAccuracy) <= 2.0 / Double(n), "accuracy \(accuracy), evaluation_metrics.json \(expectedAccuracy)")
-
-        // cxr-28 on a 28×28 image with a full-range window is the identity: the stored tensors are the images / 255.
+        // The stored tensors and their sidecars, per instance (original SOP Instance UID through the vault).
         let store = try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects"))
         let tensors = try Self.psql(world.databaseURL, """
-            SELECT v.original_sop_instance_uid, i.tensor_key FROM imaging.instances i
-            JOIN vault.instances v USING (sop_instance_uid)
+            SELECT v.original_sop_instance_uid, t.tensor_key, t.sidecar_key FROM imaging.tensors t
+            JOIN vault.instances v USING (sop_instance_uid) WHERE t.recipe = 'cxr-28'
             """)
-        var largest: Float = 0
+        var tensorDifference = [String: Float]()
+        var windowSources = [String: Set<String>]()
         var compared = 0
         for line in tensors.split(separator: "\n") {
-            let f = line.split(separator: "|").map(String.init)
-            guard f.count == 2, let row = byOriginalSOP[f[0]] else { continue }
+            let f = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+            guard f.count == 3, let r = rowOf[f[0]] else { continue }
+            let row = exported[r]
             let tensor = try NpyArray(bytes: [UInt8](try await store.get(f[1])))
             try #require(tensor.values.count == 784)
-            for (a, b) in zip(tensor.values, images.values[(row.index * 784)..<((row.index + 1) * 784)]) { largest = max(largest, abs(a - b)) }
+            var largest = tensorDifference[row.encoding] ?? 0
+            for (a, b) in zip(tensor.values, pixels.values[(row.index * 784)..<((row.index + 1) * 784)]) { largest = max(largest, abs(a - b)) }
+            tensorDifference[row.encoding] = largest
+            let sidecar = try JSONSerialization.jsonObject(with: try await store.get(f[2])) as? [String: Any]
+            let window = sidecar?["window"] as? [String: Any]
+            windowSources[row.encoding, default: []].insert((window?["source"] as? String ?? "?") + ((window?["inverted"] as? Bool) == true ? "+inverted" : ""))
             compared += 1
         }
         #expect(compared == n)
-        #expect(largest <= 1e-6, "max |tensor − grey/255| = \(largest)")
+
+        // Per encoding: tensors = grey / 255, probabilities = the model on the npz pixels, the AUC and accuracy of
+        // the evaluation, and the window the sidecar records.
+        let expectedWindow: [String: String] = [
+            "u8-window": "dicom-window", "u12-rescale-window": "dicom-window", "s16-rescale-window": "dicom-window",
+            "mono1": "bit-range+inverted",
+        ]
+        var lines: [String] = []
+        for encoding in Self.encodings {
+            let rows = exported.indices.filter { exported[$0].encoding == encoding }.sorted { exported[$0].index < exported[$1].index }
+            try #require(rows.count == images && rows.map { exported[$0].index } == Array(0..<images))
+            let scores = rows.map { probability[$0] }
+            let labels = rows.map { exported[$0].label }
+            let auc = Self.auc(scores: scores, labels: labels)
+            let accuracy = Double(rows.filter { predictedPositive[$0] == (exported[$0].label == 1) }.count) / Double(images)
+            let worst = rows.map { abs(probability[$0] - Double(direct[exported[$0].index][positive])) }.max() ?? .infinity
+            let tensorWorst = tensorDifference[encoding] ?? .infinity
+            #expect(tensorWorst <= 1.0 / 255, "\(encoding): max |tensor − grey/255| = \(tensorWorst)")
+            #expect(tensorWorst <= 1e-6, "\(encoding): max |tensor − grey/255| = \(tensorWorst)")
+            #expect(worst <= 1e-5, "\(encoding): max |p(row) − p(model on the npz pixels)| = \(worst)")
+            #expect(abs(auc - expectedAUC) <= 0.002, "\(encoding): AUC from diagnosis rows \(auc), evaluation_metrics.json \(expectedAUC)")
+            #expect(abs(accuracy - expectedAccuracy) <= 2.0 / Double(images), "\(encoding): accuracy \(accuracy), evaluation_metrics.json \(expectedAccuracy)")
+            let want = expectedWindow[encoding] ?? "bit-range"
+            #expect(windowSources[encoding] == [want], "\(encoding): sidecar windows \(windowSources[encoding] ?? [])")
+            lines.append("  \(encoding): AUC \(String(format: "%.4f", auc)), accuracy \(String(format: "%.4f", accuracy)), max |Δp| \(worst), max |tensor − grey/255| \(tensorWorst), window \(want)")
+        }
 
         print("""
-            pneumonia end to end: \(n) CR files written in \(written), all diagnosed \(elapsed) after the export began \
-            (ingest, 1 s quiet period, worker; SIGTERM at \(stoppedAt ?? -1) diagnoses took \(midRunStop), then a \
-            restart), stopped by SIGTERM in \(stopTime), checked in \(ContinuousClock.now - checking); model \(modelName) \(modelVersion): AUC from the rows \
-            \(String(format: "%.4f", auc)) (the Swift model on the npz pixels \(String(format: "%.4f", directAUC)), \
-            evaluation_metrics.json \(String(format: "%.4f", expectedAUC))), accuracy \(String(format: "%.4f", accuracy)) \
-            (evaluation_metrics.json \(String(format: "%.4f", expectedAccuracy))), max |Δp| \(worst), max |tensor − grey/255| \(largest)
+            pneumonia end to end: \(n) CR files (\(images) images × \(Self.encodings.count) encodings) written in \(written), \
+            all diagnosed \(elapsed) after the export began (ingest, 1 s quiet period, worker; SIGTERM at \(stoppedAt ?? -1) \
+            diagnoses took \(midRunStop), then a restart), stopped by SIGTERM in \(stopTime), checked in \
+            \(ContinuousClock.now - checking); model \(modelName) \(modelVersion): the Swift model on the npz pixels AUC \
+            \(String(format: "%.4f", directAUC)), evaluation_metrics.json AUC \(String(format: "%.4f", expectedAUC)) accuracy \
+            \(String(format: "%.4f", expectedAccuracy))
+            \(lines.joined(separator: "\n"))
             """)
     }
 }

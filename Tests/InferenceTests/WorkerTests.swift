@@ -318,3 +318,88 @@ struct WorkerTests {
         }
     }
 }
+
+/// A copy of the shipped model registered under another version (same weights): what `models register` stores.
+private func registerCopy(of directory: URL, version: String, store: any ObjectStore, client: PostgresClient) async throws -> ModelRef {
+    var metadata = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("model_metadata.json"))) as! [String: Any]
+    metadata["version"] = version
+    let weights = try Data(contentsOf: directory.appendingPathComponent("weights.bin"))
+    let name = metadata["name"] as! String
+    let prefix = "models/\(name)/\(version)/"
+    _ = try await store.put(prefix + "weights.bin", data: weights, contentType: "application/octet-stream")
+    _ = try await store.put(prefix + "model_metadata.json", data: try JSONSerialization.data(withJSONObject: metadata), contentType: "application/json")
+    let reference = ModelRef(name: name, version: version)
+    try await Catalog(client: client, logger: quietLogger).withTransaction { t in
+        try await t.registerModelVersion(ModelRegistration(
+            record: ModelRecord(model: reference, inputRecipe: "cxr-28", classes: ["normal", "pneumonia"]), recipeHash: nil,
+            weightsKey: prefix + "weights.bin", weightsSHA256: sha256Hex(weights), metadataKey: prefix + "model_metadata.json",
+            referenceMaxAbsDiff: 0))
+    }
+    return reference
+}
+
+@Suite(.enabled(if: databaseURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL (scripts/with-services.sh)"))
+struct WorkerServingTests {
+    /// One worker, never restarted: with a serving row it runs the shadow beside the served version (shadow rows in
+    /// their own table, the same probabilities for the same weights), follows a promotion at its next round, and
+    /// with a served version it cannot load claims nothing (the jobs wait, none is lost).
+    @Test func workerFollowsTheServingRowBetweenRounds() async throws {
+        let model = try InferenceModel.load(directory: modelDirectory)
+        let (inputs, _) = try referenceIO()
+        try await withStore { store in
+            try await withCatalog { client in
+                let worker = makeWorker(model, client, store, batchSize: 8)
+                try await worker.registerModel()
+                let base = worker.modelRef
+                let catalog = Catalog(client: client, logger: quietLogger)
+                let copy = try await registerCopy(of: modelDirectory, version: "9.0.0-copy", store: store, client: client)
+                try await catalog.withTransaction { t in
+                    try await t.registerModelVersion(ModelRegistration(
+                        record: ModelRecord(model: base, inputRecipe: "cxr-28", classes: ["normal", "pneumonia"]), recipeHash: nil,
+                        weightsKey: "models/unused", weightsSHA256: "", metadataKey: "models/unused", referenceMaxAbsDiff: 0))
+                    try await t.setServing(base, asShadow: false)
+                    try await t.setServing(copy, asShadow: true)
+                }
+
+                let first = (0..<3).map { SeriesFixture(count: 4, first: $0 * 4) }
+                for s in first { try await s.store(in: store, client: client, inputs: inputs) }
+                try await enqueue(first, model: base, client: client)
+                #expect(try await worker.processUntilIdle() == 3)
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses WHERE model_version = \(base.version)") == 12)
+                #expect(try await count(client, "SELECT count(*) FROM inference.shadow_diagnoses WHERE model_version = \(copy.version)") == 12)
+                #expect(try await count(client, """
+                    SELECT count(*) FROM inference.diagnoses d JOIN inference.shadow_diagnoses s USING (job_id, sop_instance_uid)
+                    WHERE d.probabilities = s.probabilities AND d.label = s.label
+                    """) == 12, "the same weights give the same rows")
+
+                // Promotion: the next round serves the copy, for jobs queued under the route's version.
+                try await catalog.withTransaction { try await $0.setServing(copy, asShadow: false) }
+                let second = [SeriesFixture(count: 5, first: 20)]
+                try await second[0].store(in: store, client: client, inputs: inputs)
+                try await enqueue(second, model: base, client: client)
+                #expect(try await worker.processUntilIdle() == 1)
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses WHERE model_version = \(copy.version)") == 5)
+                #expect(try await count(client, "SELECT count(*) FROM inference.shadow_diagnoses") == 12, "no shadow after the promotion")
+
+                // A served version whose files are gone: the round fails before claiming; the job waits.
+                try await catalog.withTransaction { try await $0.setServing(base, asShadow: false) }
+                try await catalog.withTransaction { t in
+                    try await t.registerModelVersion(ModelRegistration(
+                        record: ModelRecord(model: ModelRef(name: base.name, version: "9.9.9"), inputRecipe: "cxr-28", classes: ["normal", "pneumonia"]),
+                        recipeHash: nil, weightsKey: "models/missing/weights.bin", weightsSHA256: "0", metadataKey: "models/missing/m.json",
+                        referenceMaxAbsDiff: 0))
+                    try await t.setServing(ModelRef(name: base.name, version: "9.9.9"), asShadow: false)
+                }
+                let third = [SeriesFixture(count: 2, first: 30)]
+                try await third[0].store(in: store, client: client, inputs: inputs)
+                try await enqueue(third, model: base, client: client)
+                await #expect(throws: RegisteredModelError(.unreadable)) { try await worker.processAvailable() }
+                #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'queued' AND attempts = 0") == 1)
+                try await catalog.withTransaction { try await $0.setServing(copy, asShadow: false) }
+                #expect(try await worker.processUntilIdle() == 1)
+                #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'done' AND attempts = 1") == 5)
+                #expect(try await count(client, "SELECT count(*) FROM inference.serving_events") == 6)
+            }
+        }
+    }
+}

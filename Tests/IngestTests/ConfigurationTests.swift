@@ -37,6 +37,17 @@ import Testing
         }
     }
 
+    @Test func productionTemplateVerifiesTLSAndHoldsNoSecret() throws {
+        let text = try String(contentsOf: Self.packageRoot.appendingPathComponent("config/production.yaml"), encoding: .utf8)
+        let configuration = try DaemonConfiguration.load(yaml: text, environment: [:])  // secret_in_file would throw
+        let database = try #require(URLComponents(string: configuration.databaseURL))
+        #expect(database.queryItems?.first { $0.name == "sslmode" }?.value == "verify-full")
+        #expect(database.password == nil)
+        let storage = try #require(URLComponents(string: configuration.storageURL))
+        #expect(storage.queryItems?.first { $0.name == "endpoint" }?.value?.hasPrefix("https://") == true)
+        #expect(!DaemonConfiguration.urlCarriesSecret(configuration.databaseURL) && !DaemonConfiguration.urlCarriesSecret(configuration.storageURL))
+    }
+
     @Test func precedenceIsFlagOverEnvironmentOverFileOverDefault() throws {
         let yaml = """
             drop_folder: /file/drop
@@ -60,7 +71,7 @@ import Testing
         #expect(configuration.rescanInterval == .seconds(30))       // default
     }
 
-    @Test func everyKeyHasAnEnvironmentVariableAndFlag() throws {
+    @Test func everyKeyHasAnEnvironmentVariableAndEveryNonSecretAFlag() throws {
         #expect(DaemonConfiguration.key(named: "database_url")?.environmentVariable == "DICOM_ETL_DATABASE_URL")
         #expect(DaemonConfiguration.key(named: "storage_url")?.environmentVariable == "DICOM_ETL_STORAGE_URL")
         #expect(DaemonConfiguration.key(named: "key_file")?.environmentVariable == "DICOM_ETL_KEY_FILE")
@@ -70,22 +81,29 @@ import Testing
             "drop_folder": "/d", "data_dir": "/v", "database_url": "postgres://h/db", "storage_url": "file:///s",
             "key_file": "/k", "profile": "p.yaml", "routes_file": "r.yaml", "concurrency": "7",
             "stable_file_seconds": "4", "rescan_interval_seconds": "9", "series_quiet_seconds": "11",
+            "file_arrival": "stability", "batch_size": "64", "uid_conflict_policy": "keep_both",
             "processed_files": "delete", "ops_host": "0.0.0.0", "ops_port": "0", "log_level": "debug",
             "log_format": "text", "sandbox_workers": "3", "sandbox_timeout_seconds": "5",
-            "with_worker": "true", "models_dir": "/m",
+            "with_worker": "true", "models_dir": "/m", "serve": "on", "serve_host": "0.0.0.0", "serve_port": "8443",
+            "serve_tokens_file": "/t", "serve_cors_origins": "https://viewer.example.org, https://ohif.example.org",
+            "serve_tls_certificate": "/c.pem", "serve_tls_key": "/k.pem",
             "database_password": "pw", "storage_access_key_id": "AK", "storage_secret_access_key": "SK",
         ]
         #expect(Set(samples.keys) == Set(DaemonConfiguration.keys.map(\.name)))
         var environment: [String: String] = [:]
         for key in DaemonConfiguration.keys { environment[key.environmentVariable] = samples[key.name] }
         let fromEnvironment = try DaemonConfiguration.load(yaml: nil, environment: environment)
-        let fromFlags = try DaemonConfiguration.load(yaml: nil, environment: [:], flags: samples)
+        let secretNames = Set(DaemonConfiguration.keys.filter(\.isSecret).map(\.name))
+        let secretsFromEnvironment = environment.filter { name, _ in secretNames.contains { "DICOM_ETL_" + $0.uppercased() == name } }
+        let fromFlags = try DaemonConfiguration.load(
+            yaml: nil, environment: secretsFromEnvironment, flags: samples.filter { !secretNames.contains($0.key) })
         #expect(fromEnvironment == fromFlags)
         #expect(fromFlags != DaemonConfiguration())
         #expect(fromFlags.dropFolder == "/d")
         #expect(fromFlags.processedFiles == .delete)
         #expect(fromFlags.logLevel == .debug)
         #expect(fromFlags.logFormat == .text)
+        #expect(fromFlags.fileArrival == .stability && fromFlags.batchSize == 64 && fromFlags.uidConflictPolicy == .keepBoth)
         #expect(fromFlags.opsPort == 0)
         #expect(fromFlags.sandboxTimeout == .seconds(5))
         #expect(fromFlags.seriesQuietPeriod == .seconds(11))
@@ -93,6 +111,8 @@ import Testing
         #expect(fromFlags.effectiveConcurrency == 7)
         #expect(fromFlags.effectiveSandboxWorkers == 3)
         #expect(fromFlags.withWorker && fromFlags.modelsDirectory == "/m")
+        #expect(fromFlags.serve && fromFlags.servePort == 8443 && fromFlags.effectiveServeTokensFile == "/t")
+        #expect(fromFlags.serveCORSOrigins == ["https://viewer.example.org", "https://ohif.example.org"])
     }
 
     @Test func withWorkerIsABooleanFromFileEnvironmentOrFlag() throws {
@@ -117,6 +137,22 @@ import Testing
         }
         // A URL without a password is fine in the file.
         #expect((try? DaemonConfiguration.load(yaml: "database_url: postgres://etl@db/etl", environment: [:])) != nil)
+    }
+
+    @Test func secretsAreRefusedAsFlags() throws {
+        for (name, value) in [("database_password", "hunter2"), ("storage_access_key_id", "AK"), ("storage_secret_access_key", "hunter2"),
+                              ("database_url", "postgres://etl:hunter2@db/etl"), ("storage_url", "s3://b/p?secret_access_key=hunter2")] {
+            do {
+                _ = try DaemonConfiguration.load(yaml: nil, environment: [:], flags: [name: value])
+                Issue.record("\(name) was accepted as a flag")
+            } catch {
+                #expect(error == ConfigurationError(.secretOnCommandLine, key: name))
+                #expect(!error.description.contains("hunter2"))
+            }
+        }
+        // The same values from the environment are accepted, and a URL without a password is a fine flag.
+        #expect(try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_DATABASE_URL": "postgres://etl:pw@db/etl"]).databaseURL != "")
+        #expect((try? DaemonConfiguration.load(yaml: nil, environment: [:], flags: ["database_url": "postgres://etl@db/etl"])) != nil)
     }
 
     @Test func errorsNameTheKeyButNeverTheValue() {

@@ -4,6 +4,9 @@
 // and then (quarantined). A crash-free run and a run whose daemon is SIGKILLed at 20 random moments and
 // restarted each time must end equal: instances, series, jobs, store objects, catalogued and quarantined
 // files; no duplicate rows, objects or jobs; every dropped file in processed/ or quarantine/ exactly once.
+// A few pairs of files share a SOP Instance UID with different pixels (one catalogued, one `uid_conflict`).
+// A second test lands a SIGKILL in each stage of a batch (mid-sandbox; objects durable, not catalogued; inside
+// the catalogue transaction) through the daemon's failpoints.
 // DICOM_ETL_CRASH_TEST_FILES changes the file count (2,000 is what `make test` runs).
 #if canImport(Glibc)
 import Glibc
@@ -59,6 +62,26 @@ import Testing
             let path = folder + "/" + name
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             try Data(bytes).write(to: URL(fileURLWithPath: path))
+            names.append(name)
+        }
+        // A few files that take the SOP Instance UID of another with other pixels, in another patient's series:
+        // whichever of a pair comes first is catalogued, the other quarantined as `uid_conflict`.
+        let studies = (count + 19) / 20
+        for index in stride(from: 150, to: count, by: 500) where bulk.count > 1 && studies > 1 {
+            let seedIndex = (index + 1) % bulk.count
+            let other = (index / 20 + 1) % studies
+            let file = try DicomFile.open(bytes: bulk[seedIndex])
+            let dataset = file.dataset
+            let sop = "\(root).3.\(index + 1)"
+            try dataset.set(.studyInstanceUID, string: "\(root).1.\(other + 1)")
+            try dataset.set(.seriesInstanceUID, string: "\(root).2.\(other + 1).\(seedIndex + 1)")
+            try dataset.set(.sopInstanceUID, string: sop)
+            try dataset.set(.patientID, string: "CRASH-\(token)-\(other + 1)")
+            try dataset.set(.patientName, string: "Crash^Patient\(other + 1)")
+            if file.hasFileMeta { try file.metaInformation.set(.mediaStorageSOPInstanceUID, string: sop) }
+            let name = String(format: "conflicts/IM%04d.dcm", index + 1)
+            try FileManager.default.createDirectory(atPath: folder + "/conflicts", withIntermediateDirectories: true)
+            try Data(try file.serialized()).write(to: URL(fileURLWithPath: folder + "/" + name))
             names.append(name)
         }
         return names
@@ -166,5 +189,54 @@ import Testing
         #expect(Set(processed.keys).isDisjoint(with: quarantined.keys))
         #expect(Set(processed.keys).union(quarantined.keys) == Set(names))
         #expect(processed.count + quarantined.count == names.count)
+        #expect(recovered.repeats == expected.repeats && expected.repeats == names.filter { $0.hasPrefix("conflicts/") }.count)
+    }
+
+    @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(15)))
+    func aSIGKILLInEachStageOfABatchLosesAndDuplicatesNothing() async throws {
+        let source = FileManager.default.temporaryDirectory.appendingPathComponent("crash-stage-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        let names = try Self.generate(count: 400, into: source)
+
+        let reference = try E2E.World()
+        defer { reference.cleanUp() }
+        try Self.drop(names, from: source, into: reference)
+        let daemon = try E2E.startDaemon(reference)
+        try await E2E.waitUntilSettled(reference, daemon: daemon, timeout: .seconds(300))
+        E2E.stop(daemon)
+        let expected = try E2E.counts(reference)
+        #expect(expected.instances > 0 && expected.repeats > 0)
+
+        // The files wait in the drop folder, so the first batch is a large one; the daemon kills itself at the
+        // named place of its first batch; a daemon started again ends as the crash-free run did.
+        for stage in ["sandbox", "durable", "commit"] {
+            let world = try E2E.World()
+            defer { world.cleanUp() }
+            try Self.drop(names, from: source, into: world)
+            let victim = try E2E.startDaemon(world, environment: ["DICOM_ETL_FAILPOINT": stage])
+            let deadline = ContinuousClock.now + .seconds(120)
+            while victim.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!victim.isRunning && victim.terminationReason == .uncaughtSignal && victim.terminationStatus == SIGKILL,
+                    "the daemon killed itself at \(stage)")
+            let inFlight = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'processing'")
+            let committed = try world.count("SELECT count(*) FROM ingest.source_files WHERE state IN ('catalogued', 'quarantined', 'duplicate')")
+            let restarted = try E2E.startDaemon(world)
+            try await E2E.waitUntilSettled(world, daemon: restarted, timeout: .seconds(300))
+            #expect(restarted.isRunning)
+            E2E.stop(restarted)
+            let recovered = try E2E.counts(world)
+            print("crash at \(stage): \(inFlight) files in flight, \(committed) recorded when killed; after restart \(recovered)")
+            #expect(inFlight > 0, "killed with a batch in flight at \(stage)")
+            if stage == "commit" { #expect(committed == 0, "nothing of the killed transaction was committed") }
+            #expect(recovered == expected, "\(stage): \(recovered) vs \(expected)")
+            #expect(try Self.duplicates(world).filter { $0.value != 0 } == [:], "\(stage)")
+            // A group of files killed together counts none of them an interruption (a file alone in its batch at the
+            // kill, say the first one the start-up scan found, counts one).
+            #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE interruptions > 1") == 0, "\(stage)")
+            #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE interruptions > 0") <= 2, "\(stage)")
+            let (processed, quarantined) = Self.fates(world)
+            #expect(processed.values.allSatisfy { $0 == 1 } && quarantined.values.allSatisfy { $0 == 1 })
+            #expect(Set(processed.keys).union(quarantined.keys) == Set(names) && processed.count + quarantined.count == names.count)
+        }
     }
 }

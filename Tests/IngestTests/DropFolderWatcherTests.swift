@@ -36,13 +36,13 @@ final class ScriptedEventSource: DirectoryEventSource, @unchecked Sendable {
 /// Runs a watcher over `folder` until `body` returns, collecting what it hands on.
 func withWatcher(
     folder: TemporaryFolder, stableTime: Duration = .zero, rescanInterval: Duration = .seconds(3600), capacity: Int = 64,
-    eventSource: (any DirectoryEventSource)?, _ body: (FileQueue, IngestMetrics) async throws -> Void
+    readyOnEvent: Bool = true, eventSource: (any DirectoryEventSource)?, _ body: (FileQueue, IngestMetrics) async throws -> Void
 ) async throws {
     let queue = FileQueue(capacity: capacity)
     let metrics = IngestMetrics(factory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
     let watcher = DropFolderWatcher(
         layout: DropFolderLayout(root: folder.path),
-        timing: .init(stableTime: stableTime, rescanInterval: rescanInterval, stabilityTick: .milliseconds(20)),
+        timing: .init(stableTime: stableTime, rescanInterval: rescanInterval, stabilityTick: .milliseconds(20), readyOnEvent: readyOnEvent),
         queue: queue, eventSource: eventSource, clock: ContinuousClock(), hasher: PathHasher(secret: [7]), metrics: metrics,
         logger: testLogger)
     let task = Task { try await watcher.run() }
@@ -140,11 +140,41 @@ func collect(_ queue: FileQueue, expecting expected: Int, within seconds: Double
         }
     }
 
+    @Test func aFileClosedAfterWritingIsTakenAtOnce() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        // Real inotify: a file written in pieces through one handle is taken when it is closed, not before, and
+        // long before the stable time.
+        let source = try InotifyEventSource()
+        try await withWatcher(folder: folder, stableTime: .seconds(30), eventSource: source) { queue, _ in
+            try await Task.sleep(for: .milliseconds(100))   // the first scan has put its watch on the folder
+            let path = folder.path + "/slow.dcm"
+            #expect(FileManager.default.createFile(atPath: path, contents: nil))
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            for _ in 0..<5 {
+                try handle.write(contentsOf: Data(repeating: 1, count: 100))
+                try await Task.sleep(for: .milliseconds(50))
+                #expect(queue.depth == 0)
+            }
+            let closed = ContinuousClock.now
+            try handle.close()
+            let file = try #require(await queue.next())
+            #expect(file.size == 500)
+            #expect(ContinuousClock.now - closed < .seconds(5))
+            // A file renamed into the folder: taken at once too.
+            try folder.write(".incoming", bytes: Array(repeating: 2, count: 300))
+            #expect(rename(folder.path + "/.incoming", folder.path + "/moved.dcm") == 0)
+            let moved = try #require(await queue.next())
+            #expect(moved.relativePath == "moved.dcm" && moved.size == 300)
+        }
+    }
+
     @Test func fileStillBeingWrittenIsTakenOnlyOnceStable() async throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let source = ScriptedEventSource()
-        try await withWatcher(folder: folder, stableTime: .milliseconds(1500), eventSource: source) { queue, _ in
+        // Stability arrival (a network share): events mean "something changed", never "complete".
+        try await withWatcher(folder: folder, stableTime: .milliseconds(1500), readyOnEvent: false, eventSource: source) { queue, _ in
             let path = folder.path + "/slow.dcm"
             #expect(FileManager.default.createFile(atPath: path, contents: nil))
             let handle = try #require(FileHandle(forWritingAtPath: path))

@@ -1,12 +1,13 @@
 // Tests of IngestProcessor against a fresh database in the test PostgreSQL, a filesystem store and real
-// sandbox children: a file that crashes its child costs one attempt per crash, stays in the drop folder
-// until the attempts run out and is then quarantined with the crash as its reason (not
-// `attempts_exhausted`); a good file is catalogued with nothing counted against it.
+// sandbox children: a file that crashes its child costs one attempt per crash and nothing to the other files
+// of its batch, stays in the drop folder until the attempts run out and is then quarantined with the crash as
+// its reason (not `attempts_exhausted`); a good file is catalogued with nothing counted against it.
 import Catalog
 import Foundation
 @testable import Ingest
 import Logging
 import ObjectStorage
+import Sandbox
 import Testing
 
 @Suite(.serialized) struct IngestProcessorTests {
@@ -27,34 +28,37 @@ import Testing
         try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL), logger: testLogger) { client in
             let catalog = Catalog(client: client, logger: testLogger)
             try await catalog.migrate()
+            let store = try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects"))
             let processor = IngestProcessor(
-                catalog: catalog, store: try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects")), sandbox: pool,
+                catalog: catalog, store: store, sandbox: pool,
                 inputs: .init(routesFile: root + "/etl/routes.yaml", profileFile: root + "/etl/deidentify/basic.yaml", keyFile: world.key,
                               recipesDirectory: root + "/etl/normalize"),
-                scratchRoot: world.data + "/scratch", owner: "test", lease: .seconds(60), maxAttempts: 3, logger: testLogger)
+                stagingDirectory: try #require(try store.stagingDirectory(named: "test")), owner: "test", lease: .seconds(60),
+                maxAttempts: 3, logger: testLogger)
             let crash = world.drop + "/crash.dcm", good = world.drop + "/good.dcm"
             try FileManager.default.copyItem(atPath: source, toPath: good)
             try Data(contentsOf: URL(fileURLWithPath: source)).dropLast(7).write(to: URL(fileURLWithPath: crash))
 
-            for attempt in 1...2 {
-                await #expect(throws: IngestProcessor.TransientFailure.self, "crash \(attempt): left for a retry") {
-                    _ = try await processor.process(makeFile(crash, root: world.drop))
-                }
-                #expect(try world.count("SELECT attempts FROM ingest.source_files WHERE path LIKE '%/crash.dcm'") == attempt)
-                #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || error_reason FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
-                    == "failed process_crashed")
-            }
-            let outcome = try await processor.process(makeFile(crash, root: world.drop))
-            #expect(outcome == .rejected(PipelineFailure(stage: .sandbox, reason: "process_crashed")))
-            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || error_reason || ' ' || attempts || ' ' || claims || ' ' || interruptions FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
-                == "quarantined process_crashed 3 3 0")
-            #expect(try world.count("SELECT count(*) FROM ingest.quarantine WHERE reason = 'process_crashed'") == 1)
-
-            // The good file goes through on its first claim; nothing is counted against it.
-            #expect(try await processor.process(makeFile(good, root: world.drop)) == .ingested)
+            // One batch: the crash costs its own file one attempt; the good file beside it goes through.
+            let first = try await processor.process([makeFile(crash, root: world.drop), makeFile(good, root: world.drop)])
+            #expect(first == [.retry(reason: "process_crashed", soon: true), .ingested])
+            #expect(try world.count("SELECT attempts FROM ingest.source_files WHERE path LIKE '%/crash.dcm'") == 1)
             #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || attempts || ' ' || claims FROM ingest.source_files WHERE path LIKE '%/good.dcm'")
                 == "catalogued 0 1")
             #expect(try world.count("SELECT count(*) FROM imaging.instances") == 1)
+
+            let second = try await processor.process([makeFile(crash, root: world.drop)])
+            #expect(second == [.retry(reason: "process_crashed", soon: true)])
+            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || error_reason FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
+                == "failed process_crashed")
+            let third = try await processor.process([makeFile(crash, root: world.drop)])
+            #expect(third == [.rejected(PipelineFailure(stage: .sandbox, reason: "process_crashed"))])
+            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || error_reason || ' ' || attempts || ' ' || claims || ' ' || interruptions FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
+                == "quarantined process_crashed 3 3 0")
+            #expect(try world.count("SELECT count(*) FROM ingest.quarantine WHERE reason = 'process_crashed'") == 1)
+            // The good file's objects, written once, by rename from the staging folder: nothing left there.
+            #expect(try world.count("SELECT count(*) FROM imaging.instances WHERE file_key LIKE 'dicom/%.dcm' AND content_sha256 IS NOT NULL") == 1)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: try #require(try store.stagingDirectory(named: "test"))).isEmpty)
         }
         await pool.shutdown()
     }

@@ -5,16 +5,16 @@ import Foundation
 import Testing
 
 /// A processor that reports an outage for files named `down*` and ingests the others.
-final class OutageProcessor: FileProcessor, @unchecked Sendable {
+final class OutageProcessor: BatchProcessor, @unchecked Sendable {
     private let lock = NSLock()
     private var names: [String] = []
     var calls: [String] { lock.withLock { names } }
 
-    func process(_ file: DiscoveredFile) async throws -> ProcessingOutcome {
-        let name = (file.relativePath as NSString).lastPathComponent
-        lock.withLock { names.append(name) }
-        if name.hasPrefix("down") { throw PipelineOutage(reason: "database_unavailable") }
-        return .ingested
+    func process(_ files: [DiscoveredFile]) async throws -> [ProcessingOutcome] {
+        let batch = files.map { ($0.relativePath as NSString).lastPathComponent }
+        lock.withLock { names += batch }
+        if batch.contains(where: { $0.hasPrefix("down") }) { throw PipelineOutage(reason: "database_unavailable") }
+        return files.map { _ in .ingested }
     }
 }
 
@@ -52,7 +52,7 @@ final class OutageProcessor: FileProcessor, @unchecked Sendable {
         let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: ContinuousClock())
         let runner = PipelineRunner(
             queue: queue, processor: processor, disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
-            concurrency: 2, metrics: metrics, backoff: backoff, logger: testLogger)
+            lanes: 2, batchSize: 1, metrics: metrics, backoff: backoff, logger: testLogger)
         let task = Task { await runner.run() }
         let down = try folder.write("down.dcm")
         #expect(await queue.offer(makeFile(down, root: folder.path)))
@@ -88,7 +88,7 @@ final class OutageProcessor: FileProcessor, @unchecked Sendable {
         let runner = PipelineRunner(
             queue: queue, processor: OutageProcessor(),
             disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
-            concurrency: 2, metrics: metrics, backoff: backoff, logger: testLogger)
+            lanes: 2, batchSize: 1, metrics: metrics, backoff: backoff, logger: testLogger)
         let task = Task { await runner.run() }
         try await Task.sleep(for: .milliseconds(100))
         queue.close()

@@ -2,6 +2,7 @@
 // with their stage, and the file that crashes DCMTK's tools failing typed inside a real child.
 import Foundation
 import Ingest
+import Sandbox
 import Testing
 
 @Suite struct ProcessJobTests {
@@ -20,7 +21,7 @@ import Testing
     }
 
     static func request(_ path: String) -> ProcessRequest {
-        ProcessRequest(sourcePath: path, routesFile: routesFile, scratchDirectory: FileManager.default.temporaryDirectory.path)
+        ProcessRequest(sourcePath: path, routesFile: routesFile, stagingPrefix: FileManager.default.temporaryDirectory.path + "/process-job-test")
     }
 
     @Test(.enabled(if: corpusFile("CT_small.dcm") != nil)) func ctSliceIsReadAndTakesNoRoute() throws {
@@ -48,7 +49,7 @@ import Testing
     }
 
     @Test func unreadableRoutesAreASandboxFailure() {
-        let result = ProcessJob.run(ProcessRequest(sourcePath: "/nonexistent.dcm", routesFile: "/nonexistent/routes.yaml", scratchDirectory: "/tmp"))
+        let result = ProcessJob.run(ProcessRequest(sourcePath: "/nonexistent.dcm", routesFile: "/nonexistent/routes.yaml", stagingPrefix: "/tmp/x"))
         #expect(result.failure == PipelineFailure(stage: .sandbox, reason: "routes_unreadable"))
     }
 

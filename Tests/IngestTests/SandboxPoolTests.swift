@@ -5,6 +5,7 @@ import Glibc
 #endif
 import Foundation
 @testable import Ingest
+import Sandbox
 import Testing
 
 func testWorkerCommand() -> SandboxCommand {
@@ -18,7 +19,7 @@ func testWorkerCommand() -> SandboxCommand {
 @Suite(.serialized) struct SandboxPoolTests {
     @Test func jobsRunInLongLivedChildren() async throws {
         let (metrics, _) = makeMetrics()
-        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), metrics: metrics, logger: testLogger)
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), events: metrics.sandboxEvents, logger: testLogger)
         let payload = Array((0..<100_000).map { UInt8($0 % 251) })
         #expect(try await pool.run(kind: "echo", payload: payload) == payload)
         let first = try await pool.run(kind: "pid", payload: [])
@@ -28,6 +29,20 @@ func testWorkerCommand() -> SandboxCommand {
         #expect(try await pool.run(kind: "print", payload: [1, 2, 3]) == [1, 2, 3])   // stray stdout is harmless
         await pool.shutdown()
         await #expect(throws: SandboxError(.shutDown)) { try await pool.run(kind: "echo", payload: []) }
+    }
+
+    @Test func childrenGetNoneOfTheDaemonsCredentials() async throws {
+        // Variables of the kinds the daemon's credentials come in, set in this (the parent) process.
+        let secrets = ["PG_SANDBOX_TEST_PASSWORD", "AWS_SANDBOX_TEST_SECRET", "DICOM_ETL_DATABASE_PASSWORD_FILE"]
+        let harmless = "SANDBOX_TEST_HARMLESS"
+        for name in secrets + [harmless] where getenv(name) == nil { setenv(name, "value", 1) }
+        defer { for name in secrets + [harmless] { unsetenv(name) } }
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), logger: testLogger)
+        let names = Set(String(decoding: try await pool.run(kind: "environment", payload: []), as: UTF8.self).split(separator: "\n").map(String.init))
+        await pool.shutdown()
+        #expect(names.contains(harmless))
+        #expect(names.isDisjoint(with: secrets))
+        #expect(names.contains("SWIFT_BACKTRACE"))
     }
 
     @Test func handlerErrorsComeBackTyped() async throws {
@@ -42,7 +57,7 @@ func testWorkerCommand() -> SandboxCommand {
 
     @Test func crashingChildFailsTheJobAndIsReplaced() async throws {
         let (metrics, registry) = makeMetrics()
-        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), metrics: metrics, logger: testLogger)
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(30), events: metrics.sandboxEvents, logger: testLogger)
         defer { Task { await pool.shutdown() } }
         let before = try await pool.run(kind: "pid", payload: [])
         await #expect(throws: SandboxError(.processCrashed, signal: SIGSEGV)) { try await pool.run(kind: "segfault", payload: []) }
@@ -77,7 +92,7 @@ func testWorkerCommand() -> SandboxCommand {
             return all
         }
         #expect(results.sorted() == (0..<20).map(UInt8.init))
-        #expect(await pool.childProcessIDs.count == 2)
+        #expect(pool.childProcessIDs.count == 2)
     }
 
     static let deeplyNested: String? = {
@@ -101,10 +116,39 @@ func testWorkerCommand() -> SandboxCommand {
         do {
             _ = try await pool.run(kind: "parse-unguarded", payload: Array(path.utf8))
             Issue.record("DCMTK parsed the deeply nested file without the guard")
-        } catch {
+        } catch let error as SandboxError {
             #expect(error.code == .processCrashed)
         }
         #expect(try await pool.run(kind: "echo", payload: [1]) == [1])
+    }
+
+    @Test func aBatchStreamsItsResultsAndACrashCostsOnlyTheJobInHand() async throws {
+        let (metrics, registry) = makeMetrics()
+        let pool = SandboxPool(command: testWorkerCommand(), size: 2, timeout: .seconds(30), events: metrics.sandboxEvents, logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        // 40 jobs, one of which takes its child down: it alone fails; every other answer comes back once,
+        // those sent with it to the dead child run again on its replacement.
+        let payloads: [[UInt8]] = (0..<40).map { $0 == 17 ? Array("crash".utf8) : [UInt8($0)] }
+        var answers: [Int: Result<[UInt8], SandboxError>] = [:]
+        for await answer in pool.run(kind: "echo-or-crash", payloads: payloads) {
+            #expect(answers[answer.index] == nil, "an answer came twice")
+            answers[answer.index] = answer.result
+        }
+        #expect(answers.count == 40)
+        for index in 0..<40 where index != 17 { #expect(try answers[index]?.get() == [UInt8(index)]) }
+        #expect(throws: SandboxError(.processCrashed, signal: SIGABRT)) { try answers[17]?.get() }
+        #expect(registry.emitToString().contains(#"dicom_etl_sandbox_crashes_total{reason="process_crashed"} 1"#))
+    }
+
+    @Test func aHangingJobInABatchTimesOutAloneAndTheRestGoOn() async throws {
+        let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .milliseconds(400), logger: testLogger)
+        defer { Task { await pool.shutdown() } }
+        let payloads: [[UInt8]] = [[1], [2], Array("hang".utf8), [4], [5]]
+        var answers: [Int: Result<[UInt8], SandboxError>] = [:]
+        for await answer in pool.run(kind: "echo-or-hang", payloads: payloads) { answers[answer.index] = answer.result }
+        #expect(answers.count == 5)
+        #expect(throws: SandboxError(.timedOut)) { try answers[2]?.get() }
+        for index in [0, 1, 3, 4] { #expect(try answers[index]?.get() == payloads[index]) }
     }
 
     @Test func missingExecutableIsASpawnError() async {

@@ -49,6 +49,31 @@ import Testing
         #expect(flat == [0, 0])
     }
 
+    @Test func rangeIsADivisionClippedToUnit() throws {
+        var v: [Float] = [-5, 0, 1, 128, 254, 255, 300]
+        let used = try VOITransform.range(low: 0, high: 255).apply(&v)
+        // Bit for bit what NumPy's float32(x) / float32(255) gives (the training pixels).
+        #expect(v == [0, 0, Float(1) / 255, Float(128) / 255, Float(254) / 255, 1, 1])
+        #expect(used?.center == 127.5 && used?.width == 255)
+        var bad: [Float] = [1]
+        #expect(throws: NormalizationError.self) { try VOITransform.range(low: 3, high: 3).apply(&bad) }
+    }
+
+    @Test func bitRangeFollowsTheStoredRangeThroughTheModalityLUT() {
+        func range(_ bits: Int, signed: Bool = false, _ modality: ModalityTransform = .identity) -> [Double] {
+            let r = Normalizer.modalityRange(of: PixelAttributes(photometricInterpretation: "MONOCHROME2", bitsStored: bits,
+                                                                 isSigned: signed, modality: modality))
+            return [r.low, r.high]
+        }
+        #expect(range(8) == [0, 255])
+        #expect(range(12) == [0, 4095])
+        #expect(range(16, signed: true) == [-32768, 32767])
+        #expect(range(12, .rescale(slope: 0.5, intercept: -100)) == [-100, 1947.5])
+        #expect(range(8, .rescale(slope: -1, intercept: 255)) == [0, 255])       // a negative slope: lowest first
+        #expect(range(8, .rescale(slope: 0, intercept: 7)) == [7, 8])            // no span: widened, not a division by 0
+        #expect(range(10, .table(LookupTable(firstMapped: 0, bitsPerEntry: 12, values: [0, 9]))) == [0, 4095])
+    }
+
     @Test func colourStages() {
         // Neutral grey and pure red in YBR_FULL (BT.601 full range).
         var ybr: [Float] = [128, 128, 128, 76.245, 84.972, 255.5]
@@ -84,6 +109,24 @@ import Testing
         let plain = PixelAttributes(photometricInterpretation: "MONOCHROME2", bitsStored: 8)
         let (img2, applied2) = try n.display([5, 10, 15], rows: 1, columns: 3, samplesPerPixel: 1, attributes: plain)
         #expect(img2.values == [0, 0.5, 1] && applied2.source == "min-max")
+
+        // The bit-range fallback keeps stored meaning: 8 bits over 255 whatever the image holds; MONOCHROME1 inverted;
+        // 12 bits with a rescale over the rescaled 0…4095. The sidecar records the range as centre/width.
+        let bitRange = Normalizer(recipe: try Recipe.parse(yaml: "name: t\nwindow: {source: from-dicom, fallback: bit-range}"))
+        let (img3, applied3) = try bitRange.display([5, 10, 15], rows: 1, columns: 3, samplesPerPixel: 1, attributes: plain)
+        #expect(img3.values == [Float(5) / 255, Float(10) / 255, Float(15) / 255])
+        #expect(applied3 == AppliedWindow(source: "bit-range", center: 127.5, width: 255))
+        let mono1 = PixelAttributes(photometricInterpretation: "MONOCHROME1", bitsStored: 8)
+        let (img4, applied4) = try bitRange.display([0, 255], rows: 1, columns: 2, samplesPerPixel: 1, attributes: mono1)
+        #expect(img4.values == [1, 0] && applied4.inverted && applied4.source == "bit-range")
+        let twelve = PixelAttributes(photometricInterpretation: "MONOCHROME2", bitsStored: 12,
+                                     modality: .rescale(slope: 2, intercept: -1000))
+        let (img5, applied5) = try bitRange.display([0, 4095], rows: 1, columns: 2, samplesPerPixel: 1, attributes: twelve)
+        #expect(img5.values == [0, 1] && applied5.center == 3095 && applied5.width == 8190)
+        // A window in the file still wins over the fallback.
+        let windowed = PixelAttributes(photometricInterpretation: "MONOCHROME2", bitsStored: 8, windows: [.init(center: 10, width: 20)],
+                                       voiFunction: .linearExact)
+        #expect(try bitRange.display([10], rows: 1, columns: 1, samplesPerPixel: 1, attributes: windowed).1.source == "dicom-window")
 
         #expect(throws: NormalizationError(.unsupportedPhotometric)) {
             try n.display([1], rows: 1, columns: 1, samplesPerPixel: 1,

@@ -9,7 +9,7 @@ import Testing
         #expect(cxr.name == "cxr-28")
         #expect(cxr.outputSize?.rows == 28 && cxr.outputSize?.columns == 28)
         #expect(cxr.crop == .centreSquare)
-        #expect(cxr.window.source == .fromDicom && cxr.window.fallback == .fullRange)
+        #expect(cxr.window.source == .fromDicom && cxr.window.fallback == .bitRange)
         #expect(cxr.dtype == .float32 && cxr.intensity.mode == .unit && cxr.colour == .grayscale)
 
         let big = try Recipe.load(name: "cxr-224", directory: TestSupport.recipeDirectory)
@@ -71,6 +71,8 @@ import Testing
             "name: x\nsurprise: 1",                                       // unknown key
             "name: x\noutput: {size: [0, 28]}",                           // empty size
             "name: x\nspacing: [1.0]",                                    // spacing needs 2 or 3 values
+            "name: x\nwindow: {source: from-dicom, fallback: from-dicom}",  // a fallback is not the file's window
+            "name: x\nwindow: {source: from-dicom, fallback: percentile}",  // unknown fallback
             "name: x\ncolour: rgb\nintensity: {mode: fixed, mean: [0.5, 0.5], std: [1, 1]}",
         ]
         for text in bad {

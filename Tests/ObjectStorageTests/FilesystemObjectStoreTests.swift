@@ -1,4 +1,7 @@
 // FilesystemObjectStore: round trip, atomic replacement, checksums, listing, key safety.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import ObjectStorage
 import Testing
@@ -61,14 +64,44 @@ import Testing
         }
     }
 
-    @Test func aMissingSidecarIsRecomputed() async throws {
+    @Test func labelsTravelWithTheObjectAndAreRecomputedWhenLost() async throws {
         let (store, root) = try makeStore()
         defer { try? FileManager.default.removeItem(at: root) }
         do {
             try await store.put("k/v", data: Data("hello".utf8), contentType: "text/plain")
-            try FileManager.default.removeItem(at: root.appendingPathComponent("meta/k/v.json"))
+            // Hash and type are attributes of the file itself: no sidecar is written.
+            #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("meta/k/v.json").path))
+            #expect(try await store.head("k/v")?.contentType == "text/plain")
+            // A copy without the attributes (as a backup tool might restore it): the hash is recomputed.
+            let path = root.appendingPathComponent("data/k/v").path
+            try FileManager.default.copyItem(atPath: path, toPath: path + ".copy")
+            #expect(rename(path + ".copy", path) == 0)
             let head = try #require(try await store.head("k/v"))
             #expect(head.sha256 == sha256Hex(Data("hello".utf8)))
         }
+    }
+
+    @Test func aStagedFileIsTakenByRenameAndMadeDurable() async throws {
+        let (store, root) = try makeStore()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let staging = try #require(try store.stagingDirectory(named: "writer-1"))
+        #expect(staging.hasPrefix(root.path))
+        let data = Data(repeating: 7, count: 100_000)
+        let staged = staging + "/1-1.dcm"
+        #expect(FileManager.default.createFile(atPath: staged, contents: data))
+        var before = stat()
+        #expect(stat(staged, &before) == 0)
+        let info = try await store.put("dicom/s/t/u.dcm", fileAt: staged, sha256: sha256Hex(data), contentType: "application/dicom")
+        #expect(info.size == 100_000)
+        #expect(!FileManager.default.fileExists(atPath: staged))
+        // The same inode: moved, not copied.
+        var after = stat()
+        #expect(stat(root.appendingPathComponent("data/dicom/s/t/u.dcm").path, &after) == 0)
+        #expect(after.st_ino == before.st_ino)
+        #expect(try await store.get("dicom/s/t/u.dcm") == data)
+        let head = try #require(try await store.head("dicom/s/t/u.dcm"))
+        #expect(head.sha256 == sha256Hex(data) && head.contentType == "application/dicom")
+        try await store.makeDurable(["dicom/s/t/u.dcm"])
+        await #expect(throws: ObjectStoreError.self) { try await store.makeDurable(["dicom/s/t/missing.dcm"]) }
     }
 }

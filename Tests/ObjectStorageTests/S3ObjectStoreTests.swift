@@ -110,6 +110,29 @@ struct S3ObjectStoreTests {
         #expect(sha256Hex(back) == digest)
     }
 
+    @Test func aFileIsUploadedWholeOrInParts() async throws {
+        let bucket = S3TestEnvironment.bucketName()
+        var configuration = S3Configuration(bucket: bucket, endpoint: S3TestEnvironment.endpoint, region: "us-east-1", addressing: .path,
+                                            maxAttempts: 3, retryDelay: .milliseconds(100))
+        configuration.multipartThreshold = 5 << 20
+        configuration.partSize = 5 << 20
+        let store = try S3ObjectStore(configuration: configuration, credentials: S3TestEnvironment.credentials)
+        try await store.createBucket()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("s3-staging-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        for (name, size) in [("small.dcm", 1_000), ("large.npy", 12 * 1024 * 1024 + 17)] {
+            let data = randomData(size)
+            let path = folder + "/" + name
+            try data.write(to: URL(fileURLWithPath: path))
+            try await store.put("staged/\(name)", fileAt: path, sha256: sha256Hex(data), contentType: "application/octet-stream")
+            #expect(!FileManager.default.fileExists(atPath: path), "the staging file is removed once uploaded")
+            let head = try #require(try await store.head("staged/\(name)"))
+            #expect(head.size == Int64(size) && head.sha256 == sha256Hex(data))
+            #expect(sha256Hex(try await store.get("staged/\(name)")) == sha256Hex(data))
+        }
+    }
+
     @Test func typedErrors() async throws {
         let missing = try S3TestEnvironment.store(bucket: S3TestEnvironment.bucketName())
         await #expect(throws: ObjectStoreError(.bucketNotFound, httpStatus: 404, serverCode: "NoSuchBucket")) {

@@ -110,12 +110,14 @@ import Testing
             aws_secret_access_key=cisecret
             aws_session_token=tok
             """.write(to: shared, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: shared.path)  // secret files are owner-only
         #expect(try AWSCredentials.fromEnvironment(["AWS_SHARED_CREDENTIALS_FILE": shared.path]).accessKeyID == "DEF")
         #expect(try AWSCredentials.fromEnvironment(["AWS_SHARED_CREDENTIALS_FILE": shared.path, "AWS_PROFILE": "ci"])
             == AWSCredentials(accessKeyID: "CI", secretAccessKey: "cisecret", sessionToken: "tok"))
         let idFile = folder.appendingPathComponent("id"), secretFile = folder.appendingPathComponent("secret")
         try "FILEID\n".write(to: idFile, atomically: true, encoding: .utf8)
         try "filesecret\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        for file in [idFile, secretFile] { try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path) }
         #expect(try AWSCredentials.fromEnvironment(["AWS_ACCESS_KEY_ID_FILE": idFile.path,
                                                     "AWS_SECRET_ACCESS_KEY_FILE": secretFile.path])
             == AWSCredentials(accessKeyID: "FILEID", secretAccessKey: "filesecret"))

@@ -7,6 +7,7 @@ import Glibc
 import DICOM
 import Foundation
 import Ingest
+import Sandbox
 
 extension DicomError: ReasonedError {}
 
@@ -17,6 +18,7 @@ struct TestJobError: ReasonedError {
 let handlers: [String: SandboxWorker.Handler] = [
     "echo": { $0 },
     "pid": { _ in Array(String(getpid()).utf8) },
+    "environment": { _ in Array(ProcessInfo.processInfo.environment.keys.sorted().joined(separator: "\n").utf8) },
     "fail": { _ in throw TestJobError(reason: "test_reason") },
     "segfault": { payload in
         // A genuine invalid memory access, as a crashing C++ parser would make.
@@ -25,6 +27,14 @@ let handlers: [String: SandboxWorker.Handler] = [
         return []
     },
     "abort": { _ in abort() },
+    "echo-or-crash": { payload in
+        if payload == Array("crash".utf8) { abort() }
+        return payload
+    },
+    "echo-or-hang": { payload in
+        if payload == Array("hang".utf8) { while true { sleep(1000) } }
+        return payload
+    },
     "hang": { _ in
         while true { sleep(1000) }
     },
@@ -38,7 +48,7 @@ let handlers: [String: SandboxWorker.Handler] = [
         return Array(file.transferSyntaxUID.utf8)
     },
     ProcessJob.kind: { payload in
-        if let request = try? JSONDecoder().decode(ProcessRequest.self, from: Data(payload)),
+        if let request = try? ProcessRequest(encoded: payload),
             (request.sourcePath as NSString).lastPathComponent.hasPrefix("crash")
         {
             abort()   // as a crashing C++ parser would

@@ -2,8 +2,9 @@
 
     make_workload.py CORPUS KIND COUNT OUT
 
-KIND is `plain` (uncompressed single-frame CT/MR slices) or `compressed` (CR/DX images plus JPEG, JPEG-LS and
-RLE images of any modality). The sources are the corpus files of that kind that pydicom decodes and writes
+KIND is `plain` (uncompressed single-frame CT/MR slices), `compressed` (CR/DX images plus JPEG, JPEG-LS and
+RLE images of any modality) or `backlog` (uncompressed CT/MR slices of at most 140 kB, 1,000 files per folder: a
+large backlog that fits on a small disk). The sources are the corpus files of that kind that pydicom decodes and writes
 back, less those the Basic profile rejects as possibly burned-in; each copy
 gets a new StudyInstanceUID and SeriesInstanceUID per (replica, original series), a new SOPInstanceUID, and a
 patient ID and name per replica, so that every file is a new instance for every contender. The pixel data and
@@ -56,6 +57,9 @@ def wanted(ds, kind):
         return False
     if kind == "plain":
         return modality in ("CT", "MR") and syntax in UNCOMPRESSED and int(ds.Rows) * int(ds.Columns) >= 64 * 64
+    if kind == "backlog":
+        return (modality in ("CT", "MR") and syntax in UNCOMPRESSED and int(ds.Rows) * int(ds.Columns) >= 64 * 64
+                and int(ds.Rows) * int(ds.Columns) * int(ds.get("BitsAllocated", 16)) // 8 <= 140_000)
     return (modality in ("CR", "DX") and syntax in UNCOMPRESSED | COMPRESSED) or syntax in COMPRESSED
 
 
@@ -77,13 +81,15 @@ def main():
     os.makedirs(out, exist_ok=True)
     written = total = 0
     replica = 0
+    cached = {path: pydicom.dcmread(path) for path in sources} if kind == "backlog" else {}
     while written < count:
         series_map, study_map = {}, {}
         patient = f"BENCH{replica:06d}"
         for path in sources:
             if written >= count:
                 break
-            ds = pydicom.dcmread(path)
+            # A backlog of 100,000 files reuses each source's dataset (every UID is set anew before each write).
+            ds = cached[path] if cached else pydicom.dcmread(path)
             study = study_map.setdefault(str(ds.StudyInstanceUID), generate_uid())
             series = series_map.setdefault(str(ds.SeriesInstanceUID), generate_uid())
             sop = generate_uid()
@@ -93,6 +99,10 @@ def main():
             ds.PatientName = f"Bench^Replica{replica}"
             # Names unique across workloads: the 10k run drops several workload folders into one drop folder.
             target = os.path.join(out, f"{os.path.basename(out.rstrip('/'))}-{written:06d}.dcm")
+            if kind == "backlog":
+                folder = os.path.join(out, f"b{written // 1000:03d}")
+                os.makedirs(folder, exist_ok=True)
+                target = os.path.join(folder, f"backlog-{written:06d}.dcm")
             ds.save_as(target, enforce_file_format=False)
             total += os.path.getsize(target)
             written += 1

@@ -9,6 +9,10 @@
 - Both: the DICOM_ETL_* variables, flags, ports and probe paths they use exist in the code, and the
   Grafana dashboard queries only metric names that Sources/Ingest/IngestMetrics.swift and the worker
   (Sources/Inference/Worker.swift) register.
+- Transport and secrets: config/production.yaml, the Kubernetes manifests and the compose file connect to
+  PostgreSQL with sslmode=verify-full and to S3 over https, mount the CA files their URLs name, and give
+  every secret as a file (a Secret volume of mode 0440 with fsGroup; compose secrets), never as a variable
+  or a flag.
 - Deliberately broken copies of each are rejected, so the checks themselves can fail.
 
 Run by scripts/test.sh with the test venv's Python; exits non-zero on any failure.
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import unittest
 from importlib import resources
+from urllib.parse import parse_qs, urlparse
 
 import jsonschema
 import kubernetes_validate
@@ -111,6 +116,12 @@ def kubernetes_documents():
     return documents
 
 
+def out_of_band_names(kind):
+    """Names of the objects of this kind that secret.example.yaml shows and the site creates out of band."""
+    return {document["metadata"]["name"] for document in yaml.safe_load_all(read(os.path.join(KUBERNETES, "secret.example.yaml")))
+            if document and document["kind"] == kind}
+
+
 def validate_kubernetes(document):
     """Raises unless the document is valid for KUBERNETES_VERSION under the strict schemas."""
     kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
@@ -168,9 +179,10 @@ class KubernetesManifests(unittest.TestCase):
                 self.assertEqual(document["metadata"].get("namespace", "dicom-etl"), "dicom-etl")
         config = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("dicom-etl-config-")]
         self.assertEqual(len(config), 1)
-        self.assertEqual(config[0]["data"]["default.yaml"], read(os.path.join(ROOT, "config", "default.yaml")))
-        # The Deployments reference the generated (hash-suffixed) names.
-        names = {d["metadata"]["name"] for d in documents if d["kind"] == "ConfigMap"}
+        self.assertEqual(config[0]["data"]["dicom-etl.yaml"], read(os.path.join(ROOT, "config", "production.yaml")))
+        # The Deployments reference the generated (hash-suffixed) names, or the ConfigMaps created out of band
+        # as secret.example.yaml shows (the site CA).
+        names = {d["metadata"]["name"] for d in documents if d["kind"] == "ConfigMap"} | out_of_band_names("ConfigMap")
         for deployment in (d for d in documents if d["kind"] == "Deployment"):
             volumes = deployment["spec"]["template"]["spec"].get("volumes", [])
             for volume in volumes:
@@ -269,6 +281,166 @@ class ComposeFile(unittest.TestCase):
         daemon = compose_environment(self.document["services"]["daemon"])
         self.assertEqual(daemon["DICOM_ETL_OPS_HOST"], "0.0.0.0")
         self.assertIn(":" + daemon["DICOM_ETL_OPS_PORT"], self.document["services"]["daemon"]["ports"][0])
+
+
+# Variables that would hold a secret's value: the manifests give secrets as files (*_FILE) instead.
+SECRET_VALUE_VARIABLES = {"DICOM_ETL_DATABASE_PASSWORD", "DICOM_ETL_STORAGE_ACCESS_KEY_ID", "DICOM_ETL_STORAGE_SECRET_ACCESS_KEY",
+                          "DICOM_ETL_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PGPASSWORD"}
+SECRET_FLAGS = {"--database-password", "--storage-access-key-id", "--storage-secret-access-key"}
+
+
+def url_options(url):
+    return {key: values[-1] for key, values in parse_qs(urlparse(url).query).items()}
+
+
+def database_url_problems(url, where):
+    """A production database URL verifies the server (verify-full) and holds no password."""
+    problems = []
+    parsed = urlparse(url)
+    if parsed.password:
+        problems.append(f"{where}: the database URL holds a password")
+    if url_options(url).get("sslmode") != "verify-full":
+        problems.append(f"{where}: the database URL is not sslmode=verify-full")
+    return problems
+
+
+def storage_url_problems(url, where):
+    """A production storage URL speaks HTTPS (an explicit endpoint, or AWS's) and holds no secret."""
+    options = url_options(url)
+    problems = []
+    if "endpoint" in options and not options["endpoint"].startswith("https://"):
+        problems.append(f"{where}: the storage endpoint is not https://")
+    if {"password", "secret", "secret_access_key", "secretaccesskey", "token", "session_token"} & {k.lower() for k in options}:
+        problems.append(f"{where}: the storage URL holds a secret")
+    return problems
+
+
+def tls_files(url):
+    return [value for key, value in url_options(url).items() if key in ("sslrootcert", "sslcert", "sslkey", "ca_bundle")]
+
+
+def production_config_problems(text):
+    config = yaml.safe_load(text)
+    return (database_url_problems(config.get("database_url", ""), "config/production.yaml")
+            + storage_url_problems(config.get("storage_url", ""), "config/production.yaml")
+            + ([] if str(config.get("storage_url", "")).startswith("s3://") else ["config/production.yaml: storage_url is not S3"]))
+
+
+def kubernetes_security_problems(documents):
+    """TLS verified for both servers, every secret a file of a Secret volume only its pod's group can read."""
+    problems = []
+    environment = next(d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "dicom-etl-env")["data"]
+    problems += database_url_problems(environment.get("DICOM_ETL_DATABASE_URL", ""), "dicom-etl-env")
+    problems += storage_url_problems(environment.get("DICOM_ETL_STORAGE_URL", ""), "dicom-etl-env")
+    for document in (d for d in documents if d["kind"] == "Deployment"):
+        name = document["metadata"]["name"]
+        spec = document["spec"]["template"]["spec"]
+        context = spec.get("securityContext", {})
+        secret_volumes = [v for v in spec.get("volumes", []) if "secret" in v]
+        for volume in secret_volumes:
+            mode = volume["secret"].get("defaultMode", 0o644)
+            if mode & 0o137:
+                problems.append(f"{name}: Secret volume {volume['name']} has mode {mode:04o} (0440 or stricter)")
+        if secret_volumes and (not context.get("fsGroup") or not context.get("runAsUser") or not context.get("runAsNonRoot")):
+            problems.append(f"{name}: Secret volumes need a non-root runAsUser and an fsGroup to be readable as 0440")
+        for container in containers(document):
+            mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+            for entry in container.get("env", []):
+                if entry["name"] in SECRET_VALUE_VARIABLES:
+                    problems.append(f"{name}: {entry['name']} gives a secret as a variable; use its _FILE variable")
+                if entry["name"].endswith("_FILE") and not any(entry.get("value", "").startswith(m + "/") for m in mounts):
+                    problems.append(f"{name}: {entry['name']} names a file outside the container's mounts")
+            if set(container.get("args", [])) & SECRET_FLAGS:
+                problems.append(f"{name}: a secret is given as a flag")
+            for url in (environment.get("DICOM_ETL_DATABASE_URL", ""), environment.get("DICOM_ETL_STORAGE_URL", "")):
+                for path in tls_files(url):
+                    if not any(path.startswith(m + "/") for m in mounts):
+                        problems.append(f"{name}: {path} (named by a URL) is not mounted")
+    return problems
+
+
+def compose_security_problems(document):
+    problems = []
+    for name, service in document["services"].items():
+        if not service.get("image", "").startswith("dicom-etl"):
+            continue
+        environment = compose_environment(service)
+        mounted = {"/run/secrets/" + secret for secret in service.get("secrets", [])}
+        if "DICOM_ETL_DATABASE_URL" in environment:
+            problems += database_url_problems(environment["DICOM_ETL_DATABASE_URL"], name)
+        if "DICOM_ETL_STORAGE_URL" in environment:
+            problems += storage_url_problems(environment["DICOM_ETL_STORAGE_URL"], name)
+        for variable in ("DICOM_ETL_DATABASE_URL", "DICOM_ETL_STORAGE_URL"):
+            for path in tls_files(environment.get(variable, "")):
+                if path not in mounted:
+                    problems.append(f"{name}: {path} (named by {variable}) is not a mounted secret")
+        for variable in environment:
+            if variable in SECRET_VALUE_VARIABLES:
+                problems.append(f"{name}: {variable} gives a secret as a variable; use its _FILE variable")
+        if set(service.get("command", [])) & SECRET_FLAGS:
+            problems.append(f"{name}: a secret is given as a flag")
+    return problems
+
+
+class TransportAndSecrets(unittest.TestCase):
+    """Production templates verify TLS (verify-full, https) and give secrets as owner-only files."""
+
+    def test_production_config_kubernetes_and_compose(self):
+        self.assertEqual(production_config_problems(read(os.path.join(ROOT, "config", "production.yaml"))), [])
+        self.assertEqual(kubernetes_security_problems([d for _, d in kubernetes_documents()]), [])
+        self.assertEqual(compose_security_problems(yaml.safe_load(read(COMPOSE))), [])
+
+    def test_broken_copies_are_caught(self):
+        production = read(os.path.join(ROOT, "config", "production.yaml"))
+        self.assertTrue(production_config_problems(production.replace("sslmode=verify-full", "sslmode=require")))
+        self.assertTrue(production_config_problems(production.replace("endpoint=https://", "endpoint=http://")))
+
+        documents = [d for _, d in kubernetes_documents()]
+
+        def broken_kubernetes(change):
+            copy_ = copy.deepcopy(documents)
+            change(copy_)
+            return kubernetes_security_problems(copy_)
+
+        def env_map(docs):
+            return next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "dicom-etl-env")["data"]
+
+        def daemon_spec(docs):
+            return next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "dicom-etl-daemon")["spec"]["template"]["spec"]
+
+        def prefer(docs):
+            env_map(docs)["DICOM_ETL_DATABASE_URL"] = env_map(docs)["DICOM_ETL_DATABASE_URL"].replace("verify-full", "prefer")
+
+        def plain_http(docs):
+            env_map(docs)["DICOM_ETL_STORAGE_URL"] = env_map(docs)["DICOM_ETL_STORAGE_URL"].replace("https://", "http://")
+
+        def readable_secret(docs):
+            next(v for v in daemon_spec(docs)["volumes"] if "secret" in v)["secret"]["defaultMode"] = 0o444
+
+        def no_fs_group(docs):
+            del daemon_spec(docs)["securityContext"]["fsGroup"]
+
+        def secret_as_variable(docs):
+            daemon_spec(docs)["containers"][0]["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "x"})
+
+        def unmounted_ca(docs):
+            for container in daemon_spec(docs)["containers"]:
+                container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "tls-ca"]
+
+        for change in (prefer, plain_http, readable_secret, no_fs_group, secret_as_variable, unmounted_ca):
+            with self.subTest(change.__name__):
+                self.assertTrue(broken_kubernetes(change), change.__name__)
+
+        compose = yaml.safe_load(read(COMPOSE))
+        for service, variable, old, new in [("daemon", "DICOM_ETL_DATABASE_URL", "verify-full", "disable"),
+                                            ("worker", "DICOM_ETL_STORAGE_URL", "https://", "http://")]:
+            broken = copy.deepcopy(compose)
+            broken["services"][service]["environment"][variable] = broken["services"][service]["environment"][variable].replace(old, new)
+            with self.subTest(f"compose {service} {new}"):
+                self.assertTrue(compose_security_problems(broken))
+        unmounted = copy.deepcopy(compose)
+        unmounted["services"]["migrate"]["secrets"].remove("tls_ca")
+        self.assertTrue(compose_security_problems(unmounted))
 
 
 class GrafanaDashboard(unittest.TestCase):

@@ -10,11 +10,17 @@ keyed on (pixels, label): an image enters as many times as the copy that holds i
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+RECIPE_PATH = REPOSITORY / "etl" / "normalize" / "cxr-28.yaml"
+sys.path.insert(0, str(REPOSITORY / "scripts"))
+import normalize_reference as R  # noqa: E402  (the Python reference of the normalisation recipes)
 
 FULL = "varun19424-pneumonia_mnist/pneumoniamnist.npz"
 BALANCED = "aksufatih-snn-medmnist/pneumoniamnist.npz"
@@ -88,6 +94,17 @@ def load(folder: str | Path) -> Dataset:
     return Dataset(train, val, test, sources, duplicates)
 
 
-def to_input(images: np.ndarray) -> np.ndarray:
-    """The `cxr-28` input contract: 28×28×1 float32 in [0, 1] (uint8 / 255)."""
-    return (images.astype(np.float32) / np.float32(255.0))[..., None]
+def to_input(images: np.ndarray, recipe_path: str | Path = RECIPE_PATH) -> np.ndarray:
+    """The model's input, (N, 28, 28, 1) float32: the `cxr-28` recipe (etl/normalize/cxr-28.yaml) run by the
+    Python reference of the normalisation stages on each image as what it is, 8-bit MONOCHROME2 stored values
+    without a window. The worker is served the same recipe's tensors from DICOM files; for these images both
+    are grey level / 255 (the recipe's bit-range fallback), which the normalisation tests check bit for bit
+    against the Swift recipe on the training images."""
+    recipe = R.load_recipe(str(recipe_path))
+    attributes = R.pixel_module("MONOCHROME2", 8)
+    return np.stack([R.normalize_stored(x, attributes, recipe) for x in images])[..., None].astype(np.float32)
+
+
+def recipe_hash(recipe_path: str | Path = RECIPE_PATH) -> str:
+    """The content hash of the recipe `to_input` runs (equal to the Swift `Recipe.contentHash`)."""
+    return R.recipe_hash(str(recipe_path))

@@ -88,6 +88,8 @@ dcmtk_status dcmtk_item_get_int64s(dcmtk_item *item, uint16_t group, uint16_t el
 dcmtk_status dcmtk_item_get_tags(dcmtk_item *item, uint16_t group, uint16_t element, uint32_t *out, size_t capacity, size_t *count);
 /// Value bytes as DCMTK holds them (little endian on this host). Borrowed pointer, valid until the element changes.
 dcmtk_status dcmtk_item_get_bytes(dcmtk_item *item, uint16_t group, uint16_t element, const uint8_t **out, size_t *length);
+/// Pixel data as stored, chunk `index`: native data is chunk 0; encapsulated data one chunk per pixel item.
+dcmtk_status dcmtk_item_pixel_chunk(dcmtk_item *item, size_t index, const uint8_t **out, size_t *length);
 
 /// The item at index of the sequence element (borrowed, owned by the file).
 dcmtk_item *dcmtk_item_sequence_item(dcmtk_item *item, uint16_t group, uint16_t element, size_t index);
@@ -126,9 +128,28 @@ dcmtk_status dcmtk_decode_pixels(dcmtk_file *file, dcmtk_pixel_info *info, uint8
 
 /// Write a Part 10 file. transfer_syntax NULL keeps the syntax read; otherwise the dataset is
 /// re-encoded (uncompressed syntaxes always; JPEG-LS lossless / RLE / JPEG lossless via DCMTK's encoders).
+/// The file meta is made anew and agrees with the dataset: SOP Class and Instance UID from the dataset,
+/// else as the meta held them, else absent (never invented); the transfer syntax written.
 dcmtk_status dcmtk_file_save(dcmtk_file *file, const char *path, const char *transfer_syntax);
+/// 1 when DCMTK can write files in this transfer syntax (with the pixel data as held), else 0.
+int dcmtk_transfer_syntax_writable(const char *uid);
 /// Same into memory (*out malloc'ed, free with dcmtk_free).
 dcmtk_status dcmtk_file_save_memory(dcmtk_file *file, const char *transfer_syntax, uint8_t **out, size_t *length);
+
+// ---- Frames as stored, rendering ---------------------------------------------------------
+
+/// One frame of encapsulated pixel data as stored: its fragments joined (*out malloc'ed, free with
+/// dcmtk_free). DCMTK_WRONG_TYPE when the pixel data is native (not encapsulated), DCMTK_NOT_FOUND when
+/// `index` is past the last frame. Call before dcmtk_decode_pixels on the same file.
+dcmtk_status dcmtk_encapsulated_frame(dcmtk_file *file, uint32_t index, uint8_t **out, size_t *length);
+
+/// A baseline JPEG (JFIF-less bitstream, IJG) of 8-bit interleaved pixels: 1 sample (grey) or 3 (RGB).
+/// quality 1–100. *out malloc'ed (free with dcmtk_free).
+dcmtk_status dcmtk_encode_jpeg8(const uint8_t *pixels, uint32_t rows, uint32_t columns, uint32_t samples, int quality,
+                                uint8_t **out, size_t *length);
+
+/// Dictionary lookup by keyword (e.g. "PatientName"): 1 and the tag when known, 0 otherwise.
+int dcmtk_dictionary_find(const char *keyword, uint16_t *group, uint16_t *element);
 
 void dcmtk_free(void *pointer);
 

@@ -1,4 +1,4 @@
--- 009 pixel text audit: what OCR found and blanked in an instance's pixels under the profile's burned-in text
+-- 012 pixel text audit: what OCR found and blanked in an instance's pixels under the profile's burned-in text
 -- policy (redact_sensitive, redact_all_text), one row per instance that was read. Never the text read: the policy,
 -- the outcome, how many frames and words were read, and each blanked box with what it held (name, id, date,
 -- accession, institution, other, pattern, text). A re-sent instance replaces its row.
