@@ -179,7 +179,7 @@ let package = Package(
         .testTarget(name: "ServingTests", dependencies: [
             "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
         ], exclude: ["Scripts"], swiftSettings: strict),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17
 )

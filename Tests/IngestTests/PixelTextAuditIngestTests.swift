@@ -5,6 +5,7 @@
 import Catalog
 import Foundation
 @testable import Ingest
+import OCR
 import ObjectStorage
 import Sandbox
 import Testing
@@ -19,20 +20,52 @@ import Testing
         let files: [Entry]
     }
 
+    /// Writes `count` images with text (and `noText` without) into `folder`; returns the manifest.
+    static func generate(into folder: String, count: Int, noText: Int) throws -> Manifest {
+        let script = Process()
+        script.executableURL = URL(fileURLWithPath: python)
+        script.arguments = [DaemonEndToEndTests.packageRoot.path + "/scripts/burned_in_text.py", "--out", folder, "--count", "\(count)",
+                            "--no-text", "\(noText)", "--seed", "18"]
+        script.standardOutput = FileHandle.nullDevice
+        try script.run()
+        script.waitUntilExit()
+        #expect(script.terminationStatus == 0)
+        return try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/manifest.json")))
+    }
+
+    /// In one process, as in a sandbox child: the result of each image carries its audit under the instance's UID,
+    /// crosses the wire unchanged, and one Tesseract engine serves every image.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: python), "needs DICOM_ETL_PYTHON (pydicom, Pillow)"))
+    func childResultCarriesTheAuditAcrossTheWireAndOneEngineServesEveryImage() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("pixel-audit-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let manifest = try Self.generate(into: root + "/set", count: 3, noText: 0)
+        let key = root + "/key"
+        try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
+        let package = DaemonEndToEndTests.packageRoot.path
+        for (i, entry) in manifest.files.enumerated() {
+            let result = ProcessJob.run(ProcessRequest(
+                sourcePath: root + "/set/" + entry.path, routesFile: package + "/etl/routes.yaml",
+                profileFile: package + "/etl/deidentify/basic.yaml", keyFile: key, recipesDirectory: package + "/etl/normalize",
+                stagingPrefix: root + "/staged-\(i)"))
+            #expect(result.failure == nil)
+            let instance = try #require(result.instance)
+            let audit = try #require(instance.pixelText)
+            #expect(audit.sopInstanceUID == instance.metadata.sopInstanceUID)
+            #expect(audit.action == "redact_sensitive" && audit.outcome == "redacted" && !audit.boxes.isEmpty)
+            #expect(try ProcessJob.decode(result: ProcessJob.encode(result)) == result)
+        }
+        #expect(TextRecognizerPool.shared(language: "eng").enginesLoaded == 1)
+    }
+
     @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL, the corpus and DICOM_ETL_PYTHON (pydicom, Pillow)"))
     func auditRowsAreWrittenWithTheirInstancesAndHoldNoText() async throws {
         let world = try DaemonEndToEndTests.World()
         defer { world.cleanUp() }
         let root = DaemonEndToEndTests.packageRoot.path
         let generated = world.root + "/generated"
-        let script = Process()
-        script.executableURL = URL(fileURLWithPath: Self.python)
-        script.arguments = [root + "/scripts/burned_in_text.py", "--out", generated, "--count", "4", "--no-text", "1", "--seed", "18"]
-        script.standardOutput = FileHandle.nullDevice
-        try script.run()
-        script.waitUntilExit()
-        #expect(script.terminationStatus == 0)
-        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: generated + "/manifest.json")))
+        let manifest = try Self.generate(into: generated, count: 4, noText: 1)
         var discovered: [DiscoveredFile] = []
         for (i, entry) in manifest.files.enumerated() {
             let target = world.drop + "/\(i).dcm"
