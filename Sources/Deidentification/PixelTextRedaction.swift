@@ -128,8 +128,21 @@ struct BurnedInTextCheck: Sendable {
     private func redact(_ file: DicomFile, action: BurnedInTextAction, suspected: Bool) throws -> PixelCheck {
         let ds = file.dataset
         guard ds.contains(Tags.pixelData) else { return try unreadable("no_pixel_data", action: action, suspected: suspected, frames: 0) }
+        let encapsulated = ds.element(Tags.pixelData)?.isEncapsulated == true
         let px: PixelData
         do { px = try file.decodePixels() } catch { throw DeidentificationError(.pixelBlankingFailed, detail: "pixels did not decode") }
+        // A compressed stream, once decoded, is written back natively (explicit VR little endian) whatever OCR finds:
+        // after the decode DCMTK cannot write some syntaxes again (JPEG baseline and extended, JPEG-LS).
+        guard encapsulated else { return try read(file, px, action: action, suspected: suspected) }
+        do { try file.storeNativePixels(px) } catch { throw DeidentificationError(.pixelBlankingFailed, detail: "pixels could not be written back") }
+        var check = try read(file, px, action: action, suspected: suspected)
+        check.transferSyntax = TransferSyntax.explicitVRLittleEndian
+        return check
+    }
+
+    /// OCR of every frame of the decoded pixels, and the words the action names blanked.
+    private func read(_ file: DicomFile, _ px: PixelData, action: BurnedInTextAction, suspected: Bool) throws -> PixelCheck {
+        let ds = file.dataset
         guard px.bitsAllocated >= 8, px.bytesPerSample * 8 == px.bitsAllocated else {
             return try unreadable("bit_depth", action: action, suspected: suspected, frames: 0)
         }

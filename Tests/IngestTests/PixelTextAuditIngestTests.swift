@@ -44,6 +44,8 @@ import Testing
         try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)
         let package = DaemonEndToEndTests.packageRoot.path
+        let pool = TextRecognizerPool.shared(language: "eng")
+        let loaded = pool.enginesLoaded  // other tests of this process may have loaded some
         for (i, entry) in manifest.files.enumerated() {
             let result = ProcessJob.run(ProcessRequest(
                 sourcePath: root + "/set/" + entry.path, routesFile: package + "/etl/routes.yaml",
@@ -56,7 +58,7 @@ import Testing
             #expect(audit.action == "redact_sensitive" && audit.outcome == "redacted" && !audit.boxes.isEmpty)
             #expect(try ProcessJob.decode(result: ProcessJob.encode(result)) == result)
         }
-        #expect(TextRecognizerPool.shared(language: "eng").enginesLoaded == 1)
+        #expect(pool.enginesLoaded == max(loaded, 1), "\(pool.enginesLoaded - loaded) engines loaded for \(manifest.files.count) images")
     }
 
     @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL, the corpus and DICOM_ETL_PYTHON (pydicom, Pillow)"))
