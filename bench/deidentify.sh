@@ -14,7 +14,7 @@
 # (burned-in text passed unchecked), of its OCR path (redact_sensitive and redact_all_text: Tesseract 5 through
 # libtesseract, one engine loaded once) and of Presidio's DicomImageRedactorEngine (PyPI presidio-image-redactor,
 # in .venv-bench-ocr from bench/requirements-ocr.txt; Tesseract through pytesseract) on the same files in the
-# same run. Recall: identifying planted strings whose visible ink was at least 99 % overwritten (bench/deidentify_ocr.py).
+# same run. Recall: identifying planted strings whose visible ink lies under a solid fill (bench/deidentify_ocr.py).
 #   OCR_IMAGES, OCR_NOTEXT  images with and without text (default 48 and 24); OCR_RUNS runs per tool (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +35,7 @@ trap 'rm -rf "$work"' EXIT
 find "$CORPUS" -type f ! -name '_source*' ! -name '*.tsv' ! -name '*Deeply-Nested*' | sort >"$work/list.txt"
 n=$(wc -l <"$work/list.txt")
 head -c 48 /dev/urandom >"$work/key"
+chmod 600 "$work/key"  # a key file must be owner-only
 # basic.yaml, except that files with burned-in text are written too (the baselines write every file).
 sed 's/^  reject: true/  reject: false/' etl/deidentify/basic.yaml >"$work/bench.yaml"
 build=$(case "$BIN" in *release*) echo release;; *) echo "debug build";; esac)

@@ -9,10 +9,12 @@
         passed to Tesseract (e.g. "--psm 11": sparse text; its default page layout finds no annotation here).
     deidentify_ocr.py score SET_DIR OUT_DIR
         Compares each output with its input; prints: score ID_REDACTED ID_TOTAL ALL_REDACTED ALL_TOTAL
-        NOTEXT_ALTERED NOTEXT_TOTAL MISSING ID_HALF. A planted string counts as redacted when at least 99 % of its visible ink
-        pixels (the manifest's mask) hold another value in the output (any sample, for colour); ID_HALF counts the
-        identifying strings with at least half of their ink overwritten (partly covered); an output missing
-        (rejected, failed) redacts nothing. A text-free image counts as altered when any pixel changed.
+        NOTEXT_ALTERED NOTEXT_TOTAL MISSING ID_HALF. A planted string counts as redacted when a solid fill covers it:
+        in the output, at least 99 % of its visible ink pixels (the manifest's mask) and 90 % of the pixels of its ink
+        box hold one value (all samples, for colour), the box's most common one (whatever the fill value: ink drawn
+        at the darkest level and blanked to black does not change, yet is covered). ID_HALF counts the identifying
+        strings with at least half of their ink so covered. An output missing (rejected, failed) redacts nothing. A
+        text-free image counts as altered when any pixel changed.
 """
 import base64
 import json
@@ -98,19 +100,22 @@ def score(set_dir, out_dir):
             altered += int(after is None or bool(np.any(after != before)))
             continue
         for s in entry["planted"]:
-            redacted = half = False
+            covered = 0.0
             if after is not None:
                 ys, xs = ink(s)
-                f = s["frame"]
-                changed = np.any(after[f, ys, xs] != before[f, ys, xs], axis=-1)
-                redacted = len(changed) > 0 and changed.mean() >= 0.99
-                half = len(changed) > 0 and changed.mean() >= 0.5
+                x0, y0, w, h = s["box"]
+                box = after[s["frame"], y0:y0 + h, x0:x0 + w].reshape(-1, after.shape[-1])
+                values, counts = np.unique(box, axis=0, return_counts=True)
+                fill = values[counts.argmax()]
+                if counts.max() >= 0.9 * len(box) and len(ys) > 0:
+                    covered = float(np.all(after[s["frame"], ys, xs] == fill, axis=-1).mean())
+            redacted = covered >= 0.99
             all_total += 1
             all_ok += int(redacted)
             if s["identifying"]:
                 id_total += 1
                 id_ok += int(redacted)
-                id_half += int(half)
+                id_half += int(covered >= 0.5)
     print("score", id_ok, id_total, all_ok, all_total, altered, notext, missing, id_half)
 
 
