@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEBIAN_PACKAGES := libdcmtk-dev dcmtk libopenblas-dev libopenjp2-7-dev zlib1g-dev libssl-dev libpq-dev \
+	libtesseract-dev libleptonica-dev tesseract-ocr-eng fonts-dejavu-core \
 	postgresql pkg-config python3-venv curl ca-certificates dicom3tools chromium openssl
 SWIFT ?= swift
 

@@ -39,12 +39,21 @@ let package = Package(
             linkerSettings: dcmtkLibraries
         ),
         .target(name: "DICOM", dependencies: ["CDCMTK"], swiftSettings: strict),
+        // Tesseract 5 and Leptonica (Debian libtesseract-dev, libleptonica-dev) behind a tess_ C facade; optimised
+        // even in debug builds, as the image preparation loops over every pixel.
+        .target(
+            name: "CTesseract",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("tesseract"), .linkedLibrary("lept"), .linkedLibrary("gomp")]
+        ),
+        // Text recognition in 8-bit grey images: engines (one per thread), glyph layers, words with boxes.
+        .target(name: "OCR", dependencies: ["CTesseract"], swiftSettings: strict),
         // Reading secrets from files only their owner can read (key, passwords, S3 credentials, TLS keys).
         .target(name: "Secrets", swiftSettings: strict),
         .target(
             name: "Deidentification",
             dependencies: [
-                "DICOM", "Secrets",
+                "DICOM", "OCR", "Secrets",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -153,7 +162,7 @@ let package = Package(
         // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
         .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
-        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM"], swiftSettings: strict),
+        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM", "OCR"], swiftSettings: strict),
         .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
@@ -170,7 +179,7 @@ let package = Package(
         .testTarget(name: "ServingTests", dependencies: [
             "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
         ], exclude: ["Scripts"], swiftSettings: strict),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17
 )

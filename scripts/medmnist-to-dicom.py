@@ -7,7 +7,8 @@
 The split is the official one (test 624, val 524, train 4,708 rebuilt by models/pneumonia_cnn/data.py). The
 export looks like a real one: folders named after the (synthetic) patient, then the study, then the series; a
 patient has one or two studies (admission, follow-up); each study holds one CR series of one frontal image.
-Files: CR Image Storage, Modality CR, BodyPartExamined CHEST. Every encoding writes every image again, for its
+Files: CR Image Storage, Modality CR, BodyPartExamined CHEST (the sc-text encoding: Secondary Captures, Modality
+CR, with the patient's name, ID and study date burned into the pixels). Every encoding writes every image again, for its
 own patients, studies and series (fresh UIDs), under DROP/<encoding>/. Each file is written under a dot-name
 and renamed into place. The encodings all hold the same pixels, so that a recipe keeping stored meaning gives
 grey level / 255 from each (see ENCODINGS).
@@ -30,6 +31,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
 
@@ -37,6 +39,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
 from pneumonia_cnn import data as D  # noqa: E402
 
 CR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.1"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 OFFICIAL_SIZES = {"test": 624, "val": 524, "train": 4708}
 SURNAMES = ["Garcia", "Okafor", "Nguyen", "Schmidt", "Rossi", "Kowalski", "Haddad", "Tanaka", "Silva", "Jensen",
             "Dubois", "Ivanova", "Murphy", "Chen", "Novak", "Mensah", "Larsen", "Costa", "Yilmaz", "Weber"]
@@ -91,6 +95,26 @@ def _borders(g, i):
     return _u8(np.pad(big, ((8, 8), (0, 0)), constant_values=255), i)
 
 
+def _sc_text(g, i):
+    # A Secondary Capture of the image 16× upscaled (each grey level a 16×16 block: the area resize to 28×28 gives g
+    # back), BurnedInAnnotation YES; `burn` then draws the patient's name, ID and study date into its bottom-left
+    # corner (white, 12-pixel DejaVu Sans Bold: about 3 % of the 448×448 image), as a screen capture would carry them.
+    stored, attributes = _u8(np.kron(g.astype(np.uint8), np.ones((16, 16), dtype=np.uint8)), i)
+    attributes.update(SOPClassUID=SECONDARY_CAPTURE, BurnedInAnnotation="YES", ConversionType="WSD")
+    return stored, attributes
+
+
+def burn(stored: np.ndarray, name: str, patient_id: str, study_date: str) -> np.ndarray:
+    image = Image.fromarray(stored)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 12)
+    surname, given = name.split("^")
+    lines = [f"{surname.upper()}, {given.upper()}", patient_id, f"{study_date[6:]}/{study_date[4:6]}/{study_date[:4]}"]
+    for k, line in enumerate(lines):
+        draw.text((4, stored.shape[0] - 4 - 15 * (len(lines) - k)), line, fill=255, font=font)
+    return np.asarray(image, dtype=np.uint8)
+
+
 ENCODINGS = {
     "u8-window": ("8-bit MONOCHROME2, Window 128/256, explicit VR little endian", _window, None),
     "u8": ("8-bit MONOCHROME2 without a window, explicit VR little endian", _u8, None),
@@ -101,6 +125,7 @@ ENCODINGS = {
     "s16-rescale-window": ("signed 16-bit, rescale slope 0.25 / intercept 8192, Window LINEAR_EXACT", _s16, None),
     "mono1": ("8-bit MONOCHROME1 without a window", _mono1, None),
     "u8-borders": ("8-bit without a window, 2x upscaled, non-square with borders on the long side", _borders, None),
+    "sc-text": ("8-bit Secondary Capture, 16x upscaled, name, ID and date burned into the pixels", _sc_text, "text"),
 }
 TOOLS = {"jpegls": ["dcmcjpls", "+el"], "jpeg": ["dcmcjpeg", "+e1"]}
 
@@ -158,6 +183,8 @@ def main() -> None:
                     study_uid, series_uid, sop_uid = generate_uid(), generate_uid(), generate_uid()
                     relative = f"{encoding}/{name.replace('^', '_')}_{patient_id}/{study_date}_{accession}/CR_1/IM0001.dcm"
                     stored, pixel_module = module(images[index], index)
+                    if compressor == "text":
+                        stored = burn(stored, name, patient_id, study_date)
                     dataset = build(stored, pixel_module, patient_id=patient_id, name=name, sex=sex, birth=birth,
                                     study_date=study_date, accession=accession, study_uid=study_uid,
                                     series_uid=series_uid, sop_uid=sop_uid, study_id=str(visit + 1))
@@ -184,7 +211,7 @@ def main() -> None:
 
 def build(stored: np.ndarray, pixel_module: dict, **a: str) -> Dataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE
+    meta.MediaStorageSOPClassUID = pixel_module.get("SOPClassUID", CR_IMAGE_STORAGE)
     meta.MediaStorageSOPInstanceUID = a["sop_uid"]
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()

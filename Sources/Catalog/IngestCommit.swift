@@ -279,7 +279,20 @@ extension CatalogTransaction {
             for try await series in rows.decode(String.self) { arrivals[series, default: SeriesArrival()].changedInstances += 1 }
         }
         _ = try await recordArrivals(arrivals, at: arrivedAt)
-        try await upsertTensors(json: CatalogRows.tensors(CatalogRows.lastByKey(written, \.metadata.sopInstanceUID)))
+        let latest = CatalogRows.lastByKey(written, \.metadata.sopInstanceUID)
+        try await upsertTensors(json: CatalogRows.tensors(latest))
+        // The burned-in text audits, under the UID each instance is catalogued with; a replaced instance OCR did not
+        // read loses its old row.
+        let replaced = Set(replaces.map(\.metadata.sopInstanceUID))
+        try await writePixelTextAudits(
+            latest.compactMap { instance in
+                instance.pixelText.map {
+                    var audit = $0
+                    audit.sopInstanceUID = instance.metadata.sopInstanceUID
+                    return audit
+                }
+            },
+            clearing: latest.filter { $0.pixelText == nil && replaced.contains($0.metadata.sopInstanceUID) }.map(\.metadata.sopInstanceUID))
         let vault = CatalogRows.vault(written)
         try await upsertVault(patients: vault.patients, studies: vault.studies, series: vault.series, instances: vault.instances)
     }

@@ -153,10 +153,13 @@ public struct IngestedInstance: Sendable, Hashable {
     /// Set when this instance was given a new UID because its original one was taken by other content:
     /// the UID it would have had.
     public var conflictedSOPInstanceUID: String?
+    /// What OCR found and blanked in the pixels (nil: the profile's burned-in text policy did not read them);
+    /// `commitIngestBatch` writes it to `imaging.pixel_text_audit` under the instance's SOP Instance UID.
+    public var pixelText: PixelTextAuditRecord?
 
     public init(
         metadata: InstanceMetadata, originals: OriginalIdentifiers, headerJSON: String, contentSHA256: String, objects: [InstanceObject],
-        conflictedSOPInstanceUID: String? = nil
+        conflictedSOPInstanceUID: String? = nil, pixelText: PixelTextAuditRecord? = nil
     ) {
         self.metadata = metadata
         self.originals = originals
@@ -164,6 +167,7 @@ public struct IngestedInstance: Sendable, Hashable {
         self.contentSHA256 = contentSHA256
         self.objects = objects
         self.conflictedSOPInstanceUID = conflictedSOPInstanceUID
+        self.pixelText = pixelText
     }
 
     /// The stored object of `role` (and `recipe`), if any.

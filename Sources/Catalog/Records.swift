@@ -330,3 +330,59 @@ public struct SeriesState: Sendable, Hashable {
     public var instanceCount: Int
     public var lastInstanceAt: Date?
 }
+
+/// One blanked rectangle of an instance's pixels and what it held (never the text).
+public struct PixelTextBoxRecord: Sendable, Hashable, Codable {
+    public var frame: Int
+    public var x: Int
+    public var y: Int
+    public var width: Int
+    public var height: Int
+    /// name, id, date, accession, institution, other, pattern or text.
+    public var category: String
+
+    public init(frame: Int, x: Int, y: Int, width: Int, height: Int, category: String) {
+        self.frame = frame
+        self.x = x
+        self.y = y
+        self.width = width
+        self.height = height
+        self.category = category
+    }
+}
+
+/// What OCR found and blanked in one instance's pixels (`imaging.pixel_text_audit`), keyed by pseudonymous
+/// SOP Instance UID. The fields mirror the de-identification's `PixelTextAudit`.
+public struct PixelTextAuditRecord: Sendable, Hashable, Codable {
+    public var sopInstanceUID: String
+    /// reject, redact_sensitive, redact_all_text or pass.
+    public var action: String
+    /// clean, redacted or unreadable.
+    public var outcome: String
+    public var unreadableReason: String?
+    public var framesChecked: Int
+    public var wordsRead: Int
+    public var boxes: [PixelTextBoxRecord]
+    public var engine: String
+
+    public init(
+        sopInstanceUID: String, action: String, outcome: String, unreadableReason: String? = nil, framesChecked: Int, wordsRead: Int,
+        boxes: [PixelTextBoxRecord], engine: String
+    ) {
+        self.sopInstanceUID = sopInstanceUID
+        self.action = action
+        self.outcome = outcome
+        self.unreadableReason = unreadableReason
+        self.framesChecked = framesChecked
+        self.wordsRead = wordsRead
+        self.boxes = boxes
+        self.engine = engine
+    }
+
+    /// Boxes per category.
+    public var categories: [String: Int] {
+        var out: [String: Int] = [:]
+        for b in boxes { out[b.category, default: 0] += 1 }
+        return out
+    }
+}

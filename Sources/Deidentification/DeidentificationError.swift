@@ -23,6 +23,11 @@ public struct DeidentificationError: Error, Sendable, CustomStringConvertible, H
         public static let keyFileInsecure = Code(rawValue: "key_file_insecure")
         /// A signature matched but its regions could not be blanked (pixels did not decode, 1-bit data...).
         public static let pixelBlankingFailed = Code(rawValue: "pixel_blanking_failed")
+        /// The profile redacts burned-in text but no OCR engine could be loaded (Tesseract's language data missing).
+        public static let ocrUnavailable = Code(rawValue: "ocr_unavailable")
+        /// Pixels may carry text that OCR cannot read reliably (too small, too little contrast, no pixel data) and
+        /// the profile's fallback rejects such images; `detail` says why.
+        public static let burnedInTextUnreadable = Code(rawValue: "burned_in_text_unreadable")
         /// The DICOM layer failed while reading or changing the file (see `dicomReason`).
         public static let dicomError = Code(rawValue: "dicom_error")
     }

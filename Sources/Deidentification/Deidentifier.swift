@@ -1,6 +1,7 @@
 // The de-identifier: applies a profile to one DicomFile in place and returns what it did, including the
 // original ↔ pseudonym mapping the daemon stores in the vault schema.
 import DICOM
+import OCR
 
 /// One original value and what replaced it ("" when emptied or removed).
 public struct IdentifierMapping: Sendable, Hashable {
@@ -40,8 +41,11 @@ public struct DeidentificationResult: Sendable {
     public let blankedBySignature: String?
     /// Set when pixels were rewritten: write the file in this transfer syntax (explicit VR little endian).
     public let requiredTransferSyntax: String?
-    /// True when burned-in text is suspected and the profile lets such files pass (`burnedIn.reject: false`).
+    /// True when burned-in text is suspected and the profile lets such files pass unchecked (`burnedIn.reject: false`,
+    /// policy `pass`, or the fallback `pass` for an image OCR cannot read).
     public let burnedInTextSuspected: Bool
+    /// What OCR found and blanked, when the profile's burned-in policy read the pixels (nil otherwise).
+    public let pixelText: PixelTextAudit?
 }
 
 /// Applies a profile with a key. Sendable and stateless: one instance serves every file and thread.
@@ -49,19 +53,23 @@ public struct Deidentifier: Sendable {
     public let profile: DeidentificationProfile
     let pseudonymizer: Pseudonymizer
     let planner: Planner
+    let burnedInText: BurnedInTextCheck
 
     /// - Parameters:
     ///   - profile: what to do (see etl/deidentify/basic.yaml).
     ///   - key: the secret behind every pseudonym and date shift.
-    public init(profile: DeidentificationProfile, key: PseudonymKey) {
+    ///   - recognizers: the OCR engines of the redact policies (nil: the process's shared pool for the profile's
+    ///     language; an engine is loaded on the first image that needs one, once per thread that reads).
+    public init(profile: DeidentificationProfile, key: PseudonymKey, recognizers: TextRecognizerPool? = nil) {
         self.profile = profile
         pseudonymizer = Pseudonymizer(key: key)
         planner = Planner(profile: profile)
+        burnedInText = BurnedInTextCheck(profile: profile, planner: planner, recognizers: recognizers)
     }
 
     /// De-identifies `file` in place. Throws `DeidentificationError` (`burned_in_annotation`,
-    /// `missing_patient_id`, `pixel_blanking_failed`, `dicom_error`); on a throw the file may be half done
-    /// and must be discarded.
+    /// `burned_in_text_unreadable`, `ocr_unavailable`, `missing_patient_id`, `pixel_blanking_failed`, `dicom_error`);
+    /// on a throw the file may be half done and must be discarded.
     public func deidentify(_ file: DicomFile) throws -> DeidentificationResult {
         do {
             return try run(file)
@@ -76,18 +84,10 @@ public struct Deidentifier: Sendable {
         var transferSyntax = try OutputSyntax.prepare(file)
         let identity = try FileIdentity(file)
 
-        // 1. Burned-in text: reject, blank by signature, or (if allowed) pass.
-        var blanked: String?
-        let suspected = BurnedInCheck.suspects(ds, policy: profile.burnedIn)
-        if suspected {
-            if let signature = profile.signatures.first(where: { BurnedInCheck.matches($0, ds) }), ds.contains(Tags.pixelData) {
-                try PixelBlanker.blank(file, regions: signature.regions)
-                blanked = signature.name
-                transferSyntax = TransferSyntax.explicitVRLittleEndian
-            } else if profile.burnedIn.reject {
-                throw DeidentificationError(.burnedInAnnotation)
-            }
-        }
+        // 1. Burned-in text: reject, blank by signature, read with OCR and blank, or (if allowed) pass.
+        let pixels = try burnedInText.run(file)
+        if let rewritten = pixels.transferSyntax { transferSyntax = rewritten }
+        let ageOver89 = profile.capAgesOver89 && SafeHarborAges.over89(ds)
 
         // 2. The patient key: PatientID, or the study when the profile allows.
         let originalPatientID = Self.value(Tags.patientID, ds)?.trimmingSpaces() ?? ""
@@ -127,10 +127,11 @@ public struct Deidentifier: Sendable {
         // PatientID and PatientName are Type 2: present, with the pseudonyms, even when the original lacked them.
         if !ds.contains(Tags.patientID) { try ds.set(Tags.patientID, string: pseudoPatientID, vr: .LO) }
         if !ds.contains(Tags.patientName) { try ds.set(Tags.patientName, string: pseudonymizer.patientName(forPseudonymousID: pseudoPatientID), vr: .PN) }
+        if profile.capAgesOver89 { try SafeHarborAges.cap(ds, over89: ageOver89) }
 
         // 5. What was done, recorded in the file.
         var applied = OptionActions.columns.filter { profile.options.contains($0) }
-        if blanked != nil { applied.insert(.cleanPixelData, at: 0) }
+        if pixels.cleaned { applied.insert(.cleanPixelData, at: 0) }
         try ds.set(Tags.patientIdentityRemoved, string: "YES", vr: .CS)
         try ds.set(Tags.deidentificationMethod, strings: ["DICOM PS3.15 E.1 Basic Profile", String("dicom-etl \(profile.name)".prefix(64))], vr: .LO)
         try ds.remove(Tags.deidentificationMethodCodeSequence)
@@ -143,7 +144,7 @@ public struct Deidentifier: Sendable {
         }
         let longitudinal = shift != nil ? "MODIFIED" : profile.options.contains(.retainLongitudinalFullDates) ? "UNMODIFIED" : "REMOVED"
         try ds.set(Tags.longitudinalTemporalInformationModified, string: longitudinal, vr: .CS)
-        if blanked != nil { try ds.set(Tags.burnedInAnnotation, string: "NO", vr: .CS) }
+        if pixels.cleaned { try ds.set(Tags.burnedInAnnotation, string: "NO", vr: .CS) }
         try identity.settle(file, pseudonymizer: pseudonymizer)
 
         // 6. The mapping, with the values written.
@@ -163,8 +164,8 @@ public struct Deidentifier: Sendable {
 
         return DeidentificationResult(
             mapping: mapping, dateShiftDays: shift?.days, patientKeyFromStudy: keyFromStudy, options: applied,
-            blankedBySignature: blanked, requiredTransferSyntax: transferSyntax,
-            burnedInTextSuspected: suspected && blanked == nil)
+            blankedBySignature: pixels.blankedBySignature, requiredTransferSyntax: transferSyntax,
+            burnedInTextSuspected: pixels.suspectedPassed, pixelText: pixels.audit)
     }
 
     private struct Context {

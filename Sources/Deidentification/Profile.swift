@@ -61,10 +61,17 @@ public struct SafePrivateElement: Sendable, Hashable {
     }
 }
 
-/// When a file is taken to carry burned-in text.
+/// When a file is taken to carry burned-in text, and what happens to it.
 public struct BurnedInPolicy: Sendable, Hashable {
-    /// Reject such files (unless a signature blanks them); false passes them with a warning in the result.
+    /// False lets such files through unchecked, with a warning in the result, whatever `action` says (as profiles
+    /// written before OCR meant it); true leaves the decision to `action`.
     public var reject: Bool = true
+    /// What happens to a suspected file no signature blanks (nil: reject it).
+    public var action: BurnedInTextAction?
+    /// How text is found and blanked under the redact actions.
+    public var ocr = PixelTextSettings()
+    /// The action in force.
+    public var effectiveAction: BurnedInTextAction { reject ? (action ?? .reject) : .pass }
     /// Modalities known to carry text in their pixels.
     public var modalities: Set<String> = ["US", "SC"]
     /// SOP classes known to carry text (secondary captures, ultrasound, dose reports, encapsulated documents).
@@ -137,6 +144,8 @@ public struct DeidentificationProfile: Sendable {
     public var missingPatientID: MissingPatientIDPolicy = .reject
     public var burnedIn = BurnedInPolicy()
     public var signatures: [PixelSignature] = []
+    /// HIPAA Safe Harbor: an age over 89 years is written as 090Y, and a birth date kept of such a patient is emptied.
+    public var capAgesOver89 = true
 
     public init() {}
 
@@ -204,6 +213,8 @@ public struct DeidentificationProfile: Sendable {
             if let s = b.sopClasses { p.burnedIn.sopClasses = Set(s) }
             if let s = b.seriesDescriptionContains { p.burnedIn.seriesDescriptionContains = s }
             if let s = b.imageTypeContains { p.burnedIn.imageTypeContains = s }
+            p.burnedIn.action = b.policy
+            if let o = b.ocr { try p.burnedIn.ocr.apply(o) }
         }
         for s in doc.signatures ?? [] {
             var conditions: [HeaderCondition] = []
@@ -220,6 +231,7 @@ public struct DeidentificationProfile: Sendable {
             let regions = s.regions.map { PixelRegion(x: $0.x, y: $0.y, width: $0.width, height: $0.height) }
             p.signatures.append(PixelSignature(name: s.name, conditions: conditions, regions: regions))
         }
+        if let c = doc.capAgesOver89 { p.capAgesOver89 = c }
         try p.validate()
         self = p
     }
@@ -247,6 +259,8 @@ private struct ProfileDocument: Decodable {
         let sopClasses: [String]?
         let seriesDescriptionContains: [String]?
         let imageTypeContains: [String]?
+        let policy: BurnedInTextAction?
+        let ocr: PixelTextSettings.Document?
     }
     struct Condition: Decodable { let tag: String; let equals: String?; let contains: String?; let startsWith: String? }
     struct Region: Decodable { let x: Int; let y: Int; let width: Int; let height: Int }
@@ -261,4 +275,5 @@ private struct ProfileDocument: Decodable {
     let safePrivate: [SafePrivate]?
     let burnedIn: BurnedIn?
     let signatures: [Signature]?
+    let capAgesOver89: Bool?
 }

@@ -268,7 +268,7 @@ public enum ProcessJob {
         result.instance = IngestedInstance(
             metadata: metadata, originals: originals,
             headerJSON: DicomJSON.encode(dataset, bulkDataLimit: 1024, skip: { $0 == .pixelData }), contentSHA256: contentHash,
-            objects: [], conflictedSOPInstanceUID: conflicted)
+            objects: [], conflictedSOPInstanceUID: conflicted, pixelText: deidentified.pixelText.map { PixelTextAuditRecord($0, sopInstanceUID: pseudoSOP) })
         return result
     }
 
@@ -369,6 +369,16 @@ extension ProcessJob {
             w.string(instance.headerJSON)
             w.string(instance.contentSHA256)
             w.string(instance.conflictedSOPInstanceUID)
+            w.optional(instance.pixelText) { w, audit in
+                for text in [audit.action, audit.outcome, audit.engine] { w.string(text) }
+                w.string(audit.unreadableReason)
+                w.int(audit.framesChecked)
+                w.int(audit.wordsRead)
+                w.array(audit.boxes) { w, box in
+                    for number in [box.frame, box.x, box.y, box.width, box.height] { w.int(number) }
+                    w.string(box.category)
+                }
+            }
         }
         w.array(result.objects) { w, object in
             w.int(Int(object.role.rawValue))
@@ -412,9 +422,19 @@ extension ProcessJob {
             let originals = OriginalIdentifiers(
                 patientID: try r.string(), patientName: try r.optionalString(), birthDate: try r.optionalString(), studyUID: try r.string(),
                 accessionNumber: try r.optionalString(), seriesUID: try r.string(), sopInstanceUID: try r.string())
+            let headerJSON = try r.string(), contentSHA256 = try r.string(), conflicted = try r.optionalString()
+            let pixelText = try r.optional { r in
+                let action = try r.string(), outcome = try r.string(), engine = try r.string(), reason = try r.optionalString()
+                return PixelTextAuditRecord(
+                    sopInstanceUID: m.sopInstanceUID, action: action, outcome: outcome, unreadableReason: reason, framesChecked: try r.int(),
+                    wordsRead: try r.int(),
+                    boxes: try r.array { r in
+                        PixelTextBoxRecord(frame: try r.int(), x: try r.int(), y: try r.int(), width: try r.int(), height: try r.int(), category: try r.string())
+                    }, engine: engine)
+            }
             return IngestedInstance(
-                metadata: m, originals: originals, headerJSON: try r.string(), contentSHA256: try r.string(), objects: [],
-                conflictedSOPInstanceUID: try r.optionalString())
+                metadata: m, originals: originals, headerJSON: headerJSON, contentSHA256: contentSHA256, objects: [],
+                conflictedSOPInstanceUID: conflicted, pixelText: pixelText)
         }
         result.objects = try r.array { r in
             guard let role = ObjectRole(rawValue: UInt8(clamping: try r.int())) else { throw WireReader.Malformed() }
@@ -427,6 +447,17 @@ extension ProcessJob {
 }
 
 // MARK: Helpers of the child
+
+extension PixelTextAuditRecord {
+    /// The catalogue's record of what OCR found and blanked (categories and boxes, never the text).
+    init(_ audit: PixelTextAudit, sopInstanceUID: String) {
+        self.init(
+            sopInstanceUID: sopInstanceUID, action: audit.action.rawValue, outcome: audit.outcome.rawValue, unreadableReason: audit.unreadableReason,
+            framesChecked: audit.framesChecked, wordsRead: audit.wordsRead,
+            boxes: audit.boxes.map { PixelTextBoxRecord(frame: $0.frame, x: $0.x, y: $0.y, width: $0.width, height: $0.height, category: $0.category.rawValue) },
+            engine: audit.engine)
+    }
+}
 
 private func nonEmpty(_ text: String?) -> String? {
     guard let text, !text.isEmpty else { return nil }

@@ -57,6 +57,7 @@ struct RoleTests {
                 #expect(try await scalar(analyst, "SELECT count(*)::int FROM imaging.instances WHERE modality = 'CT'") == 2)
                 #expect(try await scalar(analyst, "SELECT count(*)::int FROM inference.diagnoses") == 1)
                 #expect(try await scalar(analyst, "SELECT count(*)::int FROM imaging.tensors") == 0)
+                #expect(try await scalar(analyst, "SELECT count(*)::int FROM imaging.pixel_text_audit") == 0)
                 for table in ["vault.patients", "vault.studies", "vault.instances", "ingest.source_files", "clinical.diagnoses"] {
                     let state = await sqlStateOf { _ = try await scalar(analyst, "SELECT count(*)::int FROM \(unescaped: table)") }
                     #expect(state == "42501", "\(table) must be denied")
