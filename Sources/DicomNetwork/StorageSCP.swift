@@ -170,8 +170,7 @@ public final class StorageSCP: Service, Sendable {
     }
 
     public func run() async throws {
-        let removed = try intake.prepare()
-        if removed > 0 { logger.notice("removed unfinished received instances", metadata: ["count": .stringConvertible(removed)]) }
+        try FileManager.default.createDirectory(atPath: intake.folder, withIntermediateDirectories: true)
         let maximumDataLength = Int(configuration.maximumPDULength)
         let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
             + configuration.idleTimeout.components.attoseconds / 1_000_000_000)

@@ -70,6 +70,10 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
         // pipeline reports an outage.
         let intake = NetworkIntake.intake(configuration, backoff: daemon.backoff, catalog: pipeline.catalog)
         let networkMetrics = NetworkMetrics()
+        if configuration.serve || configuration.dicomPort > 0 {
+            let removed = try intake.prepare()
+            if removed > 0 { logger.notice("removed unfinished received instances", metadata: ["count": .stringConvertible(removed)]) }
+        }
         if configuration.serve {
             // After the database and the worker, before the runner and the watcher: it stops before the database.
             guard let catalog = pipeline.catalog, let store = pipeline.store else { throw ValidationError("the pipeline shares no database") }

@@ -29,6 +29,7 @@ final class RunningSCP: Sendable {
         drop = FileManager.default.temporaryDirectory.appendingPathComponent("scp-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: drop, withIntermediateDirectories: true)
         intake = DurableIntake(dropFolder: drop, minimumFreeBytes: minimumFreeBytes, isAvailable: available)
+        try intake.prepare()
         var configuration = StorageSCPConfiguration(
             host: "127.0.0.1", port: 0, aeTitle: "DICOM_ETL", allowedPeers: allowed, maximumAssociations: maximumAssociations)
         configuration.idleTimeout = idleTimeout

@@ -148,9 +148,9 @@ func storescuOption(transferSyntax: String) -> String?? {
         let port = try freeLocalPort()
         var daemon = try E2E.startDaemon(world, environment: Self.environment(port: port))
         try await Self.waitForSCP(port: port, daemon: daemon)
-        // Send the files three times over (later copies are duplicates) so the kill lands mid-association.
-        let sending = Task { try await Self.sendOverFour(port: port, files: files + files + files) }
-        try await Task.sleep(for: .milliseconds(1500))
+        // Send the files six times over (later copies are duplicates) so the kill lands mid-association.
+        let sending = Task { try await Self.sendOverFour(port: port, files: Array(repeating: files, count: 6).flatMap { $0 }) }
+        try await Task.sleep(for: .milliseconds(1000))
         kill(daemon.processIdentifier, SIGKILL)
         daemon.waitUntilExit()
         let (acknowledged, _) = try await sending.value
@@ -161,6 +161,7 @@ func storescuOption(transferSyntax: String) -> String?? {
         let ledger = try Self.ledger(world)
         print("SIGKILL mid-association: \(acknowledged) acknowledged before the kill; ledger \(ledger)")
         #expect(acknowledged > 0)
+        #expect(acknowledged < 6 * files.count, "the kill landed after the last instance")
         // Durable before acknowledged: at least every acknowledged instance is in the ledger, once, in a final state.
         #expect(ledger.final >= acknowledged)
         #expect(ledger.maxRows == 1)
