@@ -293,6 +293,55 @@ enum Corpus {
         await scp.stop()
     }
 
+    /// 32 senders that each open an association and trickle an instance's data: all are served at once, a 33rd
+    /// is rejected (local limit), the process' resident memory grows by a bounded amount (each association
+    /// buffers at most a few PDUs: the data goes to disk), and closing them leaves nothing behind.
+    @Test func thirtyTwoSlowSendersStayBounded() async throws {
+        let scp = try await RunningSCP(maximumAssociations: 32)
+        let before = Self.residentKiB()
+        let outcome: (accepted: Int, extraRejected: Bool, peakKiB: Int) = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result {
+                    var clients: [RawClient] = []
+                    defer { clients.forEach { $0.close() } }
+                    var accepted = 0
+                    for _ in 0..<32 {
+                        let client = try RawClient(port: scp.port)
+                        clients.append(client)
+                        try client.send(RawClient.associateRequest(calling: "TESTSCU"))
+                        if try client.readPDU().type == 0x02 { accepted += 1 }
+                        try client.send(RawClient.pData(contextID: 1, command: true, last: true, RawClient.storeCommand()))
+                    }
+                    let extra = try RawClient(port: scp.port)
+                    defer { extra.close() }
+                    try extra.send(RawClient.associateRequest(calling: "TESTSCU"))
+                    let extraRejected = try extra.readPDU().type == 0x03
+                    var peak = 0
+                    let fragment = [UInt8](repeating: 0x20, count: 64 * 1024)
+                    for _ in 0..<8 {
+                        for client in clients { try client.send(RawClient.pData(contextID: 1, command: false, last: false, fragment)) }
+                        Thread.sleep(forTimeInterval: 0.05)
+                        peak = max(peak, StorageSCPTests.residentKiB())
+                    }
+                    return (accepted, extraRejected, peak)
+                })
+            }
+        }
+        #expect(outcome.accepted == 32)
+        #expect(outcome.extraRejected)
+        let growth = outcome.peakKiB - before
+        print("32 slow senders: resident memory grew by \(growth) KiB (16 MiB of data in flight to disk)")
+        #expect(growth < 96 * 1024)
+        #expect(await eventually { scp.received.isEmpty }, "\(scp.received.count) files left")
+        await scp.stop()
+    }
+
+    static func residentKiB() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+
     /// Mutated PDUs and command sets, bounded in count and time: every connection ends (answered, aborted
     /// or closed), and the SCP still answers C-ECHO afterwards.
     @Test func fuzzedPDUsNeverTakeTheSCPDown() async throws {
