@@ -61,6 +61,8 @@ public final class DurableIntake: Sendable {
     public static let folderName = "network"
     /// `<drop>/network`.
     public let folder: String
+    /// The drop folder (where free space is measured).
+    public let dropFolder: String
     /// Below this many free bytes under the drop folder, instances are refused.
     public let minimumFreeBytes: UInt64
     private let isAvailable: @Sendable () -> Bool
@@ -79,17 +81,19 @@ public final class DurableIntake: Sendable {
         var root = dropFolder
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
         folder = root + "/" + Self.folderName
+        self.dropFolder = root
         self.minimumFreeBytes = minimumFreeBytes
         self.isAvailable = isAvailable
         self.recordSource = recordSource
         self.threadPool = threadPool
     }
 
-    /// Creates the folder and removes temporaries a crash left behind (never acknowledged).
+    /// Removes temporaries a crash left behind (never acknowledged). The folder itself is made by the first
+    /// instance received, so a drop folder that never receives over the network gets no extra folder.
     /// - Returns: how many temporaries were removed.
     @discardableResult
     public func prepare() throws -> Int {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        guard FileManager.default.fileExists(atPath: folder) else { return 0 }
         var removed = 0
         for name in try FileManager.default.contentsOfDirectory(atPath: folder) where name.hasPrefix(".") && name.hasSuffix(".part") {
             if unlink(folder + "/" + name) == 0 { removed += 1 }
@@ -97,12 +101,23 @@ public final class DurableIntake: Sendable {
         return removed
     }
 
+    /// Creates the temporary file (and the folder, the first time).
+    private static func create(_ temporary: String, folder: String) throws -> Int32 {
+        var fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        if fd < 0 && errno == ENOENT {
+            try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        }
+        guard fd >= 0 else { throw IntakeError.writeFailed }
+        return fd
+    }
+
     /// Nil when a new instance may be taken, else why not (outage, disk below the floor).
     public func refusal() -> IntakeError? {
         if !isAvailable() { return .unavailable }
         if minimumFreeBytes > 0 {
             var info = statvfs()
-            if statvfs(folder, &info) == 0 && UInt64(info.f_bavail) * UInt64(info.f_frsize) < minimumFreeBytes { return .diskShort }
+            if statvfs(dropFolder, &info) == 0 && UInt64(info.f_bavail) * UInt64(info.f_frsize) < minimumFreeBytes { return .diskShort }
         }
         return nil
     }
@@ -113,9 +128,9 @@ public final class DurableIntake: Sendable {
         let temporary = "\(folder)/.\(name).dcm.part"
         let header = Self.fileMetaHeader(
             sopClassUID: sopClassUID, sopInstanceUID: sopInstanceUID, transferSyntaxUID: transferSyntaxUID, sourceAETitle: sourceAETitle)
+        let folder = self.folder
         let fd = try await threadPool.runIfActive { () throws -> Int32 in
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw IntakeError.writeFailed }
+            let fd = try Self.create(temporary, folder: folder)
             do { try Self.writeAll(fd, header) } catch {
                 close(fd)
                 unlink(temporary)
@@ -131,9 +146,9 @@ public final class DurableIntake: Sendable {
     public func store(part10 bytes: ByteBuffer, source: (String) -> ReceivedSource) async throws -> String {
         let name = UUID().uuidString.lowercased()
         let temporary = "\(folder)/.\(name).dcm.part"
+        let folder = self.folder
         let fd = try await threadPool.runIfActive { () throws -> Int32 in
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw IntakeError.writeFailed }
+            let fd = try Self.create(temporary, folder: folder)
             do { try Self.writeAll(fd, bytes) } catch {
                 close(fd)
                 unlink(temporary)

@@ -170,7 +170,6 @@ public final class StorageSCP: Service, Sendable {
     }
 
     public func run() async throws {
-        try FileManager.default.createDirectory(atPath: intake.folder, withIntermediateDirectories: true)
         let maximumDataLength = Int(configuration.maximumPDULength)
         let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
             + configuration.idleTimeout.components.attoseconds / 1_000_000_000)

@@ -150,7 +150,13 @@ func storescuOption(transferSyntax: String) -> String?? {
         try await Self.waitForSCP(port: port, daemon: daemon)
         // Send the files six times over (later copies are duplicates) so the kill lands mid-association.
         let sending = Task { try await Self.sendOverFour(port: port, files: Array(repeating: files, count: 6).flatMap { $0 }) }
-        try await Task.sleep(for: .milliseconds(1000))
+        // Killed once a sixth of the instances are in (received, or already processed or quarantined).
+        let landed = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < landed {
+            let arrived = ["network", "processed/network", "quarantine/network"].map { world.files(in: $0).count }.reduce(0, +)
+            if arrived >= files.count { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         kill(daemon.processIdentifier, SIGKILL)
         daemon.waitUntilExit()
         let (acknowledged, _) = try await sending.value
