@@ -91,6 +91,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Network intake: the DICOM upper layer and C-STORE / C-ECHO on SwiftNIO, writing received instances
+        // durably into the drop folder without parsing them.
+        .target(
+            name: "DicomNetwork",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Crash isolation: long-lived child processes that run untrusted parsing, batches in, answers streamed out.
         .target(name: "Sandbox", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
@@ -113,7 +127,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -131,7 +145,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "DICOM", "Normalization", "ObjectStorage", "Catalog",
+                "DICOM", "Normalization", "ObjectStorage", "Catalog", "DicomNetwork",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -144,7 +158,7 @@ let package = Package(
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training", "Serving",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training", "Serving", "DicomNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -179,6 +193,11 @@ let package = Package(
         .testTarget(name: "ServingTests", dependencies: [
             "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
         ], exclude: ["Scripts"], swiftSettings: strict),
+        // The Storage SCP against real clients (DCMTK storescu/echoscu, pynetdicom) and a bounded fuzzer.
+        .testTarget(name: "DicomNetworkTests", dependencies: [
+            "DicomNetwork", "DICOM", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

@@ -1,6 +1,7 @@
 // The daemon's configuration: defaults, a YAML file, DICOM_ETL_* environment variables and
 // command-line flags, merged with the precedence flag > environment > file > default.
 import Catalog
+import DicomNetwork
 import Foundation
 import Logging
 import Yams
@@ -95,6 +96,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var serveTLSCertificate = ""
     /// PEM private key for native TLS.
     public var serveTLSKey = ""
+
+    /// Port of the DICOM Storage SCP (C-STORE, C-ECHO); 0 leaves it off.
+    public var dicomPort = 0
+    /// Address the Storage SCP binds to.
+    public var dicomHost = "0.0.0.0"
+    /// The Storage SCP's AE title (the called AE title senders use).
+    public var aeTitle = "DICOM_ETL"
+    /// Calling AE titles with the host each may come from (`AE@10.0.0.5`, `AE@*`); others are rejected.
+    public var dicomAllowedPeers: [AllowedPeer] = []
+    /// Associations served at once; more are rejected (transient).
+    public var dicomMaxAssociations = 32
+    /// Received instances (C-STORE, STOW-RS) are refused while free space under the drop folder is below this.
+    public var intakeMinFreeBytes: UInt64 = 1 << 30
 
     /// Database password (environment only: never the file, never a flag).
     public var databasePassword: String?
@@ -251,6 +265,24 @@ extension DaemonConfiguration {
         },
         ConfigurationKey("serve_tls_certificate") { $0.serveTLSCertificate = $1 },
         ConfigurationKey("serve_tls_key") { $0.serveTLSKey = $1 },
+        ConfigurationKey("dicom_port") { $0.dicomPort = try integer($1, "dicom_port", in: 0...65535) },
+        ConfigurationKey("dicom_host") { $0.dicomHost = try nonEmpty($1, "dicom_host") },
+        ConfigurationKey("ae_title") {
+            let title = $1.trimmingCharacters(in: .whitespaces)
+            guard AllowedPeer.parseList(title)?.count == 1, !title.contains("@"), !title.contains(",") else {
+                throw ConfigurationError(.invalidValue, key: "ae_title")
+            }
+            $0.aeTitle = title
+        },
+        ConfigurationKey("dicom_allowed_peers") {
+            guard let peers = AllowedPeer.parseList($1) else { throw ConfigurationError(.invalidValue, key: "dicom_allowed_peers") }
+            $0.dicomAllowedPeers = peers
+        },
+        ConfigurationKey("dicom_max_associations") { $0.dicomMaxAssociations = try integer($1, "dicom_max_associations", in: 1...4096) },
+        ConfigurationKey("intake_min_free_bytes") {
+            guard let bytes = UInt64($1.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError(.invalidValue, key: "intake_min_free_bytes") }
+            $0.intakeMinFreeBytes = bytes
+        },
         ConfigurationKey("database_password", secret: true) { $0.databasePassword = $1 },
         ConfigurationKey("storage_access_key_id", secret: true) { $0.storageAccessKeyID = $1 },
         ConfigurationKey("storage_secret_access_key", secret: true) { $0.storageSecretAccessKey = $1 },

@@ -76,6 +76,9 @@ public struct DaemonService: Sendable {
     /// Outage state: pauses the pipeline's workers and makes `/readyz` report not-ready.
     public let backoff: OutageBackoff
     public let logger: Logger
+    /// Services that feed the drop folder from the network (Storage SCP): started after the pipeline's own
+    /// services, stopped before them.
+    public var intakeServices: [any Service] = []
     /// Only for tests: replaces inotify (nil keeps inotify; rescans always run).
     let eventSourceOverride: (@Sendable () -> (any DirectoryEventSource)?)?
 
@@ -170,6 +173,7 @@ public struct DaemonService: Sendable {
             lanes: 2, batchSize: configuration.batchSize, metrics: metrics, backoff: backoff, logger: logger.component("pipeline"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: opsServer)]
         services += pipeline.services.map { .init(service: $0) }
+        services += intakeServices.map { .init(service: $0) }
         // The pipeline and the watcher end only at shutdown; if one ends early the group stops.
         services.append(.init(service: runner))
         services.append(.init(service: watcher))

@@ -42,6 +42,14 @@ struct DaemonOptions: ParsableArguments {
     var serveCORSOrigins: String?
     @Option(name: .customLong("serve-tls-certificate"), help: "PEM certificate chain for native TLS.") var serveTLSCertificate: String?
     @Option(name: .customLong("serve-tls-key"), help: "PEM private key for native TLS.") var serveTLSKey: String?
+    @Option(name: .customLong("dicom-port"), help: "Port of the DICOM Storage SCP (0: off).") var dicomPort: String?
+    @Option(name: .customLong("dicom-host"), help: "Address the Storage SCP binds to.") var dicomHost: String?
+    @Option(name: .customLong("ae-title"), help: "The Storage SCP's AE title.") var aeTitle: String?
+    @Option(name: .customLong("dicom-allowed-peers"), help: "Calling AE titles and their hosts (AE@host,AE2@*).")
+    var dicomAllowedPeers: String?
+    @Option(name: .customLong("dicom-max-associations"), help: "Associations served at once.") var dicomMaxAssociations: String?
+    @Option(name: .customLong("intake-min-free-bytes"), help: "Refuse received instances below this free space.")
+    var intakeMinFreeBytes: String?
 
     /// The flags given, by configuration key name.
     var flagValues: [String: String] {
@@ -55,7 +63,9 @@ struct DaemonOptions: ParsableArguments {
             ("sandbox_timeout_seconds", sandboxTimeoutSeconds), ("with_worker", withWorker.map { $0 ? "true" : "false" }),
             ("models_dir", modelsDir), ("serve", serve.map { $0 ? "true" : "false" }), ("serve_host", serveHost),
             ("serve_port", servePort), ("serve_tokens_file", serveTokensFile), ("serve_cors_origins", serveCORSOrigins),
-            ("serve_tls_certificate", serveTLSCertificate), ("serve_tls_key", serveTLSKey),
+            ("serve_tls_certificate", serveTLSCertificate), ("serve_tls_key", serveTLSKey), ("dicom_port", dicomPort),
+            ("dicom_host", dicomHost), ("ae_title", aeTitle), ("dicom_allowed_peers", dicomAllowedPeers),
+            ("dicom_max_associations", dicomMaxAssociations), ("intake_min_free_bytes", intakeMinFreeBytes),
         ]
         return Dictionary(uniqueKeysWithValues: all.compactMap { name, value in value.map { (name, $0) } })
     }

@@ -3,6 +3,7 @@
 // PipelineAssembly that builds the real pipeline; the @main registers
 // `RunCommand<TheAssembly>.self` and `SandboxWorkerCommand<TheAssembly>.self`.
 import ArgumentParser
+import DicomNetwork
 import Foundation
 import Inference
 import Ingest
@@ -64,12 +65,24 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
                 "models": .string(models.map { "\($0.metadata.name)@\($0.metadata.version)" }.joined(separator: ",")),
             ])
         }
+        var daemon = DaemonService(configuration: configuration, pipeline: pipeline, registry: registry, metrics: metrics, logger: logger)
+        // Instances received over the network (STOW-RS, C-STORE) go durably into the drop folder, refused while the
+        // pipeline reports an outage.
+        let intake = NetworkIntake.intake(configuration, backoff: daemon.backoff, catalog: pipeline.catalog)
+        let networkMetrics = NetworkMetrics()
+        if configuration.serve || configuration.dicomPort > 0 {
+            let removed = try intake.prepare()
+            if removed > 0 { logger.notice("removed unfinished received instances", metadata: ["count": .stringConvertible(removed)]) }
+        }
         if configuration.serve {
             // After the database and the worker, before the runner and the watcher: it stops before the database.
             guard let catalog = pipeline.catalog, let store = pipeline.store else { throw ValidationError("the pipeline shares no database") }
-            pipeline.services.append(try ServeCommand.server(configuration, catalog: catalog, store: store, logger: logger))
+            daemon.intakeServices.append(try ServeCommand.server(
+                configuration, catalog: catalog, store: store, logger: logger, extraRoutes: [StowRoutes(intake: intake, metrics: networkMetrics)]))
         }
-        let daemon = DaemonService(configuration: configuration, pipeline: pipeline, registry: registry, metrics: metrics, logger: logger)
+        if configuration.dicomPort > 0 {
+            daemon.intakeServices.append(NetworkIntake.storageSCP(configuration, intake: intake, metrics: networkMetrics, logger: logger))
+        }
         do {
             try await daemon.run()
         } catch {

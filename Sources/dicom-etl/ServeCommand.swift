@@ -62,7 +62,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// The archive server of a configuration, with its tokens loaded (a missing or malformed file stops the start).
-    static func server(_ configuration: DaemonConfiguration, catalog: Catalog, store: any ObjectStore, logger: Logger) throws -> ArchiveServer {
+    static func server(
+        _ configuration: DaemonConfiguration, catalog: Catalog, store: any ObjectStore, logger: Logger, extraRoutes: [any ServerRoutes] = []
+    ) throws -> ArchiveServer {
         let tokens = try AccessTokens(contentsOfFile: configuration.effectiveServeTokensFile)
         let serving = ServingConfiguration(
             host: configuration.serveHost, port: configuration.servePort, corsOrigins: configuration.serveCORSOrigins,
@@ -72,7 +74,9 @@ struct ServeCommand: AsyncParsableCommand {
             "host": .string(serving.host), "port": .stringConvertible(serving.port), "tokens": .stringConvertible(tokens.count),
             "tls": .stringConvertible(serving.tlsCertificateFile != nil),
         ])
-        return try ArchiveServer(configuration: serving, tokens: tokens, services: ArchiveServices(catalog: catalog, store: store, logger: logger))
+        return try ArchiveServer(
+            configuration: serving, tokens: tokens, services: ArchiveServices(catalog: catalog, store: store, logger: logger),
+            routes: ArchiveServer.standardRoutes + extraRoutes)
     }
 }
 

@@ -86,7 +86,9 @@ import Testing
             "log_format": "text", "sandbox_workers": "3", "sandbox_timeout_seconds": "5",
             "with_worker": "true", "models_dir": "/m", "serve": "on", "serve_host": "0.0.0.0", "serve_port": "8443",
             "serve_tokens_file": "/t", "serve_cors_origins": "https://viewer.example.org, https://ohif.example.org",
-            "serve_tls_certificate": "/c.pem", "serve_tls_key": "/k.pem",
+            "serve_tls_certificate": "/c.pem", "serve_tls_key": "/k.pem", "dicom_port": "11112", "dicom_host": "127.0.0.1",
+            "ae_title": "ETL_SCP", "dicom_allowed_peers": "PACS@10.0.0.5, MODALITY", "dicom_max_associations": "8",
+            "intake_min_free_bytes": "1000",
             "database_password": "pw", "storage_access_key_id": "AK", "storage_secret_access_key": "SK",
         ]
         #expect(Set(samples.keys) == Set(DaemonConfiguration.keys.map(\.name)))

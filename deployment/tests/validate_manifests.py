@@ -233,7 +233,9 @@ class KubernetesManifests(unittest.TestCase):
                 if command in ("run", "worker"):
                     self.assertEqual(container["readinessProbe"]["httpGet"]["path"], "/readyz")
                     self.assertEqual(container["livenessProbe"]["httpGet"]["path"], "/healthz")
-                    self.assertEqual([str(p["containerPort"]) for p in container["ports"]], [port])
+                    # The daemon also exposes its Storage SCP, on the port the env ConfigMap gives it.
+                    dicom = environment["data"].get("DICOM_ETL_DICOM_PORT") if command == "run" else None
+                    self.assertEqual([str(p["containerPort"]) for p in container["ports"]], [port] + ([dicom] if dicom else []))
         self.assertEqual(port, ops_port)
 
 
