@@ -89,6 +89,7 @@ fi
 find "$work/in/plain" -type f | sort >"$work/plain.list"
 find "$work/in/compressed" -type f | sort >"$work/compressed.list"
 head -c 48 /dev/urandom >"$work/key"
+chmod 600 "$work/key"  # a key file must be owner-only
 echo "plain: $n_plain files from $src_plain sources, $(( bytes_plain / n_plain / 1000 )) kB/file;" \
   "compressed: $n_comp files from $src_comp sources, $(( bytes_comp / n_comp / 1000 )) kB/file;" \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -24,6 +24,7 @@ psql_ "$DICOM_ETL_TEST_DATABASE_URL" "CREATE DATABASE serve_bench"
 read -r n sources bytes < <("$py" bench/ingest/make_workload.py "$corpus" plain "$files" "$work/in")
 mkdir -p "$work/drop" "$work/var"
 head -c 48 /dev/urandom >"$work/key"
+chmod 600 "$work/key"  # a key file must be owner-only
 "$bin" token --role analyst --name bench --tokens-file "$work/tokens" >"$work/analyst.token"
 port=$(free_port)
 "$bin" run --serve --serve-port "$port" --serve-tokens-file "$work/tokens" --drop-folder "$work/drop" --data-dir "$work/var" \
