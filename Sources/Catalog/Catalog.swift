@@ -16,6 +16,16 @@ public struct Catalog: Sendable {
         self.logger = logger
     }
 
+    /// A catalogue over a new client for `configuration` whose `run()` has already begun (so it precedes the first
+    /// query's lease of a connection). Cancel `clientTask` to stop the client.
+    public static func started(
+        _ configuration: DatabaseConfiguration, logger: Logger = Logger(label: "dicom-etl.catalog")
+    ) throws -> (catalog: Catalog, clientTask: Task<Void, Never>) {
+        let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: logger)
+        let clientTask = Task.immediate { await client.run() }
+        return (Catalog(client: client, logger: logger), clientTask)
+    }
+
     /// Creates a client for `configuration`, runs it for the duration of `body` and shuts it down afterwards.
     public static func withRunningClient<Result: Sendable>(
         _ configuration: DatabaseConfiguration,

@@ -43,6 +43,22 @@ public struct JobQueue: Sendable {
         self.logger = logger
     }
 
+    /// The series' instances (by instance number) that have a tensor of `recipe`, each with its tensor's key: what a
+    /// worker feeds a model whose input recipe is `recipe` (a series several routes take has one tensor per recipe).
+    public func instanceTensors(
+        seriesUID: String, recipe: String, logger: Logger? = nil
+    ) async throws -> [(sopInstanceUID: String, tensorKey: String)] {
+        let rows = try await client.query("""
+            SELECT i.sop_instance_uid, t.tensor_key FROM imaging.instances i
+            JOIN imaging.tensors t ON t.sop_instance_uid = i.sop_instance_uid AND t.recipe = \(recipe)
+            WHERE i.series_uid = \(seriesUID)
+            ORDER BY i.instance_number NULLS LAST, i.sop_instance_uid
+            """, logger: logger ?? self.logger)
+        var entries: [(sopInstanceUID: String, tensorKey: String)] = []
+        for try await row in rows.decode((String, String).self) { entries.append(row) }
+        return entries
+    }
+
     /// Leases up to `limit` runnable jobs: queued jobs whose time has come and running jobs whose lease expired.
     /// Jobs whose lease expired on their last attempt are marked dead instead.
     /// - Parameters:

@@ -5,7 +5,6 @@ import Catalog
 import Crypto
 import Foundation
 import ObjectStorage
-import PostgresNIO
 
 /// Why a registered version could not be loaded.
 public struct RegisteredModelError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -44,9 +43,9 @@ public actor RegisteredModels {
     }
 
     /// The registered version `model`, from the cache or the store.
-    public func model(_ model: ModelRef, client: PostgresClient) async throws -> InferenceModel {
+    public func model(_ model: ModelRef, catalog: Catalog) async throws -> InferenceModel {
         if let m = loaded[model] { return m }
-        let registered = try await Catalog(client: client).withTransaction { try await $0.registeredModel(model) }
+        let registered = try await catalog.withTransaction { try await $0.registeredModel(model) }
         guard let registered else { throw RegisteredModelError(.notRegistered) }
         let weights: Data, metadata: Data
         do {
@@ -66,13 +65,13 @@ public actor RegisteredModels {
 
     /// The plan for a worker started with `base`: the serving row of its model when there is one (the served
     /// version, `base` itself when it is that version, and the shadow), else `base` alone.
-    public func plan(for base: InferenceModel, client: PostgresClient) async throws -> ServingPlan {
+    public func plan(for base: InferenceModel, catalog: Catalog) async throws -> ServingPlan {
         let name = base.metadata.name
-        guard let serving = try await Catalog(client: client).withTransaction({ try await $0.serving(name) }) else {
+        guard let serving = try await catalog.withTransaction({ try await $0.serving(name) }) else {
             return ServingPlan(served: base, shadow: nil, fromServingRow: false)
         }
         func resolve(_ version: String) async throws -> InferenceModel {
-            version == base.metadata.version ? base : try await model(ModelRef(name: name, version: version), client: client)
+            version == base.metadata.version ? base : try await model(ModelRef(name: name, version: version), catalog: catalog)
         }
         let served = try await resolve(serving.servedVersion)
         var shadow: InferenceModel?

@@ -9,7 +9,6 @@ import Foundation
 import Logging
 import Metrics
 import ObjectStorage
-import PostgresNIO
 import ServiceLifecycle
 
 /// Settings of an `InferenceWorker`.
@@ -127,7 +126,7 @@ public struct InferenceWorker: Service, Sendable {
     /// - Returns: the number of jobs claimed (0 when none was runnable).
     @discardableResult
     public func processAvailable() async throws -> Int {
-        let plan = try await registered.plan(for: model, client: queue.client)
+        let plan = try await registered.plan(for: model, catalog: Catalog(client: queue.client))
         let limit = configuration.batchSize
         let clock = ContinuousClock()
         var loaded: [LoadedJob] = []
@@ -189,14 +188,7 @@ public struct InferenceWorker: Service, Sendable {
     /// Reads the job's instances (by instance number) and their tensors of `recipe`, each of `shape`.
     func load(_ job: ClaimedJob, recipe: String, shape: [Int]) async throws -> LoadedJob {
         // The tensor of this model's input recipe: a series several routes take has one per recipe.
-        let rows = try await queue.client.query("""
-            SELECT i.sop_instance_uid, t.tensor_key FROM imaging.instances i
-            JOIN imaging.tensors t ON t.sop_instance_uid = i.sop_instance_uid AND t.recipe = \(recipe)
-            WHERE i.series_uid = \(job.seriesUID)
-            ORDER BY i.instance_number NULLS LAST, i.sop_instance_uid
-            """, logger: logger)
-        var entries: [(String, String)] = []
-        for try await row in rows.decode((String, String).self) { entries.append(row) }
+        let entries = try await queue.instanceTensors(seriesUID: job.seriesUID, recipe: recipe, logger: logger)
         guard !entries.isEmpty else { throw InferenceWorkerError(.noTensors) }
         var tensors = [Float]()
         tensors.reserveCapacity(entries.count * shape.reduce(1, *))

@@ -6,7 +6,6 @@ import Crypto
 import Foundation
 import Logging
 import ObjectStorage
-import PostgresNIO
 import Sandbox
 import ServiceLifecycle
 
@@ -53,10 +52,8 @@ public enum IngestPipeline: PipelineAssembly {
             if let password = configuration.databasePassword { environment["DICOM_ETL_DATABASE_PASSWORD"] = password }
             database = try DatabaseConfiguration.parse(configuration.databaseURL, environment: environment)
         }
-        let client = PostgresClient(configuration: try database.clientConfiguration(), backgroundLogger: logger)
-        // Started immediately: `run()` has begun before the first query leases a connection.
-        let clientTask = Task.immediate { await client.run() }
-        let catalog = Catalog(client: client, logger: logger)
+        // Started immediately: the client's `run()` has begun before the first query leases a connection.
+        let (catalog, clientTask) = try Catalog.started(database, logger: logger)
         do {
             try await retryingUntilReachable(logger: logger) { try await catalog.migrate() }
         } catch {

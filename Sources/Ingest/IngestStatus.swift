@@ -3,7 +3,6 @@
 // by what the operator typed.
 import Catalog
 import Foundation
-import PostgresNIO
 
 /// A snapshot of the ingest state.
 public struct IngestStatus: Sendable {
@@ -22,33 +21,10 @@ public struct IngestStatus: Sendable {
 
     /// Reads the snapshot.
     public static func read(catalog: Catalog, dropFolder: String?, lastErrorCount: Int = 10) async throws -> IngestStatus {
-        let client = catalog.client
-        var ledger: [String: Int] = [:]
-        for try await (state, count) in try await client.query("SELECT state, count(*)::int8 FROM ingest.source_files GROUP BY state").decode((String, Int64).self) {
-            ledger[state] = Int(count)
-        }
-        var inFlight = 0
-        for try await count in try await client.query(
-            "SELECT count(*)::int8 FROM ingest.source_files WHERE state = 'processing' AND lease_until > now()").decode(Int64.self)
-        { inFlight = Int(count) }
-        var reasons: [String: Int] = [:]
-        for try await (reason, count) in try await client.query("""
-            SELECT COALESCE(error_reason, 'unknown'), count(*)::int8 FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1
-            """).decode((String, Int64).self)
-        { reasons[reason] = Int(count) }
-        var jobs: [String: Int] = [:]
-        for try await (state, count) in try await client.query("SELECT state, count(*)::int8 FROM inference.jobs GROUP BY state").decode((String, Int64).self) {
-            jobs[state] = Int(count)
-        }
-        var errors: [(Date, String, String)] = []
-        for try await (at, stage, detail) in try await client.query("""
-            SELECT at, stage, COALESCE(detail, '') FROM ingest.stage_events
-            WHERE to_state IN ('quarantined', 'failed') ORDER BY at DESC, id DESC LIMIT \(lastErrorCount)
-            """).decode((Date, String, String).self)
-        { errors.append((at, stage, detail)) }
+        let counts = try await catalog.ingestCounts(lastErrorCount: lastErrorCount)
         return IngestStatus(
-            backlog: dropFolder.map(Self.countBacklog) ?? 0, inFlight: inFlight, ledger: ledger, quarantinedByReason: reasons, jobs: jobs,
-            lastErrors: errors.map { (at: $0.0, stage: $0.1, reason: $0.2) })
+            backlog: dropFolder.map(Self.countBacklog) ?? 0, inFlight: counts.inFlight, ledger: counts.ledger,
+            quarantinedByReason: counts.quarantinedByReason, jobs: counts.jobs, lastErrors: counts.lastErrors)
     }
 
     /// Regular files under the drop folder, outside processed/ and quarantine/, not temporary names.
@@ -88,27 +64,17 @@ public struct IngestStatus: Sendable {
     /// The ledger rows of files whose name (last path component) is `name`, each with its stage
     /// transitions, as printable text. Paths are not printed.
     public static func fileReport(catalog: Catalog, name: String) async throws -> String {
-        let client = catalog.client
-        let suffix = "/" + name
-        var rows: [(Int64, String, Int, String?, Int64, String, Date)] = []
-        for try await row in try await client.query("""
-            SELECT id, state, attempts, error_reason, size, sha256, created_at FROM ingest.source_files
-            WHERE right(path, \(suffix.count)::int4) = \(suffix) OR path = \(name) ORDER BY id
-            """).decode((Int64, String, Int, String?, Int64, String, Date).self)
-        { rows.append(row) }
+        let rows = try await catalog.ledgerHistory(fileName: name)
         guard !rows.isEmpty else { return "no ledger row for a file of that name" }
         let formatter = ISO8601DateFormatter()
         var lines: [String] = []
-        for (id, state, attempts, reason, size, sha, created) in rows {
-            lines.append("file #\(id): state=\(state) attempts=\(attempts) size=\(size) sha256=\(sha) first seen \(formatter.string(from: created))"
-                + (reason.map { " reason=\($0)" } ?? ""))
-            for try await (at, stage, from, to, detail) in try await client.query("""
-                SELECT at, stage, from_state, to_state, detail FROM ingest.stage_events WHERE source_file_id = \(id) ORDER BY at, id
-                """).decode((Date, String, String?, String?, String?).self)
-            {
-                var line = "  \(formatter.string(from: at))  \(stage)"
-                if from != nil || to != nil { line += "  \(from ?? "-") -> \(to ?? "-")" }
-                if let detail { line += "  \(detail)" }
+        for row in rows {
+            lines.append("file #\(row.id): state=\(row.state) attempts=\(row.attempts) size=\(row.size) sha256=\(row.sha256) first seen \(formatter.string(from: row.createdAt))"
+                + (row.errorReason.map { " reason=\($0)" } ?? ""))
+            for event in row.events {
+                var line = "  \(formatter.string(from: event.at))  \(event.stage)"
+                if event.fromState != nil || event.toState != nil { line += "  \(event.fromState ?? "-") -> \(event.toState ?? "-")" }
+                if let detail = event.detail { line += "  \(detail)" }
                 lines.append(line)
             }
         }
