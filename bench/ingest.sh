@@ -88,7 +88,7 @@ if [ "$BACKLOG_FILES" -gt 0 ]; then
 fi
 find "$work/in/plain" -type f | sort >"$work/plain.list"
 find "$work/in/compressed" -type f | sort >"$work/compressed.list"
-head -c 48 /dev/urandom >"$work/key"
+head -c 48 /dev/urandom >"$work/key"; chmod 600 "$work/key"   # the daemon refuses a key others may read
 echo "plain: $n_plain files from $src_plain sources, $(( bytes_plain / n_plain / 1000 )) kB/file;" \
   "compressed: $n_comp files from $src_comp sources, $(( bytes_comp / n_comp / 1000 )) kB/file;" \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
