@@ -469,6 +469,11 @@ if want network; then
     echo "             $key: durable in the intake → catalogued p50 ${p50} ms, p99 ${p99} ms; ledger: $(tr '\n' ' ' <"$work/$key.states");" \
       "quarantined by reason: $(tr '\n' ' ' <"$work/$key.quarantine")"
     echo "             $key /metrics (last run): $(grep -E '^dicom_etl_network_(instances|associations)_total' "$work/$key.metrics" | tr '\n' ' ')"
+    awk '/^dicom_etl_network_durable_seconds_sum/ {s = $2} /^dicom_etl_network_durable_seconds_count/ {n = $2}
+      END {if (n > 0) printf "             mean last byte → durable (fsync, ledger row, rename): %.1f ms per instance (last run)\n", 1000 * s / n}' "$work/$key.metrics"
+    awk '{printf "%.4f %.4f %.4f\n", 1000 * ($1 + $2) / $4 / $3, 1000 * $1 / $4 / $3, 1000 * $2 / $4 / $3}' "$work/$key.cpu" | sort -g |
+      awk '{t[NR] = $1; d[NR] = $2; g[NR] = $3} END { m = int((NR + 1) / 2);
+        printf "             CPU per file: daemon + sandbox %.2f ms, PostgreSQL %.2f ms, total %.2f ms (median run)\n", d[m], g[m], t[m] }'
   done
   echo "             HTTP statuses (all runs): STOW-RS $(tr '\n' ' ' <"$work/net-stow.statuses"); Orthanc REST $(tr '\n' ' ' <"$work/orthanc-rest.statuses")"
 fi
