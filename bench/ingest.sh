@@ -17,11 +17,25 @@
 # helpers and every PostgreSQL process over the run, divided by the files. Idle latency: one file at a time
 # renamed into an idle daemon's drop folder, until it is moved out (catalogued and disposed of).
 #
+# Network ingress (the plain files, sent to a daemon whose drop folder stays empty, and to Orthanc):
+#   storescu    DCMTK storescu ×4 processes, each one association carrying a quarter of the files (+sd on a folder
+#               of hard links; -R, calling AE STORESCU, TCP_NODELAY=1) → `dicom-etl run --dicom-port` (its Storage
+#               SCP, STORESCU@127.0.0.1 allowed) vs → Orthanc's DICOM port (DicomCheckCalledAet false,
+#               DicomAlwaysAllowStore, TCP_NODELAY=1 in its environment too)
+#   STOW-RS     4 client processes (bench/ingest/http_upload.py, one keep-alive connection each), one file per
+#               request (multipart/related; type="application/dicom", one part) → `dicom-etl run --serve` (an
+#               uploader token) vs Orthanc's REST POST /instances, one file per request from the same client
+# For dicom-etl the clock runs from the clients' start to the last file settled in the ledger, and to the last
+# Success response any client got (acknowledged: durable in the network intake, not yet catalogued); for Orthanc
+# to the last response. For storescu "the last response" is the last process's exit (after its A-RELEASE), for
+# both servers; the HTTP clients time their last successful response.
+#
 #   bench/ingest.sh        env: DICOM_ETL_CORPUS (default ../shared/data/dicom), PLAIN_FILES=3000,
 #                          COMPRESSED_FILES=300, BACKLOG_FILES=100000 (0 skips that run), RUNS=3 (median of runs),
 #                          LATENCY_FILES=21, STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), CONCURRENCY (the
-#                          daemon's concurrency; default: its own default, one per core), DICOM_ETL_BIN, KEEP=1 keeps
-#                          the temp dir
+#                          daemon's concurrency; default: its own default, one per core), DICOM_ETL_BIN,
+#                          DECODE_BENCH_BIN (default: built), ONLY=plain,compressed,latency,backlog,network (a
+#                          comma-separated subset of the sections; default all), KEEP=1 keeps the temp dir
 # Needs root or the postgres user for PostgreSQL; installs Debian `orthanc` when missing (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,9 +62,17 @@ if [ ! -f "$VENV/.installed" ] || [ bench/requirements-ingest.txt -nt "$VENV/.in
   touch "$VENV/.installed"
 fi
 py="$VENV/bin/python"
+ONLY=${ONLY:-plain,compressed,latency,backlog,network}
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
 [ -x "$BIN" ] || swift build -c release --product dicom-etl >/dev/null
-swift build -c release --product decode-bench >/dev/null
-decode_bench="$(swift build -c release --show-bin-path)/decode-bench"
+decode_bench=${DECODE_BENCH_BIN:-}
+if [ -z "$decode_bench" ] && { want plain || want compressed; }; then
+  swift build -c release --product decode-bench >/dev/null
+  decode_bench="$(swift build -c release --show-bin-path)/decode-bench"
+fi
+if want network; then
+  command -v storescu >/dev/null || { echo "DCMTK storescu missing (Debian dcmtk)" >&2; exit 1; }
+fi
 
 work=$(mktemp -d /tmp/ingest-bench.XXXXXX)
 chmod 755 "$work"
@@ -81,17 +103,20 @@ url() { echo "postgres://postgres@127.0.0.1:$pg_port/$1?sslmode=disable"; }
 # --- workloads --------------------------------------------------------------------------------------------
 echo "generating workloads from $CORPUS ..."
 read -r n_plain src_plain bytes_plain < <("$py" bench/ingest/make_workload.py "$CORPUS" plain "$PLAIN_FILES" "$work/in/plain")
-read -r n_comp src_comp bytes_comp < <("$py" bench/ingest/make_workload.py "$CORPUS" compressed "$COMPRESSED_FILES" "$work/in/compressed")
-if [ "$BACKLOG_FILES" -gt 0 ]; then
+n_comp=0 src_comp=0 bytes_comp=0
+if want compressed; then
+  read -r n_comp src_comp bytes_comp < <("$py" bench/ingest/make_workload.py "$CORPUS" compressed "$COMPRESSED_FILES" "$work/in/compressed")
+fi
+mkdir -p "$work/in/compressed"
+if [ "$BACKLOG_FILES" -gt 0 ] && want backlog; then
   read -r n_back _ bytes_back < <("$py" bench/ingest/make_workload.py "$CORPUS" backlog "$BACKLOG_FILES" "$work/in/backlog")
   echo "backlog: $n_back files, $(( bytes_back / n_back / 1000 )) kB/file"
 fi
 find "$work/in/plain" -type f | sort >"$work/plain.list"
 find "$work/in/compressed" -type f | sort >"$work/compressed.list"
-head -c 48 /dev/urandom >"$work/key"
-chmod 600 "$work/key"  # a key file must be owner-only
+head -c 48 /dev/urandom >"$work/key"; chmod 600 "$work/key"   # the daemon refuses a key others may read
 echo "plain: $n_plain files from $src_plain sources, $(( bytes_plain / n_plain / 1000 )) kB/file;" \
-  "compressed: $n_comp files from $src_comp sources, $(( bytes_comp / n_comp / 1000 )) kB/file;" \
+  "compressed: $n_comp files from $src_comp sources, $(( bytes_comp / (n_comp > 0 ? n_comp : 1) / 1000 )) kB/file;" \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -116,39 +141,37 @@ memory_of() {  # pid field → kB
   echo "$total"
 }
 
-# dicom-etl run over the files of the given folders: fills rate/mbs/okfail[$label], writes $work/$label.*
-run_daemon() {  # label folder...
+# dicom-etl run on an empty drop folder, with extra flags: sets daemon_pid, d_db, d_drop, d_data, d_ops
+daemon_start() {  # label flag...
   local label=$1; shift
-  local db="bench_${label//[^a-z0-9]/_}" drop="$work/drop-$label" data="$work/data-$label" ops_port files bytes
-  files=$(find "$@" -type f | wc -l)
-  bytes=$(find "$@" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
-  new_database "$db"
-  rm -rf "$drop" "$data"; mkdir -p "$drop" "$data"
-  ops_port=$(free_port)
-  "$BIN" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
+  d_db="bench_${label//[^a-z0-9]/_}"; d_drop="$work/drop-$label"; d_data="$work/data-$label"
+  new_database "$d_db"
+  rm -rf "$d_drop" "$d_data"; mkdir -p "$d_drop" "$d_data"
+  d_ops=$(free_port)
+  "$BIN" run --drop-folder "$d_drop" --data-dir "$d_data" --database-url "$(url "$d_db")" --key-file "$work/key" \
     --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" \
-    --stable-file-seconds "$STABLE_SECONDS" --ops-port "$ops_port" --log-level warning ${CONCURRENCY:+--concurrency "$CONCURRENCY"} \
-    >"$work/$label.log" 2>&1 &
+    --stable-file-seconds "$STABLE_SECONDS" --ops-port "$d_ops" --log-level warning ${CONCURRENCY:+--concurrency "$CONCURRENCY"} \
+    "$@" >"$work/$label.log" 2>&1 &
   daemon_pid=$!
-  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fs "http://127.0.0.1:$ops_port/readyz" >/dev/null || { echo "daemon not ready"; tail "$work/$label.log"; exit 1; }
-  local start settled=0 last=0 still=0 peak=0 m cpu_daemon cpu_pg
-  cpu_daemon=$(cpu_ticks "$daemon_pid"); cpu_pg=$(cpu_ticks "$(postmaster_pid)")
-  start=$(date +%s.%N)
-  for folder in "$@"; do find "$folder" -type f -print0 | xargs -0 cp -t "$drop"; done &
-  local copier=$!
+  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$d_ops/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fs "http://127.0.0.1:$d_ops/readyz" >/dev/null || { echo "daemon not ready"; tail "$work/$label.log"; exit 1; }
+  d_cpu_daemon=$(cpu_ticks "$daemon_pid"); d_cpu_pg=$(cpu_ticks "$(postmaster_pid)")
+}
+
+# Waits until FILES files are settled in the ledger (or none settles for 60 s), records CPU, memory, metrics,
+# states, latency, stops the daemon; sets d_end (epoch of the last file settled) and d_catalogued.
+daemon_settle() {  # label files
+  local label=$1 files=$2 settled=0 last=0 still=0 peak=0 m
   while [ "$settled" -lt "$files" ]; do
     sleep 0.25
-    settled=$(psql_ -d "$db" -c "SELECT count(*) FROM ingest.source_files WHERE state IN ('catalogued','quarantined','duplicate')")
+    settled=$(psql_ -d "$d_db" -c "SELECT count(*) FROM ingest.source_files WHERE state IN ('catalogued','quarantined','duplicate')")
     m=$(memory_of "$daemon_pid" VmRSS); [ "$m" -gt "$peak" ] && peak=$m
     if [ "$settled" = "$last" ]; then still=$((still + 1)); else still=0; last=$settled; fi
     [ "$still" -gt 240 ] && { echo "  $label: stalled at $settled of $files files"; break; }
   done
-  wait "$copier"
-  echo "$(( $(cpu_ticks "$daemon_pid") - cpu_daemon )) $(( $(cpu_ticks "$(postmaster_pid)") - cpu_pg )) $files $(getconf CLK_TCK)" >>"$work/$label.cpu"
-  local end
-  end=$(psql_ -d "$db" -c "SELECT extract(epoch FROM max(updated_at)) FROM ingest.source_files")
-  curl -fs "http://127.0.0.1:$ops_port/metrics" >"$work/$label.metrics" || true
+  echo "$(( $(cpu_ticks "$daemon_pid") - d_cpu_daemon )) $(( $(cpu_ticks "$(postmaster_pid)") - d_cpu_pg )) $files $(getconf CLK_TCK)" >>"$work/$label.cpu"
+  d_end=$(psql_ -d "$d_db" -c "SELECT extract(epoch FROM max(updated_at)) FROM ingest.source_files")
+  curl -fs "http://127.0.0.1:$d_ops/metrics" >"$work/$label.metrics" || true
   {
     echo "daemon_rss_kb $(awk '$1 == "VmRSS:" {print $2}' "/proc/$daemon_pid/status")"
     echo "daemon_hwm_kb $(awk '$1 == "VmHWM:" {print $2}' "/proc/$daemon_pid/status")"
@@ -158,16 +181,29 @@ run_daemon() {  # label folder...
     echo "sampled_peak_total_rss_kb $peak"
   } >"$work/$label.memory"
   kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
-  psql_ -d "$db" -F' ' -c "SELECT state, count(*) FROM ingest.source_files GROUP BY 1 ORDER BY 1" >"$work/$label.states"
-  psql_ -d "$db" -F' ' -c "SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - mtime))::numeric),
+  psql_ -d "$d_db" -F' ' -c "SELECT state, count(*) FROM ingest.source_files GROUP BY 1 ORDER BY 1" >"$work/$label.states"
+  psql_ -d "$d_db" -F' ' -c "SELECT round(1000 * percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - mtime))::numeric),
       round(1000 * percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - mtime))::numeric)
     FROM ingest.source_files WHERE state = 'catalogued'" >"$work/$label.latency"
-  psql_ -d "$db" -F' ' -c "SELECT reason, count(*) FROM ingest.quarantine GROUP BY 1 ORDER BY 2 DESC" >"$work/$label.quarantine"
-  local seconds catalogued
-  seconds=$(awk -v s="$start" -v e="$end" 'BEGIN {printf "%.3f", e - s}')
-  catalogued=$(awk '$1 == "catalogued" {print $2}' "$work/$label.states")
-  echo "$files $bytes $seconds ${catalogued:-0}" >>"$work/$label.runs"
-  rm -rf "$drop" "$data"
+  psql_ -d "$d_db" -F' ' -c "SELECT reason, count(*) FROM ingest.quarantine GROUP BY 1 ORDER BY 2 DESC" >"$work/$label.quarantine"
+  d_catalogued=$(awk '$1 == "catalogued" {print $2}' "$work/$label.states")
+  d_catalogued=${d_catalogued:-0}
+  rm -rf "$d_drop" "$d_data"
+}
+
+# dicom-etl run over the files of the given folders copied into its drop folder: appends to $work/$label.runs
+run_daemon() {  # label folder...
+  local label=$1; shift
+  local files bytes start
+  files=$(find "$@" -type f | wc -l)
+  bytes=$(find "$@" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+  daemon_start "$label"
+  start=$(date +%s.%N)
+  for folder in "$@"; do find "$folder" -type f -print0 | xargs -0 cp -t "$d_drop"; done &
+  local copier=$!
+  daemon_settle "$label" "$files"
+  wait "$copier"
+  echo "$files $bytes $(awk -v s="$start" -v e="$d_end" 'BEGIN {printf "%.3f", e - s}') $d_catalogued" >>"$work/$label.runs"
 }
 
 # One line per run: FILES BYTES SECONDS OK → median files/s, MB/s
@@ -177,21 +213,32 @@ summarise() {  # key runs-file
   okfail[$1]=$(tail -1 "$2" | awk '{print $4 "/" $1 - $4}')
 }
 
-run_orthanc() {  # label list
-  local port dir=$work/orthanc-$1 ok failed seconds bytes files
-  port=$(free_port); rm -rf "$dir"; mkdir -p "$dir/storage"
-  cat >"$dir/orthanc.json" <<EOF
-{ "Name": "bench", "StorageDirectory": "$dir/storage", "IndexDirectory": "$dir/storage", "HttpPort": $port,
-  "DicomServerEnabled": false, "RemoteAccessAllowed": false, "AuthenticationEnabled": false, "Plugins": [] }
+# Orthanc on a fresh storage folder, REST on o_port and DICOM (AE ORTHANC, any calling AE may store) on o_dicom.
+orthanc_start() {  # dir
+  o_dir=$1; o_port=$(free_port); o_dicom=$(free_port)
+  rm -rf "$o_dir"; mkdir -p "$o_dir/storage"
+  cat >"$o_dir/orthanc.json" <<EOF
+{ "Name": "bench", "StorageDirectory": "$o_dir/storage", "IndexDirectory": "$o_dir/storage", "HttpPort": $o_port,
+  "DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": $o_dicom, "DicomCheckCalledAet": false,
+  "DicomAlwaysAllowStore": true, "DicomCheckModalityHost": false, "DicomModalities": {},
+  "RemoteAccessAllowed": false, "AuthenticationEnabled": false, "Plugins": [] }
 EOF
-  Orthanc "$dir/orthanc.json" >"$dir/log" 2>&1 &
+  TCP_NODELAY=1 Orthanc "$o_dir/orthanc.json" >"$o_dir/log" 2>&1 &
   orthanc_pid=$!
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/system" >/dev/null 2>&1 && break; sleep 0.1; done
-  read -r ok failed seconds < <("$py" bench/ingest/orthanc_upload.py "$2" "$port" 4)
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$o_port/system" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+orthanc_stop() {
   kill "$orthanc_pid"; wait "$orthanc_pid" 2>/dev/null || true; orthanc_pid=""
+  rm -rf "$o_dir"
+}
+
+run_orthanc() {  # label list
+  local ok failed seconds bytes files
+  orthanc_start "$work/orthanc-$1"
+  read -r ok failed seconds < <("$py" bench/ingest/orthanc_upload.py "$2" "$o_port" 4)
+  orthanc_stop
   files=$(wc -l <"$2"); bytes=$(xargs -a "$2" -d '\n' stat -c %s | awk '{s += $1} END {print s}')
   echo "$files $bytes $seconds $ok" >>"$work/orthanc-$1.runs"
-  rm -rf "$dir"
 }
 
 run_python() {  # label list
@@ -268,7 +315,83 @@ run_backlog() {
   awk -v s="$started" -v f="$first" -v e="$end" -v n="$files" 'BEGIN {printf "%.1f %.1f %.1f\n", f - s, n / (e - f), e - s}' >"$work/backlog.result"
 }
 
+# --- network ingress: the plain files over DICOM (storescu) and HTTP (STOW-RS / Orthanc REST) -------------------
+span() { awk -v s="$1" -v e="$2" 'BEGIN {printf "%.3f", e - s}'; }
+
+# storescu ×4 in the background, each one association over the files of $work/lanes/N; scu_collect waits for them
+# and sets s_ok (Success responses) and s_end (epoch of the last process's exit).
+scu_launch() {  # port called-AE tag
+  local lane
+  scu_pids=()
+  for lane in 0 1 2 3; do
+    ( status=0
+      TCP_NODELAY=1 storescu -v -R -aet STORESCU -aec "$2" +sd 127.0.0.1 "$1" "$work/lanes/$lane" >"$work/$3-scu-$lane.log" 2>&1 || status=$?
+      echo "$status $(date +%s.%N)" >"$work/$3-scu-$lane.end" ) &
+    scu_pids+=($!)
+  done
+}
+scu_collect() {  # tag
+  wait "${scu_pids[@]}"
+  s_ok=$(cat "$work/$1"-scu-?.log | grep -c 'Received Store Response (Success)' || true)
+  s_end=$(awk '{print $2}' "$work/$1"-scu-?.end | sort -g | tail -1)
+  awk -v t="$1" '$1 != 0 {printf "  %s: a storescu exited with status %s\n", t, $1}' "$work/$1"-scu-?.end
+}
+scu_ready() {  # port called-AE
+  for _ in $(seq 1 100); do echoscu -aet STORESCU -aec "$2" 127.0.0.1 "$1" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "  no C-ECHO answer from $2 on port $1"
+}
+
+run_net_scu() {
+  local port start
+  port=$(free_port)
+  daemon_start net-scu --dicom-port "$port" --dicom-host 127.0.0.1 --dicom-allowed-peers STORESCU@127.0.0.1
+  scu_ready "$port" DICOM_ETL
+  start=$(date +%s.%N)
+  scu_launch "$port" DICOM_ETL net
+  daemon_settle net-scu "$n_net"
+  scu_collect net
+  echo "$n_net $bytes_net $(span "$start" "$d_end") $d_catalogued" >>"$work/net-scu.runs"
+  echo "$n_net $bytes_net $(span "$start" "$s_end") $s_ok" >>"$work/net-scu-ack.runs"
+}
+
+run_orthanc_scu() {
+  local start
+  orthanc_start "$work/orthanc-scu"
+  scu_ready "$o_dicom" ORTHANC
+  start=$(date +%s.%N)
+  scu_launch "$o_dicom" ORTHANC orthanc
+  scu_collect orthanc
+  orthanc_stop
+  echo "$n_net $bytes_net $(span "$start" "$s_end") $s_ok" >>"$work/orthanc-scu.runs"
+}
+
+run_net_stow() {
+  local port client ok failed start ack
+  port=$(free_port)
+  daemon_start net-stow --serve --serve-host 127.0.0.1 --serve-port "$port" --serve-tokens-file "$work/tokens"
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/studies")" != 000 ] && break; sleep 0.1
+  done
+  "$py" bench/ingest/http_upload.py stow "$work/plain.list" "$port" 4 "$work/uploader.token" \
+    >"$work/net-stow.client" 2>>"$work/net-stow.statuses" &
+  client=$!
+  daemon_settle net-stow "$n_net"
+  wait "$client" || true
+  read -r ok failed start ack <"$work/net-stow.client" || { echo "  STOW-RS client: $(tail -3 "$work/net-stow.statuses")"; ok=0 start=0 ack=0; }
+  echo "$n_net $bytes_net $(span "$start" "$d_end") $d_catalogued" >>"$work/net-stow.runs"
+  echo "$n_net $bytes_net $(span "$start" "$ack") $ok" >>"$work/net-stow-ack.runs"
+}
+
+run_orthanc_rest() {
+  local ok failed start ack
+  orthanc_start "$work/orthanc-rest"
+  read -r ok failed start ack < <("$py" bench/ingest/http_upload.py orthanc "$work/plain.list" "$o_port" 4 2>>"$work/orthanc-rest.statuses")
+  orthanc_stop
+  echo "$n_net $bytes_net $(span "$start" "$ack") $ok" >>"$work/orthanc-rest.runs"
+}
+
 for label in plain compressed; do
+  want "$label" || continue
   for run in $(seq "$RUNS"); do
     echo "run $run/$RUNS, $label: dicom-etl ..."; run_daemon "$label" "$work/in/$label"
     echo "run $run/$RUNS, $label: DCMTK decode ..."; run_decode "$label" "$work/$label.list"
@@ -282,14 +405,34 @@ for label in plain compressed; do
   mbs[decode-$label]=$(awk '{print $2}' "$work/decode-$label.runs" | median)
   okfail[decode-$label]=$(tail -1 "$work/decode-$label.runs" | awk '{print $3 "/" $4}')
 done
-echo "idle latency: $LATENCY_FILES files one at a time ..."; run_latency
-if [ "$BACKLOG_FILES" -gt 0 ]; then echo "backlog of $n_back files ..."; run_backlog; fi
+if want latency; then echo "idle latency: $LATENCY_FILES files one at a time ..."; run_latency; fi
+if [ "$BACKLOG_FILES" -gt 0 ] && want backlog; then echo "backlog of $n_back files ..."; run_backlog; fi
+if want network; then
+  n_net=$(wc -l <"$work/plain.list"); bytes_net=$(xargs -a "$work/plain.list" -d '\n' stat -c %s | awk '{s += $1} END {print s}')
+  "$py" - "$work/plain.list" "$work/lanes" <<'PY'
+import os, sys
+paths = [line for line in open(sys.argv[1]).read().split("\n") if line]
+for lane in range(4):
+    os.makedirs(os.path.join(sys.argv[2], str(lane)))
+for index, path in enumerate(paths):
+    os.link(path, os.path.join(sys.argv[2], str(index % 4), f"{index:06d}.dcm"))
+PY
+  "$BIN" token --role uploader --name bench-uploader --tokens-file "$work/tokens" >"$work/uploader.token"
+  for run in $(seq "$RUNS"); do
+    echo "run $run/$RUNS, network: storescu ×4 → dicom-etl ..."; run_net_scu
+    echo "run $run/$RUNS, network: storescu ×4 → Orthanc ..."; run_orthanc_scu
+    echo "run $run/$RUNS, network: STOW-RS ×4 → dicom-etl ..."; run_net_stow
+    echo "run $run/$RUNS, network: REST ×4 → Orthanc ..."; run_orthanc_rest
+  done
+  for key in net-scu net-scu-ack orthanc-scu net-stow net-stow-ack orthanc-rest; do summarise "$key" "$work/$key.runs"; done
+fi
 
 # --- the table --------------------------------------------------------------------------------------------
 echo
 echo "bench/ingest — $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), runs: $RUNS (medians), daemon stable_file_seconds=$STABLE_SECONDS, concurrency=${CONCURRENCY:-default}"
 printf '%-12s %-48s %10s %8s %12s\n' workload contender files/s MB/s ok/failed
 for label in plain compressed; do
+  want "$label" || continue
   printf '%-12s %-48s %10s %8s %12s\n' "$label" "dicom-etl run (release, fs store, PostgreSQL)" "${rate[dicom-etl-$label]}" "${mbs[dicom-etl-$label]}" "${okfail[dicom-etl-$label]}"
   printf '%-12s %-48s %10s %8s %12s\n' "" "DCMTK decode only (decode-bench, 2 threads)" "${rate[decode-$label]}" "${mbs[decode-$label]}" "${okfail[decode-$label]}"
   printf '%-12s %-48s %10s %8s %12s\n' "" "Orthanc $(dpkg-query -W -f='${Version}' orthanc | cut -d+ -f1) store-only (REST, 4 clients)" "${rate[orthanc-$label]}" "${mbs[orthanc-$label]}" "${okfail[orthanc-$label]}"
@@ -306,20 +449,50 @@ for label in plain compressed; do
   echo "             dicom-etl close-write → catalogued: p50 ${p50} ms, p99 ${p99} ms (burst drop; includes the ${STABLE_SECONDS} s stable wait and queueing)"
   echo "             dicom-etl ledger: $(tr '\n' ' ' <"$work/$label.states"); quarantined by reason: $(tr '\n' ' ' <"$work/$label.quarantine")"
 done
-sort -g "$work/latency.ms" | awk '{a[NR] = $1} END {printf "%-12s one file renamed into an idle drop folder → catalogued and moved out: p50 %.0f ms, p90 %.0f ms, max %.0f ms over %d files (aim p50 < 100)\n", "idle", a[int((NR + 1) / 2)], a[int(0.9 * NR + 0.5)], a[NR], NR}'
-echo "             ledger: $(cat "$work/latency.states")"
+if want latency; then
+  sort -g "$work/latency.ms" | awk '{a[NR] = $1} END {printf "%-12s one file renamed into an idle drop folder → catalogued and moved out: p50 %.0f ms, p90 %.0f ms, max %.0f ms over %d files (aim p50 < 100)\n", "idle", a[int((NR + 1) / 2)], a[int(0.9 * NR + 0.5)], a[NR], NR}'
+  echo "             ledger: $(cat "$work/latency.states")"
+fi
+if want network; then
+  row() { printf '%-12s %-48s %10s %8s %12s\n' "$1" "$2" "${rate[$3]}" "${mbs[$3]}" "${okfail[$3]}"; }
+  ratio() { awk -v d="${rate[$2]}" -v o="${rate[$3]}" -v l="$1" 'BEGIN {printf "%-12s %s = %.2f× Orthanc (aim ≥ 1× Orthanc)\n", "", l, d / o}'; }
+  row network "storescu ×4 → dicom-etl SCP, settled in ledger" net-scu
+  row "" "storescu ×4 → dicom-etl SCP, acknowledged" net-scu-ack
+  row "" "storescu ×4 → Orthanc DICOM, acknowledged" orthanc-scu
+  ratio "dicom-etl SCP settled" net-scu orthanc-scu; ratio "dicom-etl SCP acknowledged" net-scu-ack orthanc-scu
+  row "" "STOW-RS ×4 → dicom-etl --serve, settled" net-stow
+  row "" "STOW-RS ×4 → dicom-etl --serve, acknowledged" net-stow-ack
+  row "" "Orthanc REST POST /instances ×4, acknowledged" orthanc-rest
+  ratio "dicom-etl STOW settled" net-stow orthanc-rest; ratio "dicom-etl STOW acknowledged" net-stow-ack orthanc-rest
+  for key in net-scu net-stow; do
+    read -r p50 p99 <"$work/$key.latency"
+    echo "             $key: durable in the intake → catalogued p50 ${p50} ms, p99 ${p99} ms; ledger: $(tr '\n' ' ' <"$work/$key.states");" \
+      "quarantined by reason: $(tr '\n' ' ' <"$work/$key.quarantine")"
+    echo "             $key /metrics (last run): $(grep -E '^dicom_etl_network_(instances|associations)_total' "$work/$key.metrics" | tr '\n' ' ')"
+    awk '/^dicom_etl_network_durable_seconds_sum/ {s = $2} /^dicom_etl_network_durable_seconds_count/ {n = $2}
+      END {if (n > 0) printf "             mean last byte → durable (fsync, ledger row, rename): %.1f ms per instance (last run)\n", 1000 * s / n}' "$work/$key.metrics"
+    awk '{printf "%.4f %.4f %.4f\n", 1000 * ($1 + $2) / $4 / $3, 1000 * $1 / $4 / $3, 1000 * $2 / $4 / $3}' "$work/$key.cpu" | sort -g |
+      awk '{t[NR] = $1; d[NR] = $2; g[NR] = $3} END { m = int((NR + 1) / 2);
+        printf "             CPU per file: daemon + sandbox %.2f ms, PostgreSQL %.2f ms, total %.2f ms (median run)\n", d[m], g[m], t[m] }'
+  done
+  echo "             HTTP statuses (all runs): STOW-RS $(tr '\n' ' ' <"$work/net-stow.statuses"); Orthanc REST $(tr '\n' ' ' <"$work/orthanc-rest.statuses")"
+fi
 if [ -f "$work/backlog.result" ]; then
   read -r first_claim backlog_rate backlog_total <"$work/backlog.result"
   echo "backlog      $n_back files present at start: start → first claim ${first_claim} s (aim < 30), ${backlog_rate} files/s, all in ${backlog_total} s"
-  awk -v n="$n_back" '$1 > n / 10 {r[++k] = $2; d[k] = $3} END {
-      if (k == 0) exit; asort(r); asort(d)
-      printf "             RSS after the first 10 %% (daemon + sandbox helpers, kB): min %d, median %d, max %d; daemon alone: min %d, max %d\n", r[1], r[int((k + 1) / 2)], r[k], d[1], d[k] }' "$work/backlog.rss"
+  # (mawk has no asort: each column sorted by sort(1))
+  read -r rss_min rss_med rss_max < <(awk -v n="$n_back" '$1 > n / 10 {print $2}' "$work/backlog.rss" | sort -g |
+    awk '{a[NR] = $1} END {if (NR > 0) print a[1], a[int((NR + 1) / 2)], a[NR]}')
+  read -r own_min own_max < <(awk -v n="$n_back" '$1 > n / 10 {print $3}' "$work/backlog.rss" | sort -g |
+    awk '{a[NR] = $1} END {if (NR > 0) print a[1], a[NR]}')
+  [ -n "${rss_min:-}" ] && echo "             RSS after the first 10 % (daemon + sandbox helpers, kB): min $rss_min, median $rss_med, max $rss_max; daemon alone: min $own_min, max $own_max"
   awk -v n="$n_back" '$1 > 0 {q = int(4 * $1 / (n + 1)); if (!(q in s)) {s[q] = $2}} END {
       printf "             RSS at 0/25/50/75 %% of the files: %d %d %d %d kB\n", s[0], s[1], s[2], s[3] }' "$work/backlog.rss"
 fi
 echo
 echo "dicom-etl stage durations (mean ms per batch, dispose per file; files per batch; from /metrics of the last run):"
-for label in plain compressed; do
+for label in plain compressed net-scu net-stow; do
+  case $label in net-*) want network ;; *) want "$label" ;; esac || continue
   awk -v l="$label" '
     /^dicom_etl_stage_duration_seconds_sum/ { match($0, /stage="[^"]*"/); s = substr($0, RSTART + 7, RLENGTH - 8); sum[s] = $2 }
     /^dicom_etl_stage_duration_seconds_count/ { match($0, /stage="[^"]*"/); s = substr($0, RSTART + 7, RLENGTH - 8); n[s] = $2 }
