@@ -195,8 +195,11 @@ final class ThrowawayPostgres {
         folder.remove()
     }
 
+    /// Runs a tool, as the server's user when root, started in `/`: a clone under a 0700 folder (such as /root)
+    /// is no place that user may enter, and psql would say so amid the query's result.
     static func asServerUser(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        geteuid() == 0 ? try runTool("/usr/sbin/runuser", ["-u", "postgres", "--", tool] + arguments) : try runTool(tool, arguments)
+        geteuid() == 0 ? try runTool("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/env", "-C", "/", tool] + arguments)
+            : try runTool(tool, arguments)
     }
 
     static func giveToServerUser(_ paths: String...) throws {
