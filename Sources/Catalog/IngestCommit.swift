@@ -43,6 +43,7 @@ extension CatalogTransaction {
         var conflicts: [ConflictRow] = []
         var duplicateOfLedger: [Int: Int64] = [:]
         var duplicateSOPs: [Int: String] = [:]
+        var replacedObjects: [String] = []
         if !candidates.isEmpty {
             let sops = Array(Set(candidates.map(\.1.metadata.sopInstanceUID))).sorted()
             try await connection.query("""
@@ -104,6 +105,25 @@ extension CatalogTransaction {
                 if let conflicted = instance.conflictedSOPInstanceUID, case .catalogued(let sop) = outcomes[index] {
                     conflicts.append(ConflictRow(ledgerID: updates[index].ledgerID, sop: conflicted, resolution: "kept_both", existing: nil,
                                                  incoming: instance.contentSHA256, file: instance.object(.file)?.sha256, newSOP: sop))
+                }
+            }
+            // A replaced instance's objects (its DICOM file, tensors, sidecars, previews) that the new one does not
+            // reuse: nothing refers to them once it is replaced.
+            let replacedSOPs = Array(Set(replaces.map(\.metadata.sopInstanceUID))).sorted()
+            if !replacedSOPs.isEmpty {
+                let kept = Set(CatalogRows.lastByKey(replaces, \.metadata.sopInstanceUID).flatMap { $0.objects.map(\.stored.key) })
+                let rows = try await connection.query("""
+                    SELECT k FROM imaging.instances i, unnest(ARRAY[i.file_key, i.tensor_key, i.preview_key]) AS k
+                    WHERE i.sop_instance_uid = ANY(\(replacedSOPs)::text[]) AND k IS NOT NULL
+                    UNION
+                    SELECT k FROM imaging.tensors t, unnest(ARRAY[t.tensor_key, t.sidecar_key, t.preview_key]) AS k
+                    WHERE t.sop_instance_uid = ANY(\(replacedSOPs)::text[]) AND k IS NOT NULL
+                    """, logger: logger)
+                for try await key in rows.decode(String.self) where !kept.contains(key) { replacedObjects.append(key) }
+                // Ones this batch inserted or replaced and a later file of it replaced again.
+                let replacedSet = Set(replacedSOPs)
+                for instance in inserts + replaces where replacedSet.contains(instance.metadata.sopInstanceUID) {
+                    replacedObjects += instance.objects.map(\.stored.key).filter { !kept.contains($0) }
                 }
             }
             try await catalogue(inserts: inserts, replaces: replaces, arrivedAt: arrivedAt)
@@ -207,7 +227,7 @@ extension CatalogTransaction {
                 """, logger: logger)
         }
         // Objects nothing refers to: recorded with the decision, removed by the caller after the commit.
-        var unreferenced: [String] = []
+        var unreferenced: [String] = replacedObjects
         for (index, update) in updates.enumerated() {
             guard case .catalogue(let instance) = update.outcome else { continue }
             switch outcomes[index] {
@@ -268,17 +288,48 @@ extension CatalogTransaction {
                 """, logger: logger)
             for try await series in rows.decode(String.self) { arrivals[series, default: SeriesArrival()].newInstances += 1 }
         }
+        // Series a replaced instance left for another one.
+        var left: Set<String> = []
         if !replaces.isEmpty {
+            var before: [String: String] = [:]
+            let sops = Array(Set(replaces.map(\.metadata.sopInstanceUID)))
+            let old = try await connection.query("""
+                SELECT sop_instance_uid, series_uid FROM imaging.instances WHERE sop_instance_uid = ANY(\(sops)::text[])
+                """, logger: logger)
+            for try await (sop, series) in old.decode((String, String).self) { before[sop] = series }
             let rows = try await connection.query("""
                 UPDATE imaging.instances i SET \(unescaped: Self.instanceUpdates.replacingOccurrences(of: "EXCLUDED.", with: "x.")), updated_at = now()
                 FROM jsonb_to_recordset(\(CatalogRows.instances(CatalogRows.lastByKey(replaces, \.metadata.sopInstanceUID)))::jsonb)
                      AS x(\(unescaped: Self.instanceColumnTypes))
                 WHERE i.sop_instance_uid = x.sop_instance_uid
-                RETURNING i.series_uid
+                RETURNING i.sop_instance_uid, i.series_uid
                 """, logger: logger)
-            for try await series in rows.decode(String.self) { arrivals[series, default: SeriesArrival()].changedInstances += 1 }
+            for try await (sop, series) in rows.decode((String, String).self) {
+                if let previous = before[sop], previous != series {
+                    arrivals[series, default: SeriesArrival()].newInstances += 1
+                    left.insert(previous)
+                } else {
+                    arrivals[series, default: SeriesArrival()].changedInstances += 1
+                }
+            }
         }
         _ = try await recordArrivals(arrivals, at: arrivedAt)
+        if !left.isEmpty {
+            // Counted again; one that still holds instances re-opens (its next revision is inferred on what it
+            // holds now), one left empty is closed, so that no job is queued for a series without instances.
+            try await connection.query("""
+                UPDATE imaging.series s SET
+                    instance_count = c.n,
+                    revision = CASE WHEN s.state = 'complete' AND c.n > 0 THEN s.revision + 1 ELSE s.revision END,
+                    state = CASE WHEN c.n > 0 THEN 'open' ELSE 'complete' END,
+                    completed_at = CASE WHEN c.n > 0 THEN NULL ELSE coalesce(s.completed_at, now()) END,
+                    last_instance_at = CASE WHEN c.n > 0 THEN GREATEST(s.last_instance_at, \(arrivedAt)) ELSE s.last_instance_at END,
+                    updated_at = now()
+                FROM (SELECT u AS series_uid, (SELECT count(*) FROM imaging.instances i WHERE i.series_uid = u)::int AS n
+                      FROM unnest(\(Array(left).sorted())::text[]) AS u) c
+                WHERE s.series_uid = c.series_uid
+                """, logger: logger)
+        }
         let latest = CatalogRows.lastByKey(written, \.metadata.sopInstanceUID)
         try await upsertTensors(json: CatalogRows.tensors(latest))
         // The burned-in text audits, under the UID each instance is catalogued with; a replaced instance OCR did not

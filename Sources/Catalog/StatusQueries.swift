@@ -11,6 +11,9 @@ public struct IngestCounts: Sendable {
     public var inFlight = 0
     /// Quarantined ledger rows by reason (`unknown` when none was recorded).
     public var quarantinedByReason: [String: Int] = [:]
+    /// Files whose SOP Instance UID was catalogued with other content, by what was done (`quarantined`,
+    /// `kept_both`, `replaced`).
+    public var uidConflicts: [String: Int] = [:]
     /// Inference jobs by state.
     public var jobs: [String: Int] = [:]
     /// The most recent quarantines and failures of the audit trail, newest first: time, stage, detail.
@@ -51,6 +54,9 @@ extension Catalog {
             SELECT COALESCE(error_reason, 'unknown'), count(*)::int8 FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1
             """).decode((String, Int64).self)
         { counts.quarantinedByReason[reason] = Int(count) }
+        for try await (resolution, count) in try await client.query(
+            "SELECT resolution, count(DISTINCT source_file_id)::int8 FROM ingest.uid_conflicts GROUP BY 1").decode((String, Int64).self)
+        { counts.uidConflicts[resolution] = Int(count) }
         for try await (state, count) in try await client.query("SELECT state, count(*)::int8 FROM inference.jobs GROUP BY state").decode((String, Int64).self) {
             counts.jobs[state] = Int(count)
         }

@@ -236,6 +236,12 @@ public struct IngestProcessor: BatchProcessor {
             }
         }
         await removeUnreferenced(unreferenced)
+        // A replaced instance's objects, recorded by the commit that replaced it.
+        if results.contains(where: { if case .replaced = $0 { true } else { false } }) {
+            do { try await withDeadline(databaseDeadline) { try await removeLeftoverObjects() } } catch {
+                logger.warning("a replaced instance's objects were not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
+            }
+        }
 
         var outcomes: [ProcessingOutcome] = []
         for (index, result) in results.enumerated() {

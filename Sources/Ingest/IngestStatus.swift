@@ -14,6 +14,8 @@ public struct IngestStatus: Sendable {
     public var ledger: [String: Int]
     /// Quarantined files by reason.
     public var quarantinedByReason: [String: Int]
+    /// Files whose SOP Instance UID was catalogued with other content, by resolution.
+    public var uidConflicts: [String: Int] = [:]
     /// Inference jobs by state.
     public var jobs: [String: Int]
     /// The most recent failures: time, stage, reason.
@@ -24,7 +26,8 @@ public struct IngestStatus: Sendable {
         let counts = try await catalog.ingestCounts(lastErrorCount: lastErrorCount)
         return IngestStatus(
             backlog: dropFolder.map(Self.countBacklog) ?? 0, inFlight: counts.inFlight, ledger: counts.ledger,
-            quarantinedByReason: counts.quarantinedByReason, jobs: counts.jobs, lastErrors: counts.lastErrors)
+            quarantinedByReason: counts.quarantinedByReason, uidConflicts: counts.uidConflicts, jobs: counts.jobs,
+            lastErrors: counts.lastErrors)
     }
 
     /// Regular files under the drop folder, outside processed/ and quarantine/, not temporary names.
@@ -50,6 +53,7 @@ public struct IngestStatus: Sendable {
         var lines = ["backlog: \(backlog)", "in flight: \(inFlight)"]
         lines.append("ledger: " + Self.format(ledger))
         lines.append("quarantined by reason: " + Self.format(quarantinedByReason))
+        lines.append("uid conflicts by resolution: " + Self.format(uidConflicts))
         lines.append("jobs by state: " + Self.format(jobs))
         lines.append("last errors:" + (lastErrors.isEmpty ? " none" : ""))
         let formatter = ISO8601DateFormatter()
