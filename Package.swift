@@ -59,9 +59,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // NumPy's .npy format: the one codec every target that writes or reads tensors uses.
+        .target(name: "NPY", swiftSettings: strict),
         .target(
             name: "Normalization",
-            dependencies: ["DICOM", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["DICOM", "NPY", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // Linux calls Swift's Glibc module leaves out (xattrs, syncfs, statfs).
@@ -111,13 +113,13 @@ let package = Package(
         // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
         .target(
             name: "Training",
-            dependencies: ["Catalog", "ObjectStorage", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Catalog", "ObjectStorage", "NPY", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .target(
             name: "Inference",
             dependencies: [
-                "COpenBLAS", "Catalog", "ObjectStorage", .product(name: "Logging", package: "swift-log"),
+                "COpenBLAS", "Catalog", "ObjectStorage", "NPY", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -144,7 +146,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "DICOM", "Normalization", "ObjectStorage", "Catalog", "DicomNetwork",
+                "DICOM", "Normalization", "NPY", "ObjectStorage", "Catalog", "DicomNetwork",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -176,10 +178,10 @@ let package = Package(
         .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
         .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM", "OCR"], swiftSettings: strict),
-        .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "DICOM"], swiftSettings: strict),
+        .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "NPY", "DICOM"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Catalog", "ObjectStorage"], swiftSettings: strict),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "NPY", "Catalog", "ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: [
             "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
@@ -190,7 +192,7 @@ let package = Package(
             "Secrets", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         .testTarget(name: "ServingTests", dependencies: [
-            "Serving", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
+            "Serving", "NPY", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
         ], exclude: ["Scripts"], swiftSettings: strict),
         // The Storage SCP against real clients (DCMTK storescu/echoscu, pynetdicom) and a bounded fuzzer.
         .testTarget(name: "DicomNetworkTests", dependencies: [

@@ -6,6 +6,7 @@
 import Catalog
 import Crypto
 import Foundation
+import NPY
 import ObjectStorage
 
 /// Why an export failed: a machine-readable code; never a key, path or identifier in the text.
@@ -248,14 +249,14 @@ public struct DatasetExporter: Sendable {
     func example(_ row: ExportRow) async throws -> Example {
         let data = try await fetch(row.tensorKey)
         guard Self.hex(data) == row.tensorSHA256 else { throw ExportError(.tensorChecksumMismatch) }
-        guard let npy = NpyPayload([UInt8](data)) else { throw ExportError(.unreadableTensor) }
+        guard let npy = try? NPYArray(decoding: [UInt8](data)) else { throw ExportError(.unreadableTensor) }
         guard let sidecarKey = row.sidecarKey,
               let sidecar = try? JSONSerialization.jsonObject(with: try await fetch(sidecarKey)) as? [String: Any],
               let hash = sidecar["recipe_hash"] as? String else { throw ExportError(.unreadableSidecar) }
         var features: [String: Feature] = [
-            "tensor": .bytes([npy.bytes]),
+            "tensor": .bytes([npy.data]),
             "tensor/shape": .int64s(npy.shape.map(Int64.init)),
-            "tensor/dtype": .string(npy.dtype),
+            "tensor/dtype": .string(npy.dtype.name),
             "recipe/name": .string(recipe),
             "recipe/hash": .string(hash),
             "patient_id": .string(row.patientID),

@@ -4,6 +4,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import NPY
 @testable import Normalization
 
 enum TestSupport {
@@ -85,37 +86,11 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// A minimal .npy reader (format 1.0/2.0, `<f4`, `|u1`, `<f8`, C order) for comparing with the reference.
+/// A `.npy` file's shape and elements as Float values, through the project's codec.
 enum NPYReader {
     static func read(_ path: String) throws -> (shape: [Int], values: [Float]) {
         guard let data = FileManager.default.contents(atPath: path) else { throw TestFailure("cannot read npy") }
-        let b = [UInt8](data)
-        guard b.count > 10, b[0] == 0x93, b[6] == 1 || b[6] == 2 else { throw TestFailure("not npy") }
-        let (hlen, start) = b[6] == 1 ? (Int(b[8]) | Int(b[9]) << 8, 10)
-            : (Int(b[8]) | Int(b[9]) << 8 | Int(b[10]) << 16 | Int(b[11]) << 24, 12)
-        let header = String(decoding: b[start..<(start + hlen)], as: UTF8.self)
-        guard !header.contains("'fortran_order': True") else { throw TestFailure("fortran order") }
-        let shapeText = header.components(separatedBy: "'shape': (")[1].components(separatedBy: ")")[0]
-        let shape = shapeText.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let body = Array(b[(start + hlen)...])
-        let n = shape.reduce(1, *)
-        var values = [Float](repeating: 0, count: n)
-        if header.contains("'<f4'") {
-            for i in 0..<n {
-                let bits = UInt32(body[4 * i]) | UInt32(body[4 * i + 1]) << 8 | UInt32(body[4 * i + 2]) << 16 | UInt32(body[4 * i + 3]) << 24
-                values[i] = Float(bitPattern: bits)
-            }
-        } else if header.contains("'|u1'") {
-            for i in 0..<n { values[i] = Float(body[i]) }
-        } else if header.contains("'<f8'") {
-            for i in 0..<n {
-                var bits: UInt64 = 0
-                for k in 0..<8 { bits |= UInt64(body[8 * i + k]) << (8 * k) }
-                values[i] = Float(Double(bitPattern: bits))
-            }
-        } else {
-            throw TestFailure("unsupported dtype in \(header)")
-        }
-        return (shape, values)
+        let array = try NPYArray(decoding: [UInt8](data))
+        return (array.shape, array.floats)
     }
 }

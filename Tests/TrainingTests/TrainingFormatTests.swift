@@ -1,6 +1,7 @@
 // The export's formats without a database: CRC-32C against its published check values, TFRecord framing,
 // tf.train.Example bytes against protobuf's encoding worked out by hand, .npy parsing, the patient split.
 import Foundation
+import NPY
 import Testing
 @testable import Training
 
@@ -42,7 +43,7 @@ import Testing
         #expect(Example(features: ["n": .int64s([300]), "b": .string("xy"), "f": .floats([1])]).serialized() == b)
     }
 
-    @Test func npyPayloadKeepsTheStoredBytes() throws {
+    @Test func npyArrayKeepsTheStoredBytes() throws {
         var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"
         while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
         header += "\n"
@@ -50,10 +51,10 @@ import Testing
         let body = values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
         let file: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)]
             + Array(header.utf8) + body
-        let npy = try #require(NpyPayload(file))
-        #expect(npy.shape == [2, 3] && npy.dtype == "float32" && npy.bytes == body)
-        #expect(NpyPayload(Array(file.dropLast())) == nil)          // size does not match the shape
-        #expect(NpyPayload(Array("not an array".utf8)) == nil)
+        let npy = try NPYArray(decoding: file)
+        #expect(npy.shape == [2, 3] && npy.dtype.name == "float32" && npy.data == body)
+        #expect(throws: NPYError(.sizeMismatch)) { try NPYArray(decoding: Array(file.dropLast())) }
+        #expect(throws: NPYError(.notNPY)) { try NPYArray(decoding: Array("not an array".utf8)) }
     }
 
     @Test func patientSplitIsKeyedStableAndProportional() throws {
