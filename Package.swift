@@ -176,32 +176,34 @@ let package = Package(
         .executableTarget(name: "decode-bench", dependencies: ["DICOM"], path: "bench/decode-bench", swiftSettings: strict),
         // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
         .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
-        .testTarget(name: "DICOMTests", dependencies: ["DICOM"], swiftSettings: strict),
-        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM", "OCR"], swiftSettings: strict),
-        .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "NPY", "DICOM"], swiftSettings: strict),
+        // What every test target needs to find its world: the package, the interpreter, the corpus, a free port.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "DICOMTests", dependencies: ["DICOM", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "DeidentificationTests", dependencies: ["Deidentification", "DICOM", "OCR", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "NormalizationTests", dependencies: ["Normalization", "NPY", "DICOM", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "ObjectStorageTests", dependencies: ["ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog"], swiftSettings: strict),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "NPY", "Catalog", "ObjectStorage"], swiftSettings: strict),
         .testTarget(name: "InferenceTests", dependencies: [
-            "Inference", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
+            "Inference", "TestSupport", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
         .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
         // Secret files, TLS to PostgreSQL and to S3, each against servers the tests start (openssl, moto).
         .testTarget(name: "SecurityTests", dependencies: [
-            "Secrets", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
+            "Secrets", "TestSupport", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         .testTarget(name: "ServingTests", dependencies: [
-            "Serving", "NPY", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
+            "Serving", "NPY", "TestSupport", "Catalog", "DICOM", "ObjectStorage", .product(name: "HummingbirdCore", package: "hummingbird"),
         ], exclude: ["Scripts"], swiftSettings: strict),
         // The Storage SCP against real clients (DCMTK storescu/echoscu, pynetdicom) and a bounded fuzzer.
         .testTarget(name: "DicomNetworkTests", dependencies: [
-            "DicomNetwork", "DICOM", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            "DicomNetwork", "TestSupport", "DICOM", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // The import rules of ARCHITECTURE.md, checked over Sources/ (no dependency: it reads the files).
         .testTarget(name: "ArchitectureTests", swiftSettings: strict),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Sandbox", "sandbox-test-worker"], swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Sandbox", "TestSupport", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17
 )

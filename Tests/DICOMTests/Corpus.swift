@@ -1,16 +1,13 @@
 // Where the real DICOM files of the tests come from: ../shared/data/dicom (301 files with a manifest)
 // or, on a machine without it, the test files of pydicom's wheel (scripts/test.sh says which).
 import Foundation
+import TestSupport
 
 enum Corpus {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     static var directory: URL? {
-        if let path = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        let shared = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/data/dicom")
-        return FileManager.default.fileExists(atPath: shared.path) ? shared : nil
+        TestEnvironment.hasCorpus ? URL(fileURLWithPath: TestEnvironment.corpus) : nil
     }
 
     /// The manifest rows (path relative to the corpus → columns), when the corpus has one.

@@ -1,16 +1,13 @@
 // Real files of DICOM_ETL_CORPUS for the de-identification tests, and helpers shared by them.
 import DICOM
 import Foundation
+import TestSupport
 import Testing
 @testable import Deidentification
 
 enum Corpus {
-    /// DICOM_ETL_CORPUS, else ../shared/data/dicom next to the repository.
-    static let root: String? = {
-        if let r = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"], !r.isEmpty { return r }
-        let shared = TestPaths.repo.appendingPathComponent("../shared/data/dicom").standardizedFileURL.path
-        return FileManager.default.fileExists(atPath: shared) ? shared : nil
-    }()
+    /// The test corpus (TestEnvironment.corpus), nil when there is none.
+    static let root: String? = TestEnvironment.hasCorpus ? TestEnvironment.corpus : nil
 
     /// Every file of the corpus that the DICOM layer opens, with its path relative to the corpus.
     /// The deeply nested orthanc file is left out: it crashes DCMTK's own tools (FACTS.md), and parsing it

@@ -13,6 +13,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import TestSupport
 import Testing
 
 /// An SCP running on a free loopback port with its drop folder in a temporary directory.
@@ -116,10 +117,8 @@ enum Corpus {
 
     /// Readable DICOM files with a SOP Instance UID: path → (SOP class, SOP instance, transfer syntax).
     static let files: [(path: String, sopClass: String, sopInstance: String, syntax: String)] = {
-        var roots: [String] = []
-        if let corpus = environment["DICOM_ETL_CORPUS"] { roots.append(corpus + "/pydicom") }
-        roots.append("/work/shared/data/dicom/pydicom")
-        let root = roots.first { FileManager.default.fileExists(atPath: $0) } ?? pydicomTestFiles()
+        let shared = TestEnvironment.corpus + "/pydicom"
+        let root = FileManager.default.fileExists(atPath: shared) ? shared : TestEnvironment.pydicomTestFiles() ?? ""
         var found: [(String, String, String, String)] = []
         guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
         var seen = Set<String>()
@@ -139,10 +138,6 @@ enum Corpus {
         return found.sorted { $0.0 < $1.0 }
     }()
 
-    static func pydicomTestFiles() -> String {
-        (try? runBlocking(python, ["-c", "import pydicom, os; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))"]))?
-            .output.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-    }
 }
 
 @Suite(.serialized) struct StorageSCPTests {

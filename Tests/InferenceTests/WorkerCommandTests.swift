@@ -6,6 +6,7 @@ import Glibc
 import Logging
 import ObjectStorage
 import PostgresNIO
+import TestSupport
 import Testing
 @testable import Inference
 
@@ -17,22 +18,6 @@ struct WorkerCommandTests {
     static var executable: String {
         let binary = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("dicom-etl").path
-    }
-
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw POSIXError(.EADDRINUSE) }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// GET `path` on the worker's ops port: (HTTP status, body); status 0 when nothing answers.
@@ -117,7 +102,7 @@ struct WorkerCommandTests {
             }
         }
 
-        let port = try Self.freePort()
+        let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [

@@ -7,6 +7,7 @@
 // (each quarantine reason, routing, jobs, duplicates, crash recovery) is reached by the subset.
 import Foundation
 import Ingest
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct DaemonEndToEndTests {
@@ -14,7 +15,7 @@ import Testing
     static let adminURL = environment["DICOM_ETL_TEST_DATABASE_URL"]
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
-    static let corpus = environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
+    static let corpus = TestEnvironment.corpus
     static var psqlPath: String {
         let bin = environment["DICOM_ETL_TEST_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"
         return (bin as NSString).appendingPathComponent("psql")

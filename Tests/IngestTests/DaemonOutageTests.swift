@@ -9,6 +9,7 @@ import Glibc
 #endif
 import Catalog
 import Foundation
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct DaemonOutageTests {

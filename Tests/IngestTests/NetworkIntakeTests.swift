@@ -8,6 +8,7 @@ import Glibc
 #endif
 import DICOM
 import Foundation
+import TestSupport
 import Testing
 
 /// storescu proposes one compressed transfer syntax per run (`-x…`), so files are sent in groups by their

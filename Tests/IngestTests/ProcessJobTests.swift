@@ -3,22 +3,17 @@
 import Foundation
 import Ingest
 import Sandbox
+import TestSupport
 import Testing
 
 @Suite struct ProcessJobTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     static let routesFile = packageRoot.appendingPathComponent("etl/routes.yaml").path
-    static let corpus = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
+    static let corpus = TestEnvironment.corpus
 
     /// A corpus file by name, wherever the corpus keeps it (the shared corpus or pydicom's test files).
-    static func corpusFile(_ name: String) -> String? {
-        guard let walker = FileManager.default.enumerator(atPath: corpus) else { return nil }
-        while let relative = walker.nextObject() as? String {
-            if (relative as NSString).lastPathComponent == name { return (corpus as NSString).appendingPathComponent(relative) }
-        }
-        return nil
-    }
+    static func corpusFile(_ name: String) -> String? { TestEnvironment.corpusFile(named: name) }
 
     static func request(_ path: String) -> ProcessRequest {
         ProcessRequest(sourcePath: path, routesFile: routesFile, stagingPrefix: FileManager.default.temporaryDirectory.path + "/process-job-test")

@@ -8,6 +8,7 @@ import Glibc
 #endif
 import Foundation
 import Ingest
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct ReplicaTests {

@@ -6,6 +6,7 @@ import Glibc
 import Foundation
 @testable import Ingest
 import Sandbox
+import TestSupport
 import Testing
 
 func testWorkerCommand() -> SandboxCommand {
@@ -96,8 +97,7 @@ func testWorkerCommand() -> SandboxCommand {
     }
 
     static let deeplyNested: String? = {
-        let corpus = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
-        let path = corpus + "/orthanc-tests/2026-05-06-Deeply-Nested-Sequence.dcm"
+        let path = TestEnvironment.corpus + "/orthanc-tests/2026-05-06-Deeply-Nested-Sequence.dcm"
         return FileManager.default.fileExists(atPath: path) ? path : nil
     }()
 

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import NPY
 @testable import Normalization
+import TestSupport
 
 enum TestSupport {
     /// The package root (three levels above this file).
@@ -19,19 +20,10 @@ enum TestSupport {
     static var referenceScript: String { packageRoot + "/scripts/normalize_reference.py" }
 
     /// DICOM_ETL_PYTHON, else the package's .venv interpreter.
-    static var python: String {
-        if let p = ProcessInfo.processInfo.environment["DICOM_ETL_PYTHON"], !p.isEmpty { return p }
-        return packageRoot + "/.venv/bin/python"
-    }
+    static var python: String { TestEnvironment.python }
 
-    /// DICOM_ETL_CORPUS, else ../shared/data/dicom next to the package, else pydicom's test files.
-    static var corpus: String? {
-        if let p = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"], !p.isEmpty { return p }
-        let shared = packageRoot + "/../shared/data/dicom"
-        if FileManager.default.fileExists(atPath: shared) { return shared }
-        let out = try? run(python, ["-c", "import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))"])
-        return out.map { $0.stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
-    }
+    /// The test corpus (TestEnvironment.corpus), nil when there is none.
+    static var corpus: String? { TestEnvironment.hasCorpus ? TestEnvironment.corpus : nil }
 
     struct RunResult {
         var status: Int32

@@ -9,11 +9,12 @@
 import Glibc
 #endif
 import Foundation
+import TestSupport
 import Testing
 
 /// What the daemon run needs, and where the DICOM files come from.
 enum DaemonRunSetup {
-    static let corpus = ProcessInfo.processInfo.environment["DICOM_ETL_CORPUS"] ?? packageRoot + "/../shared/data/dicom"
+    static let corpus = TestEnvironment.corpus
     static var ready: Bool {
         ThrowawayPostgres.available && ThrowawayPKI.openssl != nil && TLSMoto.available
             && FileManager.default.isExecutableFile(atPath: dicomETLBinary) && FileManager.default.fileExists(atPath: corpus)
@@ -100,7 +101,7 @@ struct NoSecretsInListingsTests {
             """, "https://localhost:\(moto.port)", accessKey, secretFile, bucket], environment: pythonEnvironment)
         try #require(bucketMade.status == 0, "\(bucketMade.output)")
 
-        let opsPort = try freePort()
+        let opsPort = try freeLocalPort()
         let arguments = [
             "run", "--with-worker", "--models-dir", packageRoot + "/models/trained_models", "--drop-folder", drop, "--data-dir", data,
             "--profile", packageRoot + "/etl/deidentify/basic.yaml", "--routes-file", packageRoot + "/etl/routes.yaml",

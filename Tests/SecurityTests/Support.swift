@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs a tool to its end; returns its exit status and its standard output and error together. Spawned and
@@ -105,22 +106,6 @@ struct ThrowawayPKI {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw POSIXError(.EADDRINUSE) }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 /// A PostgreSQL 15 cluster of its own on 127.0.0.1 (Debian's binaries; run as `postgres` when the tests run
 /// as root), with TLS when given a PKI. Roles: `etl` (superuser, password `etlPassword`, scram-sha-256),
 /// `tls_client` and `tls_other` (certificate authentication only, over TLS; the PKI has a certificate for the first).
@@ -139,7 +124,7 @@ final class ThrowawayPostgres {
     /// Initialises and starts the cluster; with `pki`, `ssl=on` with its server certificate and CA.
     init(pki: ThrowawayPKI?, etlPassword: String = "etl-" + UUID().uuidString) throws {
         folder = try ScratchFolder("dicom-etl-pg")
-        port = try freePort()
+        port = try freeLocalPort()
         self.etlPassword = etlPassword
         do {
             try start(pki: pki)
@@ -227,7 +212,7 @@ final class TLSMoto {
     ///   and its key, see scripts/moto-credentials.py); every later request must be signed with that key.
     init(pki: ThrowawayPKI, log: String, signatureChecking: Bool = false) throws {
         guard let python = Self.python else { throw POSIXError(.ENOENT) }
-        port = try freePort()
+        port = try freeLocalPort()
         process = Process()
         if signatureChecking {
             var environment = ProcessInfo.processInfo.environment

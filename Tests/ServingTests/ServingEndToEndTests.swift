@@ -14,6 +14,7 @@
 // Routes of the test send every CR, DX and CT series to the pneumonia model, so that the corpus files of pydicom's
 // wheel (a machine without ../shared) yield diagnoses too: they are the model's real outputs on those images.
 import Foundation
+import TestSupport
 import Testing
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -22,7 +23,7 @@ import FoundationNetworking
 @Suite(.serialized) struct ServingEndToEndTests {
     static let environment = ProcessInfo.processInfo.environment
     static let adminURL = environment["DICOM_ETL_TEST_DATABASE_URL"]
-    static let corpus = environment["DICOM_ETL_CORPUS"] ?? "/work/shared/data/dicom"
+    static let corpus = TestEnvironment.corpus
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var python: String { environment["DICOM_ETL_PYTHON"] ?? packageRoot.appendingPathComponent(".venv/bin/python").path }
     static var scripts: String { packageRoot.appendingPathComponent("Tests/ServingTests/Scripts").path }
@@ -97,11 +98,6 @@ import FoundationNetworking
         return directory.appendingPathComponent("dicom-etl").path
     }
 
-    static func freePort() throws -> Int {
-        let result = try run(python, ["-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
-        return try #require(Int(result.output))
-    }
-
     /// A temporary world: folders, tokens, a fresh database, the daemon with its server.
     final class World: @unchecked Sendable {
         let root: String
@@ -123,7 +119,7 @@ import FoundationNetworking
             var components = try #require(URLComponents(string: admin))
             components.path = "/" + database
             databaseURL = try #require(components.string)
-            port = try ServingEndToEndTests.freePort()
+            port = try freeLocalPort()
             for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: root + "/key"))
             chmod(root + "/key", 0o600)   // a key others could read stops the start
@@ -448,7 +444,7 @@ import FoundationNetworking
             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
         ])
         try #require(made.status == 0, "openssl: \(made.error)")
-        let port = try Self.freePort()
+        let port = try freeLocalPort()
         let server = Process()
         server.executableURL = URL(fileURLWithPath: Self.binary)
         server.arguments = [
