@@ -78,7 +78,7 @@ final class OutageProcessor: BatchProcessor, @unchecked Sendable {
         #expect(registry.emitToString().contains("dicom_etl_files_retried_total 1"))
     }
 
-    @Test func shutdownEndsThePause() async throws {
+    @Test(.timeLimit(.minutes(1))) func shutdownEndsThePause() async throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         let queue = FileQueue(capacity: 4)
@@ -91,7 +91,11 @@ final class OutageProcessor: BatchProcessor, @unchecked Sendable {
             lanes: 2, batchSize: 1, metrics: metrics, backoff: backoff, logger: testLogger)
         let task = Task { await runner.run() }
         try await Task.sleep(for: .milliseconds(100))
+        #expect(!backoff.isAvailable)                       // the hour-long pause is in force
+        let closed = ContinuousClock.now
         queue.close()
-        await task.value                                    // returns within a slice, not after an hour
+        await task.value
+        let took = ContinuousClock.now - closed
+        #expect(took < .seconds(10), "the runner returned \(took) after the queue closed, not within a slice")
     }
 }
