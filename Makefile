@@ -49,9 +49,7 @@ image:
 	docker build -f deployment/Dockerfile -t $(IMAGE) .
 
 check-deployment: deps venv
-	$(PY) deployment/tests/validate_manifests.py
-	$(SWIFT) build -c release --static-swift-stdlib --product dicom-etl
-	$(PY) deployment/tests/check_runtime_libs.py "$$($(SWIFT) build -c release --show-bin-path)/dicom-etl"
+	DICOM_ETL_PYTHON=$(abspath $(PY)) scripts/check-deployment.sh
 
 # The pneumonia CNN: TensorFlow lives in its own venv so that `make test` never needs it.
 TRAIN_VENV ?= .venv-train

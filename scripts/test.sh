@@ -17,14 +17,9 @@ fi
 [ -x .venv-train/bin/python ] && export DICOM_ETL_TRAIN_PYTHON="$PWD/.venv-train/bin/python"
 export OPENBLAS_NUM_THREADS=1
 set +e
-# Deployment: the manifests against their schemas and the code; the container image's runtime packages
-# against `ldd` of a release binary built the way deployment/Dockerfile builds it.
+# Deployment: the manifests and the image's runtime libraries (scripts/check-deployment.sh).
 deployment_status=0
-"$DICOM_ETL_PYTHON" deployment/tests/validate_manifests.py 2>&1 || deployment_status=1
-release_started=$(date +%s)
-swift build -c release --static-swift-stdlib --product dicom-etl || deployment_status=1
-echo "release build of the image's binary (--static-swift-stdlib): $(( $(date +%s) - release_started )) s"
-"$DICOM_ETL_PYTHON" deployment/tests/check_runtime_libs.py "$(swift build -c release --show-bin-path)/dicom-etl" || deployment_status=1
+scripts/check-deployment.sh || deployment_status=1
 # `make run` as a new user meets it: a fresh copy of the run path under a 0700 parent, the release binary.
 run_started=$(date +%s)
 scripts/check-make-run.sh "$(swift build -c release --show-bin-path)/dicom-etl" || deployment_status=1
