@@ -28,10 +28,10 @@ public struct Tag: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var isGroupLength: Bool { element == 0 }
 
     /// The keyword of DCMTK's dictionary (e.g. "PatientName"), nil for private or unknown tags.
-    public var keyword: String? { Dictionary.lookup(self)?.keyword }
+    public var keyword: String? { DataDictionary.lookup(self)?.keyword }
 
     /// The VR of DCMTK's dictionary, nil for private or unknown tags.
-    public var dictionaryVR: VR? { Dictionary.lookup(self)?.vr }
+    public var dictionaryVR: VR? { DataDictionary.lookup(self)?.vr }
 
     /// "(0010,0010)"
     public var description: String { "(\(hex(group)),\(hex(element)))" }
@@ -74,7 +74,7 @@ public struct VR: RawRepresentable, Hashable, Sendable, CustomStringConvertible 
 }
 
 /// DCMTK's data dictionary, read through the shim.
-enum Dictionary {
+enum DataDictionary {
     static func lookup(_ tag: Tag) -> (keyword: String, vr: VR)? {
         if tag.isPrivate { return nil }
         var keyword = [CChar](repeating: 0, count: 80)
