@@ -13,27 +13,27 @@ public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
         public var description: String { rawValue }
 
         /// The database URL could not be parsed or holds an unsupported option.
-        public static let invalidDatabaseURL = Code("invalidDatabaseURL")
+        public static let invalidDatabaseURL = Code("invalid_database_url")
         /// The password file named by the configuration could not be read.
-        public static let passwordFileUnreadable = Code("passwordFileUnreadable")
+        public static let passwordFileUnreadable = Code("password_file_unreadable")
         /// A secret file (password, client key) may be read by group or others or belongs to another user.
-        public static let secretFileInsecure = Code("secretFileInsecure")
+        public static let secretFileInsecure = Code("secret_file_insecure")
         /// A TLS file (`sslrootcert`, `sslcert`, `sslkey`) could not be read or parsed.
-        public static let tlsFileUnreadable = Code("tlsFileUnreadable")
+        public static let tlsFileUnreadable = Code("tls_file_unreadable")
         /// An applied migration's SQL differs from the bundled one of the same version.
-        public static let migrationChecksumMismatch = Code("migrationChecksumMismatch")
+        public static let migrationChecksumMismatch = Code("migration_checksum_mismatch")
         /// The database holds a migration this binary does not know (it is older than the schema).
-        public static let unknownMigrationApplied = Code("unknownMigrationApplied")
+        public static let unknownMigrationApplied = Code("unknown_migration_applied")
         /// A migration failed; see `migrationVersion` and `sqlState`.
-        public static let migrationFailed = Code("migrationFailed")
+        public static let migrationFailed = Code("migration_failed")
         /// The job is no longer leased by this claim (its lease expired and another worker took it, or it ended).
-        public static let leaseLost = Code("leaseLost")
+        public static let leaseLost = Code("lease_lost")
         /// The source-file ledger row was not found or is not in a state that allows the transition.
-        public static let ledgerTransitionRejected = Code("ledgerTransitionRejected")
+        public static let ledgerTransitionRejected = Code("ledger_transition_rejected")
         /// An argument was outside its allowed range.
-        public static let invalidArgument = Code("invalidArgument")
+        public static let invalidArgument = Code("invalid_argument")
         /// An embedded PostgreSQL cluster could not be initialised, started or stopped.
-        public static let embeddedPostgresFailed = Code("embeddedPostgresFailed")
+        public static let embeddedPostgresFailed = Code("embedded_postgres_failed")
     }
 
     /// The reason.

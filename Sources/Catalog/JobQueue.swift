@@ -71,7 +71,7 @@ public struct JobQueue: Sendable {
         let logger = self.logger
         return try await inTransaction(client, logger: logger) { connection in
             try await connection.query("""
-                UPDATE inference.jobs SET state = 'dead', last_error = 'leaseExpiredOnLastAttempt',
+                UPDATE inference.jobs SET state = 'dead', last_error = 'lease_expired_on_last_attempt',
                        lease_token = NULL, lease_until = NULL, updated_at = now()
                 WHERE id IN (SELECT id FROM inference.jobs
                              WHERE state = 'running' AND lease_until < now() AND attempts >= max_attempts

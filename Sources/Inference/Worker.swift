@@ -41,15 +41,15 @@ public struct InferenceWorkerError: Error, Sendable, Hashable, CustomStringConve
         public var description: String { rawValue }
 
         /// The series has no instance with a tensor.
-        public static let noTensors = Code("noTensors")
+        public static let noTensors = Code("no_tensors")
         /// A tensor named by the catalogue is not in the object store.
-        public static let tensorNotFound = Code("tensorNotFound")
+        public static let tensorNotFound = Code("tensor_not_found")
         /// The object store failed while reading a tensor.
-        public static let tensorUnreadable = Code("tensorUnreadable")
+        public static let tensorUnreadable = Code("tensor_unreadable")
         /// A tensor is not a float32 array of the model's input shape.
-        public static let tensorShapeMismatch = Code("tensorShapeMismatch")
+        public static let tensorShapeMismatch = Code("tensor_shape_mismatch")
         /// The forward pass rejected the input.
-        public static let inferenceFailed = Code("inferenceFailed")
+        public static let inferenceFailed = Code("inference_failed")
     }
 
     public let code: Code
@@ -233,11 +233,11 @@ public struct InferenceWorker: Service, Sendable {
         if let model = plan.shadow {
             if model.metadata.input.recipe == plan.served.metadata.input.recipe && model.inputSize == plan.served.inputSize {
                 do { shadow = try diagnose(jobs, inputs: inputs, with: model, recordTimes: false) } catch {
-                    WorkerMetrics.failures(reason: "shadowInferenceFailed").increment()
+                    WorkerMetrics.failures(reason: "shadow_inference_failed").increment()
                     logger.warning("shadow model failed; its rows are skipped", metadata: ["version": "\(model.metadata.version)"])
                 }
             } else {
-                WorkerMetrics.failures(reason: "shadowInputMismatch").increment()
+                WorkerMetrics.failures(reason: "shadow_input_mismatch").increment()
             }
         }
         for (index, job) in jobs.enumerated() {
@@ -312,7 +312,7 @@ public struct InferenceWorker: Service, Sendable {
         case let error as InferenceWorkerError: reason = error.code.rawValue
         case let error as CatalogError: reason = error.code.rawValue
         case let error as InferenceError: reason = error.code.rawValue
-        default: reason = "internalError"
+        default: reason = "internal_error"
         }
         WorkerMetrics.failures(reason: reason).increment()
         do {

@@ -94,21 +94,21 @@ public struct ObjectStoreError: Error, Sendable, Hashable, CustomStringConvertib
         public var description: String { rawValue }
 
         /// The key breaks the key rules.
-        public static let invalidKey = Code("invalidKey")
+        public static let invalidKey = Code("invalid_key")
         /// No object under that key.
-        public static let notFound = Code("notFound")
+        public static let notFound = Code("not_found")
         /// The bucket does not exist.
-        public static let bucketNotFound = Code("bucketNotFound")
+        public static let bucketNotFound = Code("bucket_not_found")
         /// The credentials were refused (403: wrong secret, unknown key, no permission).
-        public static let accessDenied = Code("accessDenied")
+        public static let accessDenied = Code("access_denied")
         /// The data does not match the SHA-256 given (or the server rejected the payload hash).
-        public static let checksumMismatch = Code("checksumMismatch")
+        public static let checksumMismatch = Code("checksum_mismatch")
         /// The storage URL could not be parsed.
-        public static let invalidStorageURL = Code("invalidStorageURL")
+        public static let invalidStorageURL = Code("invalid_storage_url")
         /// No credentials were found for S3.
-        public static let missingCredentials = Code("missingCredentials")
+        public static let missingCredentials = Code("missing_credentials")
         /// The server answered with an unexpected status; see `httpStatus` and `serverCode`.
-        public static let requestFailed = Code("requestFailed")
+        public static let requestFailed = Code("request_failed")
         /// The server could not be reached or kept failing (5xx) after every retry.
         public static let unavailable = Code("unavailable")
         /// A filesystem operation failed; see `errno`.

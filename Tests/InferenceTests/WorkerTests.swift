@@ -264,7 +264,7 @@ struct WorkerTests {
                 #expect(try await worker.processAvailable() == 1)
                 #expect(try await count(client, """
                     SELECT count(*) FROM inference.jobs
-                    WHERE state = 'queued' AND attempts = 1 AND last_error = 'tensorNotFound' AND run_at > now()
+                    WHERE state = 'queued' AND attempts = 1 AND last_error = 'tensor_not_found' AND run_at > now()
                     """) == 1)
                 let deadline = ContinuousClock.now + .seconds(20)
                 var rounds = 1
@@ -275,7 +275,7 @@ struct WorkerTests {
                 }
                 #expect(rounds == 3)
                 #expect(try await count(client, """
-                    SELECT count(*) FROM inference.jobs WHERE state = 'dead' AND attempts = 3 AND last_error = 'tensorNotFound'
+                    SELECT count(*) FROM inference.jobs WHERE state = 'dead' AND attempts = 3 AND last_error = 'tensor_not_found'
                     """) == 1)
                 #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 0)
             }

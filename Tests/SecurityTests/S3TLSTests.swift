@@ -1,6 +1,6 @@
 // TLS to S3: moto served over HTTPS with a server certificate for `localhost` from a throwaway CA, reached
 // through storage URLs as an operator writes them. The private CA bundle (`ca_bundle=`) works; broken copies
-// (another CA, the system's roots, the wrong host name) are refused at once with `tlsHandshakeFailed`.
+// (another CA, the system's roots, the wrong host name) are refused at once with `tls_handshake_failed`.
 import Foundation
 import ObjectStorage
 import Testing
