@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes Sources/Catalog/BundledMigrations.swift from schemas/NNN_name.sql.
+"""Writes Sources/Catalog/Generated/BundledMigrations.swift from schemas/NNN_name.sql.
 
 The migrations ship inside the binary as Swift string literals; CatalogTests checks that the generated
 file matches the .sql files byte for byte, so run this script after editing a migration.
@@ -27,5 +27,5 @@ for p in files:
     out.append(f'        Migration(version: {version}, name: "{name}", sql: ##"""')
     out.append(sql + '\n"""##),')
 out += ["    ]", "}", ""]
-(root / "Sources" / "Catalog" / "BundledMigrations.swift").write_text("\n".join(out), encoding="utf-8")
+(root / "Sources" / "Catalog" / "Generated" / "BundledMigrations.swift").write_text("\n".join(out), encoding="utf-8")
 print(f"wrote {len(files)} migrations")
