@@ -6,6 +6,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 
 enum Failpoint {
     /// After the first results of a batch came back from the sandbox, before the others.
@@ -28,9 +29,8 @@ enum Failpoint {
         if hits.increment() == armed.count { kill(getpid(), SIGKILL) }
     }
 
-    private final class Counter: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = 0
-        func increment() -> Int { lock.withLock { value += 1; return value } }
+    private final class Counter: Sendable {
+        private let value = Mutex(0)
+        func increment() -> Int { value.withLock { $0 += 1; return $0 } }
     }
 }

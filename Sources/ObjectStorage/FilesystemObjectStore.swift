@@ -11,6 +11,7 @@ import Darwin
 #endif
 import CLinux
 import Foundation
+import Synchronization
 
 /// An object store in a local folder.
 public struct FilesystemObjectStore: ObjectStore {
@@ -246,17 +247,15 @@ public struct FilesystemObjectStore: ObjectStore {
 }
 
 /// Folders known to exist (made by this store): a folder is made once, not once per object.
-final class FolderCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var known: Set<String> = []
-    func contains(_ folder: String) -> Bool { lock.withLock { known.contains(folder) } }
-    func insert(_ folder: String) { _ = lock.withLock { known.insert(folder) } }
+final class FolderCache: Sendable {
+    private let known = Mutex<Set<String>>([])
+    func contains(_ folder: String) -> Bool { known.withLock { $0.contains(folder) } }
+    func insert(_ folder: String) { _ = known.withLock { $0.insert(folder) } }
 }
 
 /// The first errno of concurrent calls.
-final class ErrorBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var first: Int32?
-    var value: Int32? { lock.withLock { first } }
-    func set(_ code: Int32) { lock.withLock { if first == nil { first = code } } }
+final class ErrorBox: Sendable {
+    private let first = Mutex<Int32?>(nil)
+    var value: Int32? { first.withLock { $0 } }
+    func set(_ code: Int32) { first.withLock { if $0 == nil { $0 = code } } }
 }

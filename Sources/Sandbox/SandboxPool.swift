@@ -8,6 +8,7 @@ import Glibc
 #endif
 import Foundation
 import Logging
+import Synchronization
 
 /// One job's answer: its position in the submitted batch and what came of it.
 public struct SandboxResult: Sendable {
@@ -167,11 +168,10 @@ public final class SandboxPool: Sendable {
 }
 
 /// Counts down from n; true for the call that reaches zero.
-final class Countdown: @unchecked Sendable {
-    private let lock = NSLock()
-    private var left: Int
-    init(_ count: Int) { left = count }
-    func decrement() -> Bool { lock.withLock { left -= 1; return left == 0 } }
+final class Countdown: Sendable {
+    private let left: Mutex<Int>
+    init(_ count: Int) { left = Mutex(count) }
+    func decrement() -> Bool { left.withLock { $0 -= 1; return $0 == 0 } }
 }
 
 /// One child process, driven by its own I/O thread (`serve`).

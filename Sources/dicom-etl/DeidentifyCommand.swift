@@ -4,6 +4,7 @@ import ArgumentParser
 import DICOM
 import Deidentification
 import Foundation
+import Synchronization
 
 struct Deidentify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -132,31 +133,21 @@ enum DeidFiles {
 }
 
 /// A shared index for worker threads.
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
+final class Counter: Sendable {
+    private let value = Mutex(0)
     func take(below limit: Int) -> Int? {
-        lock.lock()
-        defer { lock.unlock() }
-        guard value < limit else { return nil }
-        value += 1
-        return value - 1
+        value.withLock { value in
+            guard value < limit else { return nil }
+            value += 1
+            return value - 1
+        }
     }
 }
 
 /// Per-file outcomes written by worker threads.
-final class OutcomeList: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [String]
-    init(count: Int) { storage = Array(repeating: "", count: count) }
-    func set(_ i: Int, _ v: String) {
-        lock.lock()
-        storage[i] = v
-        lock.unlock()
-    }
-    var values: [String] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
-    }
+final class OutcomeList: Sendable {
+    private let storage: Mutex<[String]>
+    init(count: Int) { storage = Mutex(Array(repeating: "", count: count)) }
+    func set(_ i: Int, _ v: String) { storage.withLock { $0[i] = v } }
+    var values: [String] { storage.withLock { $0 } }
 }
