@@ -13,7 +13,8 @@ chmod 755 "$work"
 pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# As the server user when root, started in / (a clone under a 0700 folder is no place that user may enter).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- /usr/bin/env -C / "$@"; else "$@"; fi; }
 
 cleanup() {
   set +e
