@@ -155,12 +155,18 @@ struct ConsistencyTests {
         // Copies without SOP Instance UID in the data set (every 10th file that has one), half of them without a
         // MediaStorageSOPInstanceUID either: their UID comes from their content.
         var withoutUID = 0
+        var noUID: [String] = []
+        let research = Deidentifier(profile: try researchProfile(), key: testKey)
         for (i, (_, path)) in Corpus.files.enumerated() where i % 10 == 0 {
+            // A file the profile rejects as it is (e.g. neither PatientID nor a study to key one on: two JPEG-LS
+            // files of pydicom's wheel) is rejected without its UID too.
+            guard (try? deidentified(path, research)) != nil else { continue }
             let f = try DicomFile.open(path: path)
             guard try f.dataset.remove(Tags.sopInstanceUID) else { continue }
             if i % 20 == 0 { try f.metaInformation.remove(Tags.mediaStorageSOPInstanceUID) }
             guard let bytes = try? f.serialized() else { continue }
             try Data(bytes).write(to: URL(fileURLWithPath: dir + "/in/no-uid/\(i).dcm"))
+            noUID.append("\(i).dcm")
             withoutUID += 1
         }
         #expect(withoutUID > 0)
@@ -174,7 +180,8 @@ struct ConsistencyTests {
         }
         let files1 = DeidentifyTestFiles.list(dir + "/run1"), files2 = DeidentifyTestFiles.list(dir + "/run2"), files3 = DeidentifyTestFiles.list(dir + "/run3")
         #expect(files1.count * 10 >= Corpus.files.count * 8, "\(files1.count) outputs of \(Corpus.files.count) files")
-        #expect(files1.filter { $0.contains("no-uid/") }.count == withoutUID)
+        let missing = Set(noUID).subtracting(files1.filter { $0.contains("no-uid/") }.map { ($0 as NSString).lastPathComponent })
+        #expect(missing.isEmpty, "copies without SOP Instance UID not written: \(missing.sorted())")
         #expect(files1 == files2 && files1 == files3)
         var differing = 0
         for rel in files1 {
