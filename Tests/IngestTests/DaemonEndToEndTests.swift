@@ -365,7 +365,28 @@ import Testing
         #expect(recovered.catalogued == first.catalogued)
         #expect(recovered.quarantined == first.quarantined)
         #expect(recovered.repeats == first.repeats)
-        #expect(recovered.objects == first.objects, "\(recovered) vs \(first)")
+        #expect(recovered.objects == first.objects, "\(recovered) vs \(first); objects nothing refers to: \((try? Self.unreferencedObjects(crashed)) ?? [])")
+    }
+
+    /// Stored objects that no catalogued instance or tensor names, each with the state and reason of the ledger row
+    /// its key names (`<sop>.<ledger id>.<ext>`).
+    static func unreferencedObjects(_ world: World) throws -> [String] {
+        let referenced = Set(try psql(world.databaseURL, """
+            SELECT k FROM imaging.instances i, unnest(ARRAY[i.file_key, i.tensor_key, i.preview_key]) AS k WHERE k IS NOT NULL
+            UNION SELECT k FROM imaging.tensors t, unnest(ARRAY[t.tensor_key, t.sidecar_key, t.preview_key]) AS k WHERE k IS NOT NULL
+            """).split(separator: "\n").map { String($0).trimmingCharacters(in: .whitespaces) })
+        var out: [String] = []
+        let root = world.data + "/objects/data/"
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
+        while let relative = walker.nextObject() as? String {
+            guard (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular, !referenced.contains(relative) else { continue }
+            let parts = (relative as NSString).lastPathComponent.split(separator: ".")
+            let row = parts.count >= 3 ? String(parts[parts.count - 2]) : "?"
+            let state = Int(row) == nil ? "?" : (try? psql(world.databaseURL,
+                "SELECT state || ' ' || coalesce(error_reason, '') || ' claims=' || claims || ' interruptions=' || interruptions FROM ingest.source_files WHERE id = \(row)")) ?? "?"
+            out.append("\(relative) (ledger row \(row): \(state))")
+        }
+        return out
     }
 
     /// Every file of the corpus, relative name flattened → source path.
