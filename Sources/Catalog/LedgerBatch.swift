@@ -93,6 +93,7 @@ extension CatalogTransaction {
 
         var claimIDs: [Int64] = [], claimInterrupted: [Int32] = [], claimGroups: [Int32] = []
         var duplicateIDs: [Int64] = [], duplicateOf: [Int64] = []
+        var reclaimedIDs: [Int64] = [], reclaimedOf: [Int64] = []
         var exhaustedIDs: [Int64] = []
         var events: [LedgerEvent] = []
         for (index, plan) in plans.enumerated() {
@@ -105,6 +106,10 @@ extension CatalogTransaction {
                 if let original = catalogued[entry.sha256], original != entry.id {
                     duplicateIDs.append(entry.id)
                     duplicateOf.append(original)
+                    if entry.claims > 0 {
+                        reclaimedIDs.append(entry.id)
+                        reclaimedOf.append(original)
+                    }
                     events.append(LedgerEvent(id: entry.id, stage: "claim", from: entry.state, to: .duplicate))
                     var updated = entry
                     updated.state = .duplicate
@@ -164,6 +169,25 @@ extension CatalogTransaction {
                        updated_at = now()
                 FROM unnest(\(duplicateIDs)::int8[], \(duplicateOf)::int8[]) AS x(id, original)
                 WHERE f.id = x.id
+                """, logger: logger)
+        }
+        if !reclaimedIDs.isEmpty {
+            // A file claimed before (its daemon killed, or its batch released, after its objects were stored) that is
+            // now a duplicate may have left objects. Its content is the original's, so are its pseudonymous UIDs:
+            // its keys are the original's with its own ledger row in place of the original's.
+            try await connection.query("""
+                INSERT INTO ingest.object_deletions (key)
+                SELECT DISTINCT replace(k.key, o.sop_instance_uid || '.' || x.original || '.', o.sop_instance_uid || '.' || x.id || '.')
+                FROM unnest(\(reclaimedIDs)::int8[], \(reclaimedOf)::int8[]) AS x(id, original)
+                JOIN ingest.source_files o ON o.id = x.original
+                CROSS JOIN LATERAL (
+                    SELECT unnest(ARRAY[i.file_key, i.tensor_key, i.preview_key]) FROM imaging.instances i
+                    WHERE i.sop_instance_uid = o.sop_instance_uid
+                    UNION SELECT unnest(ARRAY[t.tensor_key, t.sidecar_key, t.preview_key]) FROM imaging.tensors t
+                    WHERE t.sop_instance_uid = o.sop_instance_uid
+                ) AS k(key)
+                WHERE k.key IS NOT NULL AND strpos(k.key, o.sop_instance_uid || '.' || x.original || '.') > 0
+                ON CONFLICT (key) DO NOTHING
                 """, logger: logger)
         }
         // Files without a group of their own start at once, together: their group is all of them. Files to

@@ -126,6 +126,8 @@ public struct IngestProcessor: BatchProcessor {
         }
         var work: [Work] = []
         var isolated: [(group: Int, work: Work)] = []
+        // A file claimed before that is now a duplicate: the claim recorded the objects an earlier attempt may have left.
+        var leftovers = false
         for ((index, _), claim) in zip(sources, claims) {
             switch claim.claim {
             case .claimed(let entry):
@@ -134,7 +136,9 @@ public struct IngestProcessor: BatchProcessor {
             case .alreadyDone(let done):
                 outcomes[index] = .alreadyRecorded(done.state == .quarantined
                     ? PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined") : nil)
-            case .duplicate: outcomes[index] = .duplicate
+            case .duplicate(let entry, _):
+                outcomes[index] = .duplicate
+                if entry.claims > 0 { leftovers = true }
             case .busy: outcomes[index] = .retry(reason: "claimed_elsewhere", soon: false)
             case .exhausted(let exhausted):
                 let (stage, reason) = CatalogTransaction.exhaustedFailure(of: exhausted, maxAttempts: maxAttempts)
@@ -158,6 +162,11 @@ public struct IngestProcessor: BatchProcessor {
                 }
                 let decided = try await catalogue(group)
                 for (item, outcome) in zip(group, decided) { outcomes[item.index] = outcome }
+            }
+        }
+        if leftovers {
+            do { try await withDeadline(databaseDeadline) { try await removeLeftoverObjects() } } catch {
+                logger.warning("objects of an earlier attempt were not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
             }
         }
         return outcomes.map { $0! }

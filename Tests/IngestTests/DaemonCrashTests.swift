@@ -6,7 +6,9 @@
 // files; no duplicate rows, objects or jobs; every dropped file in processed/ or quarantine/ exactly once.
 // A few pairs of files share a SOP Instance UID with different pixels (one catalogued, one `uid_conflict`).
 // A second test lands a SIGKILL in each stage of a batch (mid-sandbox; objects durable, not catalogued; inside
-// the catalogue transaction) through the daemon's failpoints.
+// the catalogue transaction) through the daemon's failpoints. A third kills a file's batch once its objects are
+// durable and has a byte-identical copy catalogued before the file is claimed again: the file ends a duplicate
+// and leaves no object behind.
 // DICOM_ETL_CRASH_TEST_FILES changes the file count (2,000 is what `make test` runs).
 #if canImport(Glibc)
 import Glibc
@@ -238,5 +240,48 @@ import Testing
             #expect(processed.values.allSatisfy { $0 == 1 } && quarantined.values.allSatisfy { $0 == 1 })
             #expect(Set(processed.keys).union(quarantined.keys) == Set(names) && processed.count + quarantined.count == names.count)
         }
+    }
+
+    @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(5)))
+    func aFileKilledWithDurableObjectsThatEndsADuplicateLeavesNoObject() async throws {
+        // A routed radiograph where the corpus has one: its tensors, sidecars and previews are objects too.
+        let seed = try #require(Self.existing(Self.routedSeeds).first ?? Self.existing(Self.bulkSeeds).first)
+        let world = try E2E.World()
+        defer { world.cleanUp() }
+
+        // The file alone in the first batch, the daemon killed once its objects are durable: nothing catalogued.
+        try world.drop([("first.dcm", seed)])
+        let victim = try E2E.startDaemon(world, environment: ["DICOM_ETL_FAILPOINT": "durable"])
+        let deadline = ContinuousClock.now + .seconds(60)
+        while victim.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!victim.isRunning && victim.terminationStatus == SIGKILL, "the daemon killed itself with the file's objects durable")
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'processing'") == 1)
+        let left = try E2E.counts(world).objects
+        #expect(left > 0, "the killed batch left its objects in the store")
+
+        // The file set aside (a rename keeps its ledger identity) while a byte-identical copy is catalogued.
+        let aside = world.root + "/aside.dcm"
+        try FileManager.default.moveItem(atPath: world.drop + "/first.dcm", toPath: aside)
+        try world.drop([("copy.dcm", seed)])
+        let daemon = try E2E.startDaemon(world)
+        defer { E2E.stop(daemon) }
+        try await E2E.waitUntilSettled(world, daemon: daemon)
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'catalogued'") == 1)
+        let catalogued = try E2E.counts(world).objects
+        #expect(catalogued == 2 * left, "the copy's objects beside those the kill left")
+
+        // Back in the drop folder: a duplicate of the copy at its claim, and the objects of its killed batch removed.
+        try FileManager.default.moveItem(atPath: aside, toPath: world.drop + "/first.dcm")
+        let settle = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < settle, try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'") == 0 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await E2E.waitUntilSettled(world, daemon: daemon)
+        #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate' AND claims = 1") == 1)
+        let unreferenced = try E2E.unreferencedObjects(world)
+        print("killed with durable objects, then a duplicate at its claim: \(left) objects left by the kill, \(catalogued) after the copy, "
+              + "\(try E2E.counts(world).objects) in the end; unreferenced: \(unreferenced)")
+        #expect(unreferenced == [])
+        #expect(try E2E.counts(world).objects == left, "the copy's objects only")
     }
 }
