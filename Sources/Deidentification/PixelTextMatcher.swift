@@ -32,6 +32,15 @@ struct IdentifyingText {
         let category: PixelTextCategory
         /// Edits (insertions, deletions, substitutions) tolerated.
         let maxEdits: Int
+        /// Folded characters of the whole value this needle is a part of ("SMITH" of "SMITH^ANA": 8), its own otherwise.
+        var whole: Int
+
+        init(folded: [UInt8], category: PixelTextCategory, maxEdits: Int, whole: Int? = nil) {
+            self.folded = folded
+            self.category = category
+            self.maxEdits = maxEdits
+            self.whole = max(folded.count, whole ?? folded.count)
+        }
     }
 
     private(set) var needles: [Needle] = []
@@ -41,12 +50,18 @@ struct IdentifyingText {
     /// The values of `ds` the profile replaces (see IdentifyingValues), as needles.
     init(_ ds: DataSet, planner: Planner) {
         let values = IdentifyingValues.collect(ds, planner: planner)
-        var seen = Set<[UInt8]>()
+        var seen: [[UInt8]: Int] = [:]
         for (value, tag) in values.sources.sorted(by: { $0.key < $1.key }) {
-            for (text, category) in Self.forms(of: value, tag: tag) {
+            let forms = Self.forms(of: value, tag: tag)
+            // A date's written forms are each whole; a name's or an institution's parts follow its whole value.
+            let whole = forms.first.map { $0.1 == .date ? nil : Self.fold($0.0).count } ?? nil
+            for (text, category) in forms {
                 let folded = Self.fold(text)
-                guard folded.count >= Self.minimumLength(category), seen.insert(folded).inserted else { continue }
-                needles.append(Needle(folded: folded, category: category, maxEdits: Self.edits(forLength: folded.count)))
+                guard folded.count >= Self.minimumLength(category) else { continue }
+                // A part met again (a name's component is also a value of its own): the largest whole it is part of.
+                if let index = seen[folded] { needles[index].whole = max(needles[index].whole, whole ?? 0); continue }
+                seen[folded] = needles.count
+                needles.append(Needle(folded: folded, category: category, maxEdits: Self.edits(forLength: folded.count), whole: whole))
             }
         }
     }
@@ -107,7 +122,12 @@ struct IdentifyingText {
     }
 
     /// For each word of one line (left to right), the category of the first needle found in the line that spans it.
-    func match(line words: [String]) -> [PixelTextCategory?] {
+    func match(line words: [String]) -> [PixelTextCategory?] { matches(line: words).categories }
+
+    /// `match(line:)`, and how many characters of the whole values found OCR did not read in the line (the most
+    /// of any match): the rest of a name beside the part read, a first glyph dropped. Their ink lies beside the words
+    /// read, on either side.
+    func matches(line words: [String]) -> (categories: [PixelTextCategory?], unread: Int) {
         var text: [UInt8] = []
         var owner: [Int] = []
         for (i, w) in words.enumerated() {
@@ -116,13 +136,23 @@ struct IdentifyingText {
             owner += Array(repeating: i, count: f.count)
         }
         var result = [PixelTextCategory?](repeating: nil, count: words.count)
-        guard !text.isEmpty else { return result }
+        guard !text.isEmpty else { return (result, 0) }
+        var found: [(span: ClosedRange<Int>, whole: Int)] = []
         for needle in needles {
             for span in Self.occurrences(of: needle.folded, in: text, maxEdits: needle.maxEdits) {
                 for i in owner[span] where result[i] == nil { result[i] = needle.category }
+                found.append((span, needle.whole))
             }
         }
-        return result
+        // A part's whole value against what was read around it: every match that overlaps it (the surname beside the
+        // given name, the whole name itself).
+        var unread = 0
+        for (span, whole) in found {
+            let around = found.filter { $0.span.overlaps(span) }
+            let read = around.map(\.span.upperBound).max()! - around.map(\.span.lowerBound).min()! + 1
+            unread = max(unread, whole - read)
+        }
+        return (result, unread)
     }
 
     /// The edit distance of two folded strings (Levenshtein).

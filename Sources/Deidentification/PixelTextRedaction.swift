@@ -163,10 +163,11 @@ struct BurnedInTextCheck: Sendable {
             let legible = Self.legible(found, minConfidence: settings.minConfidence)
             wordsRead += legible.count
             for layer in found {
-                for (word, category) in select(layer, action: action, needles: needles, legible: legible) {
+                for (word, category, unreadWidth) in select(layer, action: action, needles: needles, legible: legible) {
                     // Around each word: the margin, and a fifth of its height above and below, half of it left and right
-                    // (a glyph OCR dropped or clipped at either end of a word).
-                    let b = word.box, dx = settings.margin + b.height / 2, dy = settings.margin + b.height / 5
+                    // (a glyph OCR dropped or clipped at either end of a word), and on a line holding an identifying value
+                    // the width of the characters of it OCR did not read, left and right.
+                    let b = word.box, dx = settings.margin + b.height / 2 + unreadWidth, dy = settings.margin + b.height / 5
                     let x0 = max(0, b.x - dx), y0 = max(0, b.y - dy), x1 = min(px.columns, b.maxX + dx), y1 = min(px.rows, b.maxY + dy)
                     boxes.append(RedactedBox(frame: f, x: x0, y: y0, width: x1 - x0, height: y1 - y0, category: category))
                 }
@@ -183,26 +184,32 @@ struct BurnedInTextCheck: Sendable {
         return PixelCheck(transferSyntax: TransferSyntax.explicitVRLittleEndian, cleaned: true, audit: audit)
     }
 
-    /// The words of one layer to blank, with their category. Words are grouped into lines (see `lines`).
+    /// The words of one layer to blank, with their category and the width (pixels) to blank beyond them on either
+    /// side. Words are grouped into lines (see `lines`).
     func select(_ words: [RecognizedWord], action: BurnedInTextAction, needles: IdentifyingText, legible: Set<RecognizedWord>)
-        -> [(RecognizedWord, PixelTextCategory)]
+        -> [(RecognizedWord, PixelTextCategory, Int)]
     {
-        var out: [(RecognizedWord, PixelTextCategory)] = []
+        var out: [(RecognizedWord, PixelTextCategory, Int)] = []
         for line in PixelTextReader.lines(words) {
             let texts = line.map(\.text)
-            let identifying = needles.match(line: texts)
+            let identifying = needles.matches(line: texts)
             let patterned = action == .redactSensitive ? patterns.match(line: texts) : []
             // A line holding an identifying value is blanked whole: OCR often reads part of a name or a date and
-            // misreads or drops its last characters, and the label beside a value ("DOB", "MRN:") is no loss.
-            if let category = identifying.compactMap({ $0 }).first {
-                out += line.map { ($0, category) }
+            // misreads or drops its last characters, and the label beside a value ("DOB", "MRN:") is no loss. The
+            // characters of the value it did not read (the surname beside the given name read, a first glyph lost on a
+            // bright background) are blanked too, at the line's width per character read, on both sides.
+            if let category = identifying.categories.compactMap({ $0 }).first {
+                let read = texts.reduce(0) { $0 + IdentifyingText.fold($1).count }
+                let width = line.last!.box.maxX - line[0].box.x
+                let unreadWidth = identifying.unread > 0 && read > 0 ? (identifying.unread * width + read - 1) / read : 0
+                out += line.map { ($0, category, unreadWidth) }
                 continue
             }
             for (i, word) in line.enumerated() where legible.contains(word) {
                 if action == .redactAllText {
-                    out.append((word, .text))
+                    out.append((word, .text, 0))
                 } else if action == .redactSensitive && patterned[i] {
-                    out.append((word, .pattern))
+                    out.append((word, .pattern, 0))
                 }
             }
         }
