@@ -1,5 +1,7 @@
 // What happens to a source file after the pipeline: moved to processed/ or deleted, or moved to
-// quarantine/ beside a <name>.reason.json. Moves are renames (atomic) and never overwrite.
+// quarantine/ beside a <name>.reason.json. Moves never overwrite, and a move a killed daemon left half done (the
+// new name linked, the old one not yet removed; a reason file written, the file not yet moved) completes under the
+// name it took when the file is disposed of again at the next start — never a second copy under a free name.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,7 +67,6 @@ public struct FileDisposer: Sendable {
     /// - Returns: the quarantined file's new path.
     @discardableResult
     public func quarantine(_ file: DiscoveredFile, failure: PipelineFailure) throws(DisposalError) -> String {
-        let destination = try move(file, under: layout.quarantineRoot)
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let record = QuarantineRecord(
@@ -75,12 +76,17 @@ public struct FileDisposer: Sendable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data: Data
         do { data = try encoder.encode(record) } catch { throw DisposalError(reason: "reason_encode_failed", errorNumber: 0) }
-        try writeAtomically(data, to: destination + ".reason.json")
-        return destination
+        // The reason is written first, beside the name the file is about to take: a quarantined file never lacks one.
+        return try move(file, under: layout.quarantineRoot) { (candidate: String) throws(DisposalError) in
+            try writeAtomically(data, to: candidate + ".reason.json")
+        }
     }
 
     /// Renames the file to `root/<relative path>`, creating folders; a taken name gets `.1`, `.2`, … before its extension.
-    private func move(_ file: DiscoveredFile, under root: String) throws(DisposalError) -> String {
+    /// `before` runs once a name is chosen, before the file takes it (the quarantine's reason file).
+    private func move(
+        _ file: DiscoveredFile, under root: String, before: (String) throws(DisposalError) -> Void = { _ in }
+    ) throws(DisposalError) -> String {
         let target = root + "/" + file.relativePath
         let directory = (target as NSString).deletingLastPathComponent
         try makeDirectories(directory)
@@ -95,11 +101,31 @@ public struct FileDisposer: Sendable {
                 candidateName = ext.isEmpty || base.isEmpty ? "\(name).\(attempt)" : "\(base).\(attempt).\(ext)"
             }
             let candidate = directory + "/" + candidateName
-            // A name is free when neither it nor its reason file exists.
-            if access(candidate + ".reason.json", F_OK) == 0 { continue }
+            // A name is free when neither it nor its reason file exists — or when what is there is this file's own,
+            // left by a disposal a kill interrupted.
+            if access(candidate + ".reason.json", F_OK) == 0 && !Self.isReason(candidate + ".reason.json", of: file, beside: candidate) { continue }
+            if access(candidate, F_OK) == 0 && !Self.sameFile(candidate, file.path) { continue }
+            try before(candidate)
             if try renameNoReplace(file.path, candidate) { return candidate }
         }
         throw DisposalError(reason: "no_free_name", errorNumber: EEXIST)
+    }
+
+    /// Whether `target` and `source` are one file (the link of an interrupted move).
+    private static func sameFile(_ target: String, _ source: String) -> Bool {
+        var a = stat(), b = stat()
+        guard stat(target, &a) == 0, stat(source, &b) == 0 else { return false }
+        return a.st_dev == b.st_dev && a.st_ino == b.st_ino
+    }
+
+    /// Whether the reason file at `path` was written for `file` by a quarantine a kill interrupted before the move:
+    /// the name beside it is free or is the file itself, and the record names this file's path hash and size.
+    private static func isReason(_ path: String, of file: DiscoveredFile, beside candidate: String) -> Bool {
+        guard access(candidate, F_OK) != 0 || sameFile(candidate, file.path),
+              let data = FileManager.default.contents(atPath: path),
+              let record = try? JSONDecoder().decode(QuarantineRecord.self, from: data)
+        else { return false }
+        return record.pathHash == file.pathHash && record.size == file.size
     }
 
     /// Renames without replacing: link + unlink (atomic claim of the name), or, where hard links are not
@@ -111,7 +137,11 @@ public struct FileDisposer: Sendable {
         }
         let linkError = errno
         switch linkError {
-        case EEXIST: return false
+        case EEXIST:
+            // The file itself under the new name: an earlier move linked it and was killed before the unlink.
+            guard Self.sameFile(target, source) else { return false }
+            if unlink(source) != 0 && errno != ENOENT { throw DisposalError(reason: "unlink_failed", errorNumber: errno) }
+            return true
         case ENOENT: throw DisposalError(reason: "source_missing", errorNumber: linkError)
         case EXDEV: throw DisposalError(reason: "cross_device", errorNumber: linkError)
         default:

@@ -1,4 +1,7 @@
 // Tests of moving, deleting and quarantining source files.
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 @testable import Ingest
 import Testing
@@ -61,5 +64,34 @@ import Testing
         #expect(throws: DisposalError.self) {
             try disposer.finishProcessed(makeFile(folder.path + "/gone.dcm", root: folder.path))
         }
+    }
+
+    /// A daemon killed inside a move (the new name linked, the old not yet unlinked) finds the file in the drop folder
+    /// again at its next start: the move completes under the name it took, never a second copy under a free name.
+    @Test func aMoveInterruptedAfterItsLinkCompletesUnderTheSameName() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let disposer = FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move)
+        let path = try folder.write("study/IM1.dcm", bytes: [7])
+        try FileManager.default.createDirectory(atPath: folder.path + "/processed/study", withIntermediateDirectories: true)
+        #expect(link(path, folder.path + "/processed/study/IM1.dcm") == 0)
+        #expect(try disposer.finishProcessed(makeFile(path, root: folder.path)) == folder.path + "/processed/study/IM1.dcm")
+        #expect(!folder.exists("study/IM1.dcm") && !folder.exists("processed/study/IM1.1.dcm"))
+
+        // Quarantine: the same after the link, and after the reason file alone was written.
+        let rejected = try folder.write("study/IM2.dcm", bytes: [8, 8])
+        try FileManager.default.createDirectory(atPath: folder.path + "/quarantine/study", withIntermediateDirectories: true)
+        #expect(link(rejected, folder.path + "/quarantine/study/IM2.dcm") == 0)
+        let failure = PipelineFailure(stage: .parse, reason: "not_dicom")
+        #expect(try disposer.quarantine(makeFile(rejected, root: folder.path, size: 2), failure: failure) == folder.path + "/quarantine/study/IM2.dcm")
+        #expect(!folder.exists("study/IM2.dcm") && !folder.exists("quarantine/study/IM2.1.dcm"))
+        #expect(folder.exists("quarantine/study/IM2.dcm.reason.json"))
+
+        let third = try folder.write("study/IM3.dcm", bytes: [9, 9, 9])
+        let file = makeFile(third, root: folder.path, size: 3)
+        let reason = QuarantineRecord(stage: "parse", reason: "not_dicom", time: "2027-01-15T08:00:00.000Z", pathHash: file.pathHash, size: 3)
+        try JSONEncoder().encode(reason).write(to: URL(fileURLWithPath: folder.path + "/quarantine/study/IM3.dcm.reason.json"))
+        #expect(try disposer.quarantine(file, failure: failure) == folder.path + "/quarantine/study/IM3.dcm")
+        #expect(!folder.exists("study/IM3.dcm") && !folder.exists("quarantine/study/IM3.1.dcm") && !folder.exists("quarantine/study/IM3.1.dcm.reason.json"))
     }
 }
