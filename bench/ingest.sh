@@ -132,6 +132,17 @@ cpu_ticks() {  # pid → ticks
 }
 postmaster_pid() { head -1 "$work/pg/postmaster.pid"; }
 
+# Every contender starts from the same disk state: what the previous one wrote flushed, the kernel's caches dropped,
+# then the inputs read back into the page cache. Without it each contender inherits the previous one's writes and
+# deletions: on an ext4 without a journal (this machine's root) a new file's inode is searched past every inode
+# freed in the last 30 s whose table block is cached, so a contender that follows a clean-up of 6,000 files pays
+# for it in every file it creates. Needs root (LEVEL_DISK=0, or not root: skipped).
+level_disk() {  # list-file...
+  [ "${LEVEL_DISK:-1}" = 1 ] && [ "$(id -u)" = 0 ] || return 0
+  sync; echo 3 >/proc/sys/vm/drop_caches
+  cat "$@" | xargs -d '\n' cat >/dev/null
+}
+
 # Sum of VmRSS / VmHWM (kB) of a process and its children.
 memory_of() {  # pid field → kB
   local total=0 p
@@ -198,6 +209,7 @@ run_daemon() {  # label folder...
   files=$(find "$@" -type f | wc -l)
   bytes=$(find "$@" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
   daemon_start "$label"
+  find "$@" -type f >"$work/$label.inputs"; level_disk "$work/$label.inputs"
   start=$(date +%s.%N)
   for folder in "$@"; do find "$folder" -type f -print0 | xargs -0 cp -t "$d_drop"; done &
   local copier=$!
@@ -235,6 +247,7 @@ orthanc_stop() {
 run_orthanc() {  # label list
   local ok failed seconds bytes files
   orthanc_start "$work/orthanc-$1"
+  level_disk "$2"
   read -r ok failed seconds < <("$py" bench/ingest/orthanc_upload.py "$2" "$o_port" 4)
   orthanc_stop
   files=$(wc -l <"$2"); bytes=$(xargs -a "$2" -d '\n' stat -c %s | awk '{s += $1} END {print s}')
@@ -245,6 +258,7 @@ run_python() {  # label list
   local db="py_$1" ok failed seconds files bytes
   new_database "$db"
   rm -rf "$work/py-out"
+  level_disk "$2"
   read -r ok failed seconds < <("$py" bench/ingest/python_pipeline.py "$2" "$work/py-out" "$(url "$db")" 2)
   files=$(wc -l <"$2"); bytes=$(xargs -a "$2" -d '\n' stat -c %s | awk '{s += $1} END {print s}')
   echo "$files $bytes $seconds $ok" >>"$work/python-$1.runs"
@@ -254,6 +268,7 @@ run_python() {  # label list
 run_decode() {  # label list
   local json
   mapfile -t paths <"$2"
+  level_disk "$2"
   json=$("$decode_bench" 2 "$([ "${#paths[@]}" -lt 1000 ] && echo 5 || echo 1)" "${paths[@]}")
   "$py" -c 'import json, sys; j = json.loads(sys.argv[1]); n = j["decoded"] + j["failed"]
 print(j["filesPerSecond"], j["fileMBPerSecond"], j["decoded"], j["failed"], n)' "$json" >>"$work/decode-$1.runs"

@@ -449,12 +449,15 @@ extern "C" size_t dcmtk_item_count(const dcmtk_item *item) {
     return item ? as_item(const_cast<dcmtk_item *>(item))->card() : 0;
 }
 
-extern "C" dcmtk_status dcmtk_item_element_at(dcmtk_item *item, size_t index, dcmtk_element_info *out) {
-    if (!item || !out) return DCMTK_INVALID_ARGUMENT;
-    DcmElement *el = as_item(item)->getElement(OFstatic_cast(unsigned long, index));
-    if (!el) return DCMTK_NOT_FOUND;
-    fill_info(el, out);
-    return DCMTK_OK;
+extern "C" size_t dcmtk_item_elements(dcmtk_item *item, dcmtk_element_info *out, size_t capacity) {
+    if (!item || !out) return 0;
+    // One walk of the item's list (DcmItem::getElement(i) walks it from its start for every i).
+    DcmItem *it = as_item(item);
+    size_t n = 0;
+    for (DcmObject *obj = it->nextInContainer(nullptr); obj && n < capacity; obj = it->nextInContainer(obj)) {
+        fill_info(OFstatic_cast(DcmElement *, obj), &out[n++]);
+    }
+    return n;
 }
 
 static DcmElement *find(dcmtk_item *item, uint16_t group, uint16_t element) {

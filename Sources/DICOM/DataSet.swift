@@ -41,13 +41,10 @@ public struct DataSet {
     public var elements: [Element] {
         guard let item else { return [] }
         let count = dcmtk_item_count(item)
-        var result: [Element] = []
-        result.reserveCapacity(count)
-        var info = dcmtk_element_info()
-        for index in 0..<count where dcmtk_item_element_at(item, index, &info) == DCMTK_OK {
-            result.append(Element(info))
-        }
-        return result
+        guard count > 0 else { return [] }
+        var infos = [dcmtk_element_info](repeating: dcmtk_element_info(), count: count)
+        let filled = infos.withUnsafeMutableBufferPointer { dcmtk_item_elements(item, $0.baseAddress, count) }
+        return infos.prefix(filled).map(Element.init)
     }
 
     public func element(_ tag: Tag) -> Element? {
@@ -81,6 +78,7 @@ public struct DataSet {
     /// The values split on "\", each trimmed.
     public func strings(_ tag: Tag) -> [String] {
         guard let raw = rawString(tag), !raw.isEmpty else { return [] }
+        guard raw.utf8.contains(0x5C) else { return [raw.trimmingPadding()] }
         return raw.split(separator: "\\", omittingEmptySubsequences: false).map { String($0).trimmingPadding() }
     }
 

@@ -1,5 +1,6 @@
 // Tag and VR: the two value types every other DICOM API is keyed by.
 import CDCMTK
+import Synchronization
 
 /// An attribute tag (group, element). Constants for every public tag live in Generated/Tags.swift.
 public struct Tag: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -75,8 +76,19 @@ public struct VR: RawRepresentable, Hashable, Sendable, CustomStringConvertible 
 
 /// DCMTK's data dictionary, read through the shim.
 enum DataDictionary {
+    /// Entries already read (the dictionary does not change while the process runs): a de-identifier asks for
+    /// the same few hundred tags in every file.
+    private static let entries = Mutex<[UInt32: (keyword: String, vr: VR)?]>([:])
+
     static func lookup(_ tag: Tag) -> (keyword: String, vr: VR)? {
         if tag.isPrivate { return nil }
+        if let known = entries.withLock({ $0[tag.combined] }) { return known }
+        let entry = read(tag)
+        entries.withLock { $0[tag.combined] = .some(entry) }
+        return entry
+    }
+
+    private static func read(_ tag: Tag) -> (keyword: String, vr: VR)? {
         var keyword = [CChar](repeating: 0, count: 80)
         var vr = [CChar](repeating: 0, count: 3)
         guard dcmtk_dictionary_lookup(tag.group, tag.element, &keyword, keyword.count, &vr) == 1 else { return nil }

@@ -118,7 +118,7 @@ public struct Deidentifier: Sendable {
         record(Tags.sopInstanceUID, into: \.sopInstanceUID)
 
         // 3. Words that may not survive in cleaned text: every value the profile replaces.
-        let scrubber = TextScrubber(identifying: IdentifyingValues.collect(ds, planner: planner).values)
+        let scrubber = TextScrubber(identifying: IdentifyingValues.collect(ds, planner: planner, keptValues: false).values)
 
         // 4. Every element at every depth.
         var context = Context(shift: shift, pseudoPatientID: pseudoPatientID, scrubber: scrubber, requirements: IODRequirements(file))
@@ -332,6 +332,9 @@ public struct Deidentifier: Sendable {
     }
 
     static func isText(_ vr: VR) -> Bool {
-        [VR.AE, .AS, .CS, .DA, .DS, .DT, .IS, .LO, .LT, .PN, .SH, .ST, .TM, .UC, .UI, .UR, .UT].contains(vr)
+        switch vr {
+        case .AE, .AS, .CS, .DA, .DS, .DT, .IS, .LO, .LT, .PN, .SH, .ST, .TM, .UC, .UI, .UR, .UT: true
+        default: false
+        }
     }
 }

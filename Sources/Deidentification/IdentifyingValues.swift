@@ -12,13 +12,15 @@ struct IdentifyingValues {
     /// Trimmed values of elements kept verbatim (by the table, an option, or as unlisted).
     var kept: Set<String> = []
 
-    static func collect(_ ds: DataSet, planner: Planner) -> IdentifyingValues {
+    /// - Parameter keptValues: whether to gather `kept` too (the verifier's need; the de-identifier needs only
+    ///   the replaced values, and reading every kept value is most of the walk's cost).
+    static func collect(_ ds: DataSet, planner: Planner, keptValues: Bool = true) -> IdentifyingValues {
         var out = IdentifyingValues()
-        out.visit(ds, planner: planner)
+        out.visit(ds, planner: planner, keptValues: keptValues)
         return out
     }
 
-    private mutating func visit(_ ds: DataSet, planner: Planner) {
+    private mutating func visit(_ ds: DataSet, planner: Planner, keptValues: Bool) {
         for element in ds.elements {
             let plan = planner.plan(element, in: ds)
             if element.isSequence {
@@ -26,7 +28,7 @@ struct IdentifyingValues {
                 case .remove, .zeroLength:
                     for item in ds.items(element.tag) { collectAll(item) }
                 default:
-                    for item in ds.items(element.tag) { visit(item, planner: planner) }
+                    for item in ds.items(element.tag) { visit(item, planner: planner, keptValues: keptValues) }
                 }
                 continue
             }
@@ -35,7 +37,7 @@ struct IdentifyingValues {
                 add(element, ds)
             } else if case .cleanText = plan {
                 continue
-            } else {
+            } else if keptValues {
                 for v in Self.texts(element, ds) { kept.insert(v) }
             }
         }
@@ -68,8 +70,12 @@ struct IdentifyingValues {
     static func texts(_ element: Element, _ ds: DataSet) -> [String] {
         let vr = element.vr
         if Deidentifier.isText(vr) {
-            guard let whole = ds.string(element.tag)?.trimmingSpaces(), !whole.isEmpty else { return [] }
-            let parts = ds.strings(element.tag).map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+            // One read of the stored value: the whole (padding trimmed) and, when multi-valued, each value.
+            guard let raw = ds.rawString(element.tag) else { return [] }
+            let whole = raw.trimmingSpaces()
+            guard !whole.isEmpty else { return [] }
+            guard raw.utf8.contains(0x5C) else { return [whole] }
+            let parts = raw.split(separator: "\\", omittingEmptySubsequences: false).map { String($0).trimmingSpaces() }.filter { !$0.isEmpty }
             return parts.count > 1 ? [whole] + parts : [whole]
         }
         if vr == .UN || vr == .OB {
@@ -81,18 +87,21 @@ struct IdentifyingValues {
 
     static func printableRuns(_ bytes: [UInt8], minimum: Int) -> [String] {
         var runs: [String] = []
-        var current: [UInt8] = []
-        func flush() {
-            let s = String(decoding: current, as: UTF8.self).trimmingSpaces()
-            if s.count >= minimum { runs.append(s) }
-            current.removeAll(keepingCapacity: true)
+        var index = 0
+        while index < bytes.count {
+            guard Self.isPrintable(bytes[index]) else { index += 1; continue }
+            var start = index
+            while index < bytes.count && Self.isPrintable(bytes[index]) { index += 1 }
+            // The run trimmed of spaces (printable ASCII: one character per byte).
+            var end = index
+            while start < end && bytes[start] == 0x20 { start += 1 }
+            while end > start && bytes[end - 1] == 0x20 { end -= 1 }
+            if end - start >= minimum { runs.append(String(decoding: bytes[start..<end], as: UTF8.self)) }
         }
-        for b in bytes {
-            if b >= 0x20 && b < 0x7F && b != 0x5C { current.append(b) } else { flush() }
-        }
-        flush()
         return runs
     }
+
+    private static func isPrintable(_ b: UInt8) -> Bool { b >= 0x20 && b < 0x7F && b != 0x5C }
 }
 
 /// Removes identifying words from descriptor text (Clean Descriptors and the other text-cleaning options).
@@ -103,17 +112,30 @@ struct IdentifyingValues {
 struct TextScrubber {
     private let wholes: [String]
     private let words: Set<String>
+    /// `wholes` as bytes when every one is ASCII: text that is ASCII too is then cleaned byte by byte, with the
+    /// same result as the Unicode path (case-insensitive matching of ASCII is ASCII upper-casing).
+    let asciiWholes: [[UInt8]]?
 
     init(identifying: Set<String>) {
-        wholes = identifying.map { $0.uppercased() }.filter { $0.count >= 3 }.sorted { $0.count > $1.count }
+        // Longest first (a value cut before a shorter one it contains); ties in byte order, so that every run
+        // cleans the same text the same way.
+        let counted: [(text: String, count: Int)] = identifying.map { value in
+            let upper = value.uppercased()
+            return (upper, upper.count)
+        }
+        wholes = counted.filter { $0.count >= 3 }.sorted { $0.count != $1.count ? $0.count > $1.count : $0.text < $1.text }.map(\.text)
         var w = Set<String>()
         for v in identifying {
             for part in Self.words(of: v.uppercased()) where part.count >= 3 { w.insert(part) }
         }
         words = w
+        asciiWholes = wholes.allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } } ? wholes.map { Array($0.utf8) } : nil
     }
 
     static func words(of s: String) -> [String] {
+        if s.utf8.allSatisfy({ $0 < 0x80 }) {
+            return s.utf8.split(whereSeparator: { !Self.isAlphanumeric($0) }).map { String(decoding: $0, as: UTF8.self) }
+        }
         var out: [String] = []
         var cur = ""
         for c in s {
@@ -123,7 +145,16 @@ struct TextScrubber {
         return out
     }
 
+    private static func isAlphanumeric(_ b: UInt8) -> Bool { (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) }
+    private static func upper(_ b: UInt8) -> UInt8 { b >= 0x61 && b <= 0x7A ? b - 0x20 : b }
+
     func clean(_ text: String) -> String {
+        if let asciiWholes, text.utf8.allSatisfy({ $0 < 0x80 }) { return cleanASCII(Array(text.utf8), wholes: asciiWholes) }
+        return cleanUnicode(text)
+    }
+
+    /// `clean` of any text, character by character.
+    func cleanUnicode(_ text: String) -> String {
         var s = text
         // (1) whole values, ignoring case.
         for w in wholes {
@@ -147,5 +178,50 @@ struct TextScrubber {
         // (4)
         let collapsed = out.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
         return collapsed.trimmingSpaces()
+    }
+
+    /// `clean` of ASCII text, every whole value ASCII (upper-cased).
+    func cleanASCII(_ text: [UInt8], wholes: [[UInt8]]) -> String {
+        var s = text
+        // (1) whole values, ignoring case, each looked for again from the start after a cut (as the Unicode path).
+        for w in wholes where w.count <= s.count {
+            var from = 0
+            while from + w.count <= s.count {
+                var index = from
+                var found = -1
+                while index + w.count <= s.count {
+                    var k = 0
+                    while k < w.count && Self.upper(s[index + k]) == w[k] { k += 1 }
+                    if k == w.count { found = index; break }
+                    index += 1
+                }
+                guard found >= 0 else { break }
+                s.replaceSubrange(found..<(found + w.count), with: [0x20])
+                from = 0
+            }
+        }
+        // (2) and (3) word by word.
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count)
+        var start = -1
+        func flush(_ end: Int) {
+            guard start >= 0 else { return }
+            let word = s[start..<end]
+            let digits = word.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+            if !((digits && word.count >= 6) || words.contains(String(decoding: word.map(Self.upper), as: UTF8.self))) { out += word }
+            start = -1
+        }
+        for (index, b) in s.enumerated() {
+            if Self.isAlphanumeric(b) {
+                if start < 0 { start = index }
+            } else {
+                flush(index)
+                out.append(b)
+            }
+        }
+        flush(s.count)
+        // (4)
+        let collapsed = out.split(separator: 0x20, omittingEmptySubsequences: true).joined(separator: [0x20])
+        return String(decoding: Array(collapsed), as: UTF8.self).trimmingSpaces()
     }
 }

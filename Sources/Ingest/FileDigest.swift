@@ -50,8 +50,7 @@ public struct FileDigest: Sendable, Hashable {
         }
         let after = try status(path)
         guard before == after, after.size == total else { throw Failure.changed }
-        let hex = hasher.finalize().map { String(format: "%02x", $0) }.joined()
-        return FileDigest(sha256: hex, size: total, modificationTime: after.modified)
+        return FileDigest(sha256: hex(hasher.finalize()), size: total, modificationTime: after.modified)
     }
 
     private struct Status: Equatable {

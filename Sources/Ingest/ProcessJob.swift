@@ -464,7 +464,8 @@ private func nonEmpty(_ text: String?) -> String? {
     return text
 }
 
-private func hex(_ digest: some Sequence<UInt8>) -> String {
+/// Lower-case hex of a digest.
+func hex(_ digest: some Sequence<UInt8>) -> String {
     let table = Array("0123456789abcdef".utf8)
     var out = [UInt8]()
     out.reserveCapacity(64)

@@ -74,7 +74,8 @@ typedef struct {
 } dcmtk_element_info;
 
 size_t dcmtk_item_count(const dcmtk_item *item);
-dcmtk_status dcmtk_item_element_at(dcmtk_item *item, size_t index, dcmtk_element_info *out);
+/* Infos of the item's elements in order, at most `capacity` of them, in one walk; returns how many. */
+size_t dcmtk_item_elements(dcmtk_item *item, dcmtk_element_info *out, size_t capacity);
 dcmtk_status dcmtk_item_element_info(dcmtk_item *item, uint16_t group, uint16_t element, dcmtk_element_info *out);
 
 /// All values of a string (or AT/number, rendered) element, backslash-separated, as stored.
