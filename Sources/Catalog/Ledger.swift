@@ -59,6 +59,9 @@ public struct LedgerEntry: Sendable, Hashable {
     public var leaseUntil: Date?
     public var sopInstanceUID: String?
     public var duplicateOf: Int64?
+
+    /// Whether an earlier claim may have stored objects for the file: it was claimed before, whatever became of it.
+    public var mayHaveStoredObjects: Bool { claims > 0 }
 }
 
 /// The answer to a claim.

@@ -106,7 +106,7 @@ extension CatalogTransaction {
                 if let original = catalogued[entry.sha256], original != entry.id {
                     duplicateIDs.append(entry.id)
                     duplicateOf.append(original)
-                    if entry.claims > 0 {
+                    if entry.mayHaveStoredObjects {
                         reclaimedIDs.append(entry.id)
                         reclaimedOf.append(original)
                     }

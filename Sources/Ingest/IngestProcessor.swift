@@ -138,7 +138,7 @@ public struct IngestProcessor: BatchProcessor {
                     ? PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined") : nil)
             case .duplicate(let entry, _):
                 outcomes[index] = .duplicate
-                if entry.claims > 0 { leftovers = true }
+                if entry.mayHaveStoredObjects { leftovers = true }
             case .busy: outcomes[index] = .retry(reason: "claimed_elsewhere", soon: false)
             case .exhausted(let exhausted):
                 let (stage, reason) = CatalogTransaction.exhaustedFailure(of: exhausted, maxAttempts: maxAttempts)
@@ -164,11 +164,7 @@ public struct IngestProcessor: BatchProcessor {
                 for (item, outcome) in zip(group, decided) { outcomes[item.index] = outcome }
             }
         }
-        if leftovers {
-            do { try await withDeadline(databaseDeadline) { try await removeLeftoverObjects() } } catch {
-                logger.warning("objects of an earlier attempt were not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
-            }
-        }
+        if leftovers { await removeRecordedObjects(whose: "objects of an earlier attempt") }
         return outcomes.map { $0! }
     }
 
@@ -247,9 +243,7 @@ public struct IngestProcessor: BatchProcessor {
         await removeUnreferenced(unreferenced)
         // A replaced instance's objects, recorded by the commit that replaced it.
         if results.contains(where: { if case .replaced = $0 { true } else { false } }) {
-            do { try await withDeadline(databaseDeadline) { try await removeLeftoverObjects() } } catch {
-                logger.warning("a replaced instance's objects were not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
-            }
+            await removeRecordedObjects(whose: "a replaced instance's objects")
         }
 
         var outcomes: [ProcessingOutcome] = []
@@ -524,6 +518,14 @@ public struct IngestProcessor: BatchProcessor {
         }
         let catalog = self.catalog, done = removed
         _ = try? await withDeadline(databaseDeadline) { try await catalog.withTransaction { try await $0.objectDeletionsDone(done) } }
+    }
+
+    /// `removeLeftoverObjects` within the database deadline; what it leaves is kept for the next start (`whose`
+    /// names them in the warning).
+    private func removeRecordedObjects(whose: String) async {
+        do { try await withDeadline(databaseDeadline) { try await removeLeftoverObjects() } } catch {
+            logger.warning("\(whose) were not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
+        }
     }
 
     /// Removes the objects recorded for removal that a daemon killed after its commit left behind.
