@@ -77,14 +77,15 @@ public struct VR: RawRepresentable, Hashable, Sendable, CustomStringConvertible 
 /// DCMTK's data dictionary, read through the shim.
 enum DataDictionary {
     /// Entries already read (the dictionary does not change while the process runs): a de-identifier asks for
-    /// the same few hundred tags in every file.
-    private static let entries = Mutex<[UInt32: (keyword: String, vr: VR)?]>([:])
+    /// the same few hundred tags in every file. Only the dictionary's own tags are kept, so the cache stays as small
+    /// as the dictionary whatever tags the files name.
+    private static let entries = Mutex<[UInt32: (keyword: String, vr: VR)]>([:])
 
     static func lookup(_ tag: Tag) -> (keyword: String, vr: VR)? {
         if tag.isPrivate { return nil }
         if let known = entries.withLock({ $0[tag.combined] }) { return known }
-        let entry = read(tag)
-        entries.withLock { $0[tag.combined] = .some(entry) }
+        guard let entry = read(tag) else { return nil }
+        entries.withLock { $0[tag.combined] = entry }
         return entry
     }
 
