@@ -460,10 +460,31 @@ extern "C" size_t dcmtk_item_elements(dcmtk_item *item, dcmtk_element_info *out,
     return n;
 }
 
+// The item's element list (protected in DcmItem; read through a derived type's member pointer).
+struct ItemList : DcmItem {
+    static DcmList *of(DcmItem *item) { return item->*(&ItemList::elementList); }
+};
+
+// An element of the item by tag. DCMTK's search walks the item's list from its first element; readers here ask for
+// tags in ascending order (each value of a walk, one after the other), so the search starts at the list's cursor
+// (left at the element found last, or moved by DCMTK itself) when its tag is not past the one asked for. An item's
+// list is kept in ascending tag order (DcmItem::insert), so a tag passed over is absent. A cursor past the tag, or
+// none (at the list's end), takes DCMTK's own search from the start.
 static DcmElement *find(dcmtk_item *item, uint16_t group, uint16_t element) {
     if (!item) return nullptr;
+    DcmItem *it = as_item(item);
+    const DcmTagKey key(group, element);
+    DcmList *list = ItemList::of(it);
+    if (list && !list->empty()) {
+        DcmObject *cursor = list->get(ELP_atpos);
+        if (cursor && !(key < cursor->getTag())) {
+            while (cursor && cursor->getTag() < key) cursor = list->seek(ELP_next);
+            // Found, or passed over (a larger tag, or the list's end): absent.
+            return cursor && cursor->getTag() == key ? OFstatic_cast(DcmElement *, cursor) : nullptr;
+        }
+    }
     DcmElement *el = nullptr;
-    if (as_item(item)->findAndGetElement(DcmTagKey(group, element), el, OFFalse).bad()) return nullptr;
+    if (it->findAndGetElement(key, el, OFFalse).bad()) return nullptr;
     return el;
 }
 

@@ -43,6 +43,42 @@ struct DataSetTests {
         #expect(privateCount > 0)
     }
 
+    @Test("a value is found by its tag whatever the order of asking, absent tags between present ones are absent, and changes are seen")
+    func lookUpInAnyOrder() throws {
+        let ds = try ctSmall().dataset
+        let tags = ds.elements.map(\.tag)
+        #expect(tags == tags.sorted() && tags.count > 40)
+        // What each tag reads when asked alone, from a freshly opened file: the reference.
+        func read(_ d: DataSet, _ tag: DICOM.Tag) -> String { "\(String(describing: d.element(tag))) \(String(describing: d.rawString(tag)))" }
+        let reference = try Dictionary(uniqueKeysWithValues: tags.map { tag in (tag, read(try ctSmall().dataset, tag)) })
+        let absent = tags.flatMap { [Tag($0.group, $0.element &+ 1), Tag($0.group &- 1, 0xFFFF)] }.filter { !reference.keys.contains($0) }
+        #expect(absent.count > 40)
+        var generator = SystemRandomNumberGenerator()
+        for order in [tags, tags.reversed(), tags.shuffled(using: &generator), (tags + absent).sorted(), (tags + absent).shuffled(using: &generator)] {
+            for tag in order {
+                if let expected = reference[tag] { #expect(read(ds, tag) == expected, "\(tag)") } else { #expect(ds.element(tag) == nil, "\(tag)") }
+            }
+            // The last tag, then the first, then one past the end.
+            #expect(read(ds, tags.last!) == reference[tags.last!]!)
+            #expect(read(ds, tags.first!) == reference[tags.first!]!)
+            #expect(ds.element(Tag(0xFFFF, 0xFFFF)) == nil)
+            #expect(read(ds, tags[tags.count / 2]) == reference[tags[tags.count / 2]]!)
+        }
+        // Changes: a removed element is gone, an inserted one is found, from any position of the reading.
+        let middle = Tag.patientName, inserted = Tag(0x0010, 0x0011)   // (0010,0011): no attribute of the standard
+        #expect(reference[middle] != nil && reference[inserted] == nil)
+        _ = ds.element(tags.last!)
+        #expect(try ds.remove(middle))
+        #expect(ds.element(middle) == nil)
+        _ = ds.element(tags.first!)
+        try ds.set(inserted, string: "INSERTED", vr: .LO)
+        #expect(ds.string(inserted) == "INSERTED")
+        _ = ds.element(tags.last!)
+        #expect(ds.string(inserted) == "INSERTED")
+        #expect(ds.element(middle) == nil)
+        for tag in tags where tag != middle { #expect(read(ds, tag) == reference[tag]!, "\(tag)") }
+    }
+
     @Test("round trip: modify three elements, write, read back: values changed, pixels untouched, dcmdump accepts it")
     func roundTrip() throws {
         let file = try ctSmall()
