@@ -892,6 +892,17 @@ extern "C" dcmtk_status dcmtk_item_put_empty(dcmtk_item *item, uint16_t group, u
 
 extern "C" dcmtk_status dcmtk_item_remove(dcmtk_item *item, uint16_t group, uint16_t element) {
     if (!item) return DCMTK_INVALID_ARGUMENT;
+    // Found from the list's cursor (see find), the element is removed where the cursor stands: DcmItem's own
+    // removal searches the list again from its start, twice.
+    DcmElement *el = find(item, group, element);
+    if (!el) return DCMTK_NOT_FOUND;
+    DcmList *list = ItemList::of(as_item(item));
+    if (list->get(ELP_atpos) == el) {
+        DcmObject *removed = list->remove();   // unlinked, not deleted; the cursor moves to the next element
+        removed->setParent(nullptr);
+        delete removed;
+        return DCMTK_OK;
+    }
     OFCondition c = as_item(item)->findAndDeleteElement(DcmTagKey(group, element), OFFalse, OFFalse);
     if (c == EC_TagNotFound) return DCMTK_NOT_FOUND;
     return c.good() ? DCMTK_OK : DCMTK_INVALID_ARGUMENT;

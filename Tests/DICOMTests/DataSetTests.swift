@@ -77,6 +77,20 @@ struct DataSetTests {
         #expect(ds.string(inserted) == "INSERTED")
         #expect(ds.element(middle) == nil)
         for tag in tags where tag != middle { #expect(read(ds, tag) == reference[tag]!, "\(tag)") }
+
+        // Removals in ascending order, values read between them, then in descending order: each removes its own
+        // element, and the rest read as before.
+        for removals in [tags.enumerated().filter { $0.offset % 3 == 1 }.map(\.element),
+                         tags.enumerated().filter { $0.offset % 3 == 2 }.map(\.element).reversed()] {
+            let other = try ctSmall().dataset
+            for tag in removals {
+                #expect(try other.remove(tag), "\(tag)")
+                #expect(other.element(tag) == nil)
+                #expect(try !other.remove(tag))
+            }
+            #expect(other.elements.map(\.tag) == tags.filter { !removals.contains($0) })
+            for tag in tags where !removals.contains(tag) { #expect(read(other, tag) == reference[tag]!, "\(tag)") }
+        }
     }
 
     @Test("round trip: modify three elements, write, read back: values changed, pixels untouched, dcmdump accepts it")
