@@ -119,15 +119,16 @@ struct TextScrubber {
     init(identifying: Set<String>) {
         // Longest first (a value cut before a shorter one it contains); ties in byte order, so that every run
         // cleans the same text the same way.
-        let counted: [(text: String, count: Int)] = identifying.map { value in
-            let upper = value.uppercased()
-            return (upper, upper.count)
+        var counted: [(text: String, count: Int)] = []
+        var w = Set<String>()
+        for value in identifying {
+            // ASCII upper-casing is byte-wise, and an ASCII string's characters are its bytes.
+            let ascii = value.utf8.allSatisfy { $0 < 0x80 }
+            let upper = ascii ? String(decoding: value.utf8.map(Self.upper), as: UTF8.self) : value.uppercased()
+            counted.append((upper, ascii ? upper.utf8.count : upper.count))
+            for part in Self.words(of: upper) where (ascii ? part.utf8.count : part.count) >= 3 { w.insert(part) }
         }
         wholes = counted.filter { $0.count >= 3 }.sorted { $0.count != $1.count ? $0.count > $1.count : $0.text < $1.text }.map(\.text)
-        var w = Set<String>()
-        for v in identifying {
-            for part in Self.words(of: v.uppercased()) where part.count >= 3 { w.insert(part) }
-        }
         words = w
         asciiWholes = wholes.allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } } ? wholes.map { Array($0.utf8) } : nil
     }
@@ -185,9 +186,8 @@ struct TextScrubber {
         var s = text
         // (1) whole values, ignoring case, each looked for again from the start after a cut (as the Unicode path).
         for w in wholes where w.count <= s.count {
-            var from = 0
-            while from + w.count <= s.count {
-                var index = from
+            while w.count <= s.count {
+                var index = 0
                 var found = -1
                 while index + w.count <= s.count {
                     var k = 0
@@ -197,7 +197,6 @@ struct TextScrubber {
                 }
                 guard found >= 0 else { break }
                 s.replaceSubrange(found..<(found + w.count), with: [0x20])
-                from = 0
             }
         }
         // (2) and (3) word by word.
