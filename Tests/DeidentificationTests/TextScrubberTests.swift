@@ -1,6 +1,7 @@
 // Cleaning descriptor text: what is cut, and that the byte-wise path taken for ASCII text cleans exactly as the
 // character-wise path every other text takes.
 import Testing
+import TestSupport
 @testable import Deidentification
 
 @Suite struct TextScrubberTests {
@@ -43,15 +44,3 @@ import Testing
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -342,7 +342,7 @@ enum Corpus {
     @Test func fuzzedPDUsNeverTakeTheSCPDown() async throws {
         let scp = try await RunningSCP(idleTimeout: .seconds(2))
         let cases = Int(ProcessInfo.processInfo.environment["DICOM_ETL_FUZZ_CASES"] ?? "") ?? 3000
-        var generator = SplitMix(seed: 0x5CB_D1C0)
+        var generator = SplitMix64(seed: 0x5CB_D1C0)
         let deadline = ContinuousClock.now + .seconds(90)
         var ran = 0
         let valid = RawClient.associateRequest(calling: "TESTSCU")
@@ -375,7 +375,7 @@ enum Corpus {
         await scp.stop()
     }
 
-    static func mutate(_ bytes: [UInt8], _ generator: inout SplitMix) -> [UInt8] {
+    static func mutate(_ bytes: [UInt8], _ generator: inout SplitMix64) -> [UInt8] {
         var bytes = bytes
         let edits = 1 + Int(generator.next() % 4)
         for _ in 0..<edits where !bytes.isEmpty {
@@ -391,17 +391,6 @@ enum Corpus {
     }
 }
 
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func eventually(within seconds: Double = 10, _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = Date().addingTimeInterval(seconds)

@@ -4,6 +4,7 @@
 import DICOM
 import Foundation
 import Testing
+import TestSupport
 @testable import Normalization
 
 @Suite(.serialized) struct VolumeCorpusTests {
@@ -42,7 +43,7 @@ import Testing
     @Test func shuffledSeriesAssembleInOrder() throws {
         let all = Self.available()
         #expect(!all.isEmpty, "no series folder found in the corpus")
-        var rng = SplitMix(seed: 42)
+        var rng = SplitMix64(seed: 42)
         for (files, regular) in all {
             let positions = try Self.referencePositions(files)
             #expect(positions.count == files.count)
@@ -111,15 +112,3 @@ import Testing
     }
 }
 
-/// A small deterministic generator for reproducible shuffles.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
