@@ -110,7 +110,8 @@ struct IdentifyingValues {
 /// equal to a word of 3+ characters of an identifying value is cut out; (3) every run of 6 or more digits
 /// (dates, IDs, phone numbers) is cut out; (4) spaces are collapsed. An empty result removes the element.
 struct TextScrubber {
-    private let wholes: [String]
+    /// Whole values, upper-cased, longest first.
+    let wholes: [String]
     private let words: Set<String>
     /// `wholes` as bytes when every one is ASCII: text that is ASCII too is then cleaned byte by byte, with the
     /// same result as the Unicode path (case-insensitive matching of ASCII is ASCII upper-casing).
@@ -122,10 +123,10 @@ struct TextScrubber {
         var counted: [(text: String, count: Int)] = []
         var w = Set<String>()
         for value in identifying {
-            // ASCII upper-casing is byte-wise, and an ASCII string's characters are its bytes.
+            // ASCII upper-casing is byte-wise, and an ASCII string's characters are its bytes but for CR LF (one).
             let ascii = value.utf8.allSatisfy { $0 < 0x80 }
             let upper = ascii ? String(decoding: value.utf8.map(Self.upper), as: UTF8.self) : value.uppercased()
-            counted.append((upper, ascii ? upper.utf8.count : upper.count))
+            counted.append((upper, ascii ? Self.asciiCharacterCount(upper.utf8) : upper.count))
             for part in Self.words(of: upper) where (ascii ? part.utf8.count : part.count) >= 3 { w.insert(part) }
         }
         wholes = counted.filter { $0.count >= 3 }.sorted { $0.count != $1.count ? $0.count > $1.count : $0.text < $1.text }.map(\.text)
@@ -144,6 +145,16 @@ struct TextScrubber {
         }
         if !cur.isEmpty { out.append(cur) }
         return out
+    }
+
+    /// Characters of an ASCII text: its bytes, each CR LF counted once (the one ASCII pair that is one character).
+    static func asciiCharacterCount(_ bytes: String.UTF8View) -> Int {
+        var count = 0, afterCR = false
+        for b in bytes {
+            if !(afterCR && b == 0x0A) { count += 1 }
+            afterCR = b == 0x0D
+        }
+        return count
     }
 
     private static func isAlphanumeric(_ b: UInt8) -> Bool { (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) }

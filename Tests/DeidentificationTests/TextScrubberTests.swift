@@ -15,6 +15,15 @@ import TestSupport
         #expect(scrubber.clean("HEAD 12345 W/O") == "HEAD 12345 W/O")
     }
 
+    /// Whole values are ordered and kept by their length in characters, ASCII or not: CR LF is one character.
+    @Test func wholeValuesCountCharacters() {
+        #expect(TextScrubber(identifying: ["AB\r\n", "XYZW", "Zoë"]).wholes == ["XYZW", "AB\r\n", "ZOË"])
+        #expect(TextScrubber(identifying: ["A\r\n", "Jo"]).wholes.isEmpty)
+        for text in ["", "A", "\r\n", "\r\r\n", "\n\r", "A\r\nB\rC\n", "\r\n\r\n"] {
+            #expect(TextScrubber.asciiCharacterCount(text.utf8) == text.count, "\(Array(text.utf8))")
+        }
+    }
+
     @Test func nonASCIITextTakesTheCharacterPath() {
         let scrubber = TextScrubber(identifying: ["Müller^Jörg", "Doe"])
         #expect(scrubber.asciiWholes == nil)
