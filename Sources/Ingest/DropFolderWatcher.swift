@@ -34,7 +34,7 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
     enum Input: Sendable {
         case event(DirectoryEvent)
         case rescan(requestedAt: C.Instant)
-        case tick
+        case tick(requestedAt: C.Instant)
         case closeTick
 
         var isCloseTick: Bool { if case .closeTick = self { true } else { false } }
@@ -43,6 +43,11 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
     /// How long a file closed after writing (or renamed in) waits for its writer to open it again before it is
     /// taken: a writer that creates a file empty and then reopens it to write closes (or renames) it first.
     static var closeGrace: Duration { .milliseconds(40) }
+
+    /// How long a file handed on is remembered with its size and modification time: a close event that arrives
+    /// after a scan has already handed the file on (the scan of a new subfolder races its writer) then finds the
+    /// same file and does not hand it on a second time.
+    static var handedOnMemory: Duration { .seconds(5) }
 
     private let layout: DropFolderLayout
     private let timing: Timing
@@ -103,7 +108,7 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
             }
             group.addTask {
                 while (try? await clock.sleep(for: timing.stabilityTick)) != nil {
-                    continuation.yield(.tick)
+                    continuation.yield(.tick(requestedAt: clock.now))
                 }
             }
             if timing.readyOnEvent && eventSource != nil {
@@ -134,6 +139,14 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         var closed: [String: C.Instant] = [:]
         var lastRescanStart: C.Instant?
         var ticksSinceRescan = 0
+        /// Files handed on lately (see `handedOnMemory`), kept only while closes make files ready at once.
+        var handedOn: [String: HandedOn] = [:]
+    }
+
+    struct HandedOn {
+        var size: Int64
+        var modification: Int64
+        var at: C.Instant
     }
 
     private func handle(_ input: Input, state: inout LoopState) async {
@@ -170,7 +183,12 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
                 state.closed[path] = nil
                 await consider(path, state: &state, ready: true)
             }
-        case .tick:
+        case .tick(let requestedAt):
+            if !state.handedOn.isEmpty {
+                // Pruned by when the tick was asked for: events queued behind a long scan still find their entries.
+                let cutoff = requestedAt.advanced(by: .zero - Self.handedOnMemory)
+                state.handedOn = state.handedOn.filter { $0.value.at >= cutoff }
+            }
             for path in state.tracker.due(at: clock.now) {
                 if Task.isCancelled { return }
                 await consider(path, state: &state)
@@ -225,6 +243,8 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         // An empty file is never complete: a writer that creates a file and reopens it to write closes it once empty.
         if ready && size > 0 {
             state.tracker.forget(path)
+            // The close of a write that a scan had already seen complete: handed on once.
+            if let earlier = state.handedOn[path], earlier.size == size, earlier.modification == modification { return }
             action = .handOn
         } else {
             action = state.tracker.observe(path: path, size: size, modification: modification, modificationAge: age, now: clock.now)
@@ -235,6 +255,9 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
             modificationTime: Date(timeIntervalSince1970: Double(modification) / 1e9),
             pathHash: hasher.hash(relative), discoveredAt: Date())
         if await queue.offer(file) {
+            if timing.readyOnEvent && eventSource != nil {
+                state.handedOn[path] = HandedOn(size: size, modification: modification, at: clock.now)
+            }
             metrics.filesSeen.increment()
             logger.trace("file stable", metadata: LogRedaction.metadata(for: file))
         }

@@ -113,6 +113,25 @@ func collect(_ queue: FileQueue, expecting expected: Int, within seconds: Double
         }
     }
 
+    @Test func aCloseSeenAfterTheScanHandedTheFileOnIsNotASecondFile() async throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let source = ScriptedEventSource()
+        try await withWatcher(folder: folder, eventSource: source) { queue, _ in
+            // A scan finds the file complete; its writer's close event comes after (a new subfolder's scan and
+            // its writer race): the same file, handed on once.
+            try folder.write("study/IM1.dcm")
+            source.send(.directoryAppeared(path: folder.path + "/study"))
+            #expect(await collect(queue, expecting: 1) == ["study/IM1.dcm"])
+            source.send(.fileWritten(path: folder.path + "/study/IM1.dcm"))
+            #expect(await collect(queue, expecting: 1, within: 0.5).isEmpty)
+            // Written again (another size and modification time): a new file to take.
+            try folder.write("study/IM1.dcm", bytes: Array(repeating: 3, count: 700))
+            source.send(.fileWritten(path: folder.path + "/study/IM1.dcm"))
+            #expect(await collect(queue, expecting: 1) == ["study/IM1.dcm"])
+        }
+    }
+
     @Test func periodicRescanFindsFilesWithoutEvents() async throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
