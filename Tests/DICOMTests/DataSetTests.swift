@@ -1,6 +1,7 @@
 // Reading, changing and writing elements of real files.
 import DICOM
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("DataSet")
@@ -53,7 +54,7 @@ struct DataSetTests {
         let reference = try Dictionary(uniqueKeysWithValues: tags.map { tag in (tag, read(try ctSmall().dataset, tag)) })
         let absent = tags.flatMap { [Tag($0.group, $0.element &+ 1), Tag($0.group &- 1, 0xFFFF)] }.filter { !reference.keys.contains($0) }
         #expect(absent.count > 40)
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix64(seed: 0x5EED_1234)   // the same orders on every run
         for order in [tags, tags.reversed(), tags.shuffled(using: &generator), (tags + absent).sorted(), (tags + absent).shuffled(using: &generator)] {
             for tag in order {
                 if let expected = reference[tag] { #expect(read(ds, tag) == expected, "\(tag)") } else { #expect(ds.element(tag) == nil, "\(tag)") }
