@@ -44,7 +44,7 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
     /// taken: a writer that creates a file empty and then reopens it to write closes (or renames) it first.
     static var closeGrace: Duration { .milliseconds(40) }
 
-    /// How long a file handed on is remembered with its size and modification time: a close event that arrives
+    /// How long a file handed on is remembered with its size, modification and change times: a close event that arrives
     /// after a scan has already handed the file on (the scan of a new subfolder races its writer) then finds the
     /// same file and does not hand it on a second time.
     static var handedOnMemory: Duration { .seconds(5) }
@@ -143,9 +143,12 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         var handedOn: [String: HandedOn] = [:]
     }
 
+    /// What a file handed on was: a close of the same write finds it unchanged; a new write, or the same bytes
+    /// copied in again with their modification time kept, has another change time.
     struct HandedOn {
         var size: Int64
         var modification: Int64
+        var change: Int64
         var at: C.Instant
     }
 
@@ -235,6 +238,7 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         }
         let size = Int64(info.st_size)
         let modification = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        let change = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         var wallNow = timespec()
         clock_gettime(CLOCK_REALTIME, &wallNow)
         let nowNanoseconds = Int64(wallNow.tv_sec) * 1_000_000_000 + Int64(wallNow.tv_nsec)
@@ -244,7 +248,9 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
         if ready && size > 0 {
             state.tracker.forget(path)
             // The close of a write that a scan had already seen complete: handed on once.
-            if let earlier = state.handedOn[path], earlier.size == size, earlier.modification == modification { return }
+            if let earlier = state.handedOn[path], earlier.size == size, earlier.modification == modification, earlier.change == change {
+                return
+            }
             action = .handOn
         } else {
             action = state.tracker.observe(path: path, size: size, modification: modification, modificationAge: age, now: clock.now)
@@ -256,7 +262,7 @@ public final class DropFolderWatcher<C: Clock>: Service, Sendable where C.Durati
             pathHash: hasher.hash(relative), discoveredAt: Date())
         if await queue.offer(file) {
             if timing.readyOnEvent && eventSource != nil {
-                state.handedOn[path] = HandedOn(size: size, modification: modification, at: clock.now)
+                state.handedOn[path] = HandedOn(size: size, modification: modification, change: change, at: clock.now)
             }
             metrics.filesSeen.increment()
             logger.trace("file stable", metadata: LogRedaction.metadata(for: file))

@@ -125,9 +125,19 @@ func collect(_ queue: FileQueue, expecting expected: Int, within seconds: Double
             #expect(await collect(queue, expecting: 1) == ["study/IM1.dcm"])
             source.send(.fileWritten(path: folder.path + "/study/IM1.dcm"))
             #expect(await collect(queue, expecting: 1, within: 0.5).isEmpty)
+            // The same bytes copied in again with the same modification time (cp -p): a new file to take.
+            let path = folder.path + "/study/IM1.dcm"
+            var before = stat()
+            #expect(lstat(path, &before) == 0)
+            #expect(unlink(path) == 0)
+            try folder.write("study/IM1.dcm")
+            var times = [before.st_atim, before.st_mtim]
+            #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+            source.send(.fileWritten(path: path))
+            #expect(await collect(queue, expecting: 1) == ["study/IM1.dcm"])
             // Written again (another size and modification time): a new file to take.
             try folder.write("study/IM1.dcm", bytes: Array(repeating: 3, count: 700))
-            source.send(.fileWritten(path: folder.path + "/study/IM1.dcm"))
+            source.send(.fileWritten(path: path))
             #expect(await collect(queue, expecting: 1) == ["study/IM1.dcm"])
         }
     }
