@@ -11,13 +11,13 @@ struct CorpusDeidentificationTests {
     @Test(arguments: ["basic.yaml", "basic-only.yaml"])
     func corpusHasNoLeaks(profileName: String) throws {
         let profile = try loadProfile(profileName)
-        let deidentifier = Deidentifier(profile: profile, key: testKey)
+        let outputs = try CorpusOutputs.deidentified(profile: profileName)
         let verifier = PHIVerifier(profile: profile)
         let planner = Planner(profile: profile)
         var done = 0, rejected: [String: Int] = [:]
-        for (rel, path) in Corpus.files {
-            let out: (result: DeidentificationResult, output: DicomFile, bytes: [UInt8], original: DicomFile)
-            do { out = try deidentified(path, deidentifier) } catch let e as DeidentificationError {
+        for ((rel, path), outcome) in zip(Corpus.files, outputs) {
+            let out: CorpusOutputs.Output
+            do { out = try outcome.get() } catch let e as DeidentificationError {
                 rejected[e.reason, default: 0] += 1
                 continue
             } catch let e as DicomError {
@@ -142,13 +142,13 @@ struct CorpusDeidentificationTests {
     /// Outputs are valid DICOM: dcmdump reads each, and the DICOM layer decodes the same pixels as before, but in
     /// the boxes OCR blanked (basic.yaml redacts identifying burned-in text).
     @Test func outputsAreValidDICOMWithTheSamePixels() throws {
-        let deidentifier = Deidentifier(profile: try loadProfile("basic.yaml"), key: testKey)
+        let outputs = try CorpusOutputs.deidentified(profile: "basic.yaml")
         let dir = NSTemporaryDirectory() + "deid-valid-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var written = 0, comparedPixels = 0
-        for (i, (_, path)) in Corpus.files.enumerated() {
-            guard let out = try? deidentified(path, deidentifier) else { continue }
+        for (i, outcome) in outputs.enumerated() {
+            guard let out = try? outcome.get() else { continue }
             let target = dir + "/\(i).dcm"
             try Data(out.bytes).write(to: URL(fileURLWithPath: target))
             written += 1

@@ -48,4 +48,43 @@ func deidentified(_ path: String, _ deidentifier: Deidentifier, prepare: (DicomF
     return (result, try DicomFile.open(bytes: bytes), bytes, original)
 }
 
+/// The corpus de-identified under a committed profile with `testKey`: every file of `Corpus.files` (in that order)
+/// done once for the test process, on every core. Under basic.yaml it reads burned-in text with OCR, the costliest
+/// work of these tests, and two tests check the same outputs. Each call hands out files opened afresh from the
+/// outputs' bytes, so no test sees another's changes.
+enum CorpusOutputs {
+    typealias Output = (result: DeidentificationResult, output: DicomFile, bytes: [UInt8], original: DicomFile)
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var done: [String: [Result<(DeidentificationResult, [UInt8]), any Error>]] = [:]  // guarded by lock
+
+    static func deidentified(profile name: String) throws -> [Result<Output, any Error>] {
+        let stored: [Result<(DeidentificationResult, [UInt8]), any Error>] = try lock.withLock {
+            if let stored = done[name] { return stored }
+            let deidentifier = Deidentifier(profile: try loadProfile(name), key: testKey)
+            final class Box: @unchecked Sendable {
+                var values: [Result<(DeidentificationResult, [UInt8]), any Error>?]
+                init(_ n: Int) { values = Array(repeating: nil, count: n) }
+            }
+            let files = Corpus.files, box = Box(files.count), boxLock = NSLock()
+            DispatchQueue.concurrentPerform(iterations: files.count) { i in
+                let r = Result { () throws -> (DeidentificationResult, [UInt8]) in
+                    let out = try DeidentificationTests.deidentified(files[i].path, deidentifier)
+                    return (out.result, out.bytes)
+                }
+                boxLock.withLock { box.values[i] = r }
+            }
+            let all = box.values.map { $0! }
+            done[name] = all
+            return all
+        }
+        return zip(Corpus.files, stored).map { file, stored in
+            Result {
+                let (result, bytes) = try stored.get()
+                return (result, try DicomFile.open(bytes: bytes), bytes, try DicomFile.open(path: file.path))
+            }
+        }
+    }
+}
+
 func trimmed(_ s: String?) -> String { (s ?? "").trimmingSpaces() }
