@@ -77,20 +77,12 @@ func burnedInProfile(_ action: BurnedInTextAction) throws -> DeidentificationPro
 
 /// De-identifies every file of `entries` (2 threads); returns per entry its result, output and original pixels.
 func deidentifyAll(_ entries: [BurnedInTextSet.Entry], root: String, _ deidentifier: Deidentifier) -> [Result<(DeidentificationResult, PixelData, PixelData), any Error>] {
-    final class Box: @unchecked Sendable {
-        var values: [Result<(DeidentificationResult, PixelData, PixelData), any Error>?]
-        init(_ n: Int) { values = Array(repeating: nil, count: n) }
-    }
-    let box = Box(entries.count)
-    let lock = NSLock()
-    DispatchQueue.concurrentPerform(iterations: entries.count) { i in
-        let r = Result { () throws -> (DeidentificationResult, PixelData, PixelData) in
+    concurrentMap(entries.count) { i in
+        Result { () throws -> (DeidentificationResult, PixelData, PixelData) in
             let out = try deidentified(root + "/" + entries[i].path, deidentifier)
             return (out.result, try out.original.decodePixels(), try out.output.decodePixels())
         }
-        lock.withLock { box.values[i] = r }
     }
-    return box.values.map { $0! }
 }
 
 /// Whether every ink pixel of `s` lies in a blanked box of its frame and holds the fill value there (`frames`: the

@@ -62,19 +62,13 @@ enum CorpusOutputs {
         let stored: [Result<(DeidentificationResult, [UInt8]), any Error>] = try lock.withLock {
             if let stored = done[name] { return stored }
             let deidentifier = Deidentifier(profile: try loadProfile(name), key: testKey)
-            final class Box: @unchecked Sendable {
-                var values: [Result<(DeidentificationResult, [UInt8]), any Error>?]
-                init(_ n: Int) { values = Array(repeating: nil, count: n) }
-            }
-            let files = Corpus.files, box = Box(files.count), boxLock = NSLock()
-            DispatchQueue.concurrentPerform(iterations: files.count) { i in
-                let r = Result { () throws -> (DeidentificationResult, [UInt8]) in
+            let files = Corpus.files
+            let all = concurrentMap(files.count) { i in
+                Result { () throws -> (DeidentificationResult, [UInt8]) in
                     let out = try DeidentificationTests.deidentified(files[i].path, deidentifier)
                     return (out.result, out.bytes)
                 }
-                boxLock.withLock { box.values[i] = r }
             }
-            let all = box.values.map { $0! }
             done[name] = all
             return all
         }
@@ -85,6 +79,21 @@ enum CorpusOutputs {
             }
         }
     }
+}
+
+/// `transform` of 0..<count, run on every core; the results in index order.
+func concurrentMap<T>(_ count: Int, _ transform: @Sendable (Int) -> T) -> [T] {
+    let results = ConcurrentResults<T>(count)
+    DispatchQueue.concurrentPerform(iterations: count) { i in results.set(i, transform(i)) }
+    return results.values
+}
+
+private final class ConcurrentResults<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [T?]
+    init(_ count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: T) { lock.withLock { slots[index] = value } }
+    var values: [T] { lock.withLock { slots.map { $0! } } }
 }
 
 func trimmed(_ s: String?) -> String { (s ?? "").trimmingSpaces() }
