@@ -126,19 +126,30 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What every long-running command shares without the daemon: the operations HTTP server (/metrics, /healthz,
+        // /readyz) and time limits for calls that may never return.
+        .target(
+            name: "Operations",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -159,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Sandbox", "Training", "Serving", "DicomNetwork",
+                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Operations", "Sandbox", "Training", "Serving", "DicomNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -200,7 +211,8 @@ let package = Package(
         ], swiftSettings: strict),
         // The import rules of ARCHITECTURE.md, checked over Sources/ (no dependency: it reads the files).
         .testTarget(name: "ArchitectureTests", swiftSettings: strict),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Sandbox", "TestSupport", "sandbox-test-worker"], swiftSettings: strict),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Operations", "Sandbox", "TestSupport", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -8,6 +8,7 @@ import Catalog
 import Foundation
 import Logging
 import ObjectStorage
+import Operations
 import Prometheus
 import ServiceLifecycle
 import Sandbox
@@ -114,22 +115,9 @@ public struct DaemonService: Sendable {
         let backoff = self.backoff, readiness = pipeline.readiness
         return OpsServer(
             host: configuration.opsHost, port: configuration.opsPort, registry: registry,
-            readiness: { backoff.isAvailable ? await Self.probe(readiness, timeout: .seconds(2)) : false },
+            // Ready while the database answers within 2 s (a dead database can hold a query much longer).
+            readiness: { backoff.isAvailable ? await answers(within: .seconds(2)) { await readiness() } : false },
             logger: logger.component("ops"))
-    }
-
-    /// `readiness()`, or false when it does not answer within `timeout` (a dead database can hold a query).
-    static func probe(_ readiness: @escaping @Sendable () async -> Bool, timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await readiness() }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
     }
 
     /// The service group: ops server, supporting services, pipeline, watcher (shut down in reverse).

@@ -18,6 +18,7 @@ import Glibc
 import Foundation
 import Logging
 import ObjectStorage
+import Operations
 import Sandbox
 
 /// The daemon's `BatchProcessor`.
@@ -438,8 +439,8 @@ public struct IngestProcessor: BatchProcessor {
         var conflicts = 0
         while true {
             do {
-                return try await withDeadline(databaseDeadline) { try await catalog.withTransaction(body) }
-            } catch is DeadlineExceeded {
+                return try await withTimeout(databaseDeadline) { try await catalog.withTransaction(body) }
+            } catch is TimeoutExceeded {
                 throw PipelineOutage(reason: "database_unresponsive")
             } catch where DatabaseFault.of(error) == .conflict && conflicts < Self.conflictRetries {
                 // A deadlock or serialization failure with another replica's transaction (claims and commits of
@@ -483,7 +484,7 @@ public struct IngestProcessor: BatchProcessor {
             group.addTask {
                 while true {
                     try await Task.sleep(for: lease / 3)
-                    _ = try? await withDeadline(deadline) {
+                    _ = try? await withTimeout(deadline) {
                         try await catalog.withTransaction { try await $0.renewSourceFileLeases(ids: ids, owner: owner, lease: lease) }
                     }
                 }
@@ -498,7 +499,7 @@ public struct IngestProcessor: BatchProcessor {
     private func releaseAll(_ work: [Work], reason: String) async {
         let updates = work.map { LedgerUpdate(ledgerID: $0.entry.id, outcome: .release(reason: reason)) }
         let catalog = self.catalog, owner = self.owner, policy = conflictPolicy
-        _ = try? await withDeadline(databaseDeadline) {
+        _ = try? await withTimeout(databaseDeadline) {
             try await catalog.withTransaction { try await $0.commitIngestBatch(updates, owner: owner, policy: policy) }
         }
         logger.debug("batch deferred", metadata: ["reason": .string(reason), "files": .stringConvertible(work.count)])
@@ -517,13 +518,13 @@ public struct IngestProcessor: BatchProcessor {
             }
         }
         let catalog = self.catalog, done = removed
-        _ = try? await withDeadline(databaseDeadline) { try await catalog.withTransaction { try await $0.objectDeletionsDone(done) } }
+        _ = try? await withTimeout(databaseDeadline) { try await catalog.withTransaction { try await $0.objectDeletionsDone(done) } }
     }
 
     /// `removeLeftoverObjects` within the database deadline; what it leaves is kept for the next start (`whose`
     /// names them in the warning).
     private func removeRecordedObjects(whose: String) async {
-        do { try await withDeadline(databaseDeadline) { try await removeLeftoverObjects() } } catch {
+        do { try await withTimeout(databaseDeadline) { try await removeLeftoverObjects() } } catch {
             logger.warning("\(whose) were not removed; kept for the next start", metadata: LogRedaction.metadata(for: error))
         }
     }

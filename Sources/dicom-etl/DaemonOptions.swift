@@ -95,3 +95,11 @@ struct DaemonOptions: ParsableArguments {
         }
     }
 }
+
+/// Refuses a URL flag that carries a password or a secret parameter: every user of the host can read flags in the
+/// process list (the error names the key, never the value).
+func refuseSecretFlag(_ url: String?, key: String) throws {
+    if let url, DaemonConfiguration.urlCarriesSecret(url) {
+        throw ValidationError(ConfigurationError(.secretOnCommandLine, key: key).description)
+    }
+}

@@ -2,7 +2,6 @@
 import ArgumentParser
 import Catalog
 import Foundation
-import Ingest
 import Logging
 
 /// Applies pending database migrations (safe to run from several replicas at once).
@@ -19,9 +18,7 @@ struct Migrate: AsyncParsableCommand {
         if databaseURL == nil && ProcessInfo.processInfo.environment["DICOM_ETL_DATABASE_URL"] == nil {
             throw ValidationError("give --database-url or set DICOM_ETL_DATABASE_URL")
         }
-        if let databaseURL, DaemonConfiguration.urlCarriesSecret(databaseURL) {
-            throw ValidationError(ConfigurationError(.secretOnCommandLine, key: "database_url").description)
-        }
+        try refuseSecretFlag(databaseURL, key: "database_url")
     }
 
     func run() async throws {

@@ -4,10 +4,10 @@ import ArgumentParser
 import Catalog
 import Foundation
 import Inference
-import Ingest
 import Logging
 import Metrics
 import ObjectStorage
+import Operations
 import Prometheus
 import ServiceLifecycle
 
@@ -60,11 +60,8 @@ struct Worker: AsyncParsableCommand {
         if storageURL == nil && environment["DICOM_ETL_STORAGE_URL"] == nil {
             throw ValidationError("give --storage-url or set DICOM_ETL_STORAGE_URL")
         }
-        for (name, url) in [("database_url", databaseURL), ("storage_url", storageURL)] {
-            if let url, DaemonConfiguration.urlCarriesSecret(url) {
-                throw ValidationError(ConfigurationError(.secretOnCommandLine, key: name).description)
-            }
-        }
+        try refuseSecretFlag(databaseURL, key: "database_url")
+        try refuseSecretFlag(storageURL, key: "storage_url")
         guard batchSize > 0, maxBatchDelayMilliseconds >= 0, leaseSeconds > 0, pollSeconds > 0, concurrency > 0 else {
             throw ValidationError("batch size, lease, poll interval and concurrency must be positive")
         }
@@ -115,7 +112,7 @@ struct Worker: AsyncParsableCommand {
             // Ready while the database answers within 2 s (a dead database can hold a query much longer).
             let ops = OpsServer(
                 host: address.host, port: address.port, registry: registry,
-                readiness: { await Self.answers(within: .seconds(2)) { _ = try await queue.counts() } },
+                readiness: { await answers(within: .seconds(2)) { _ = try await queue.counts(); return true } },
                 logger: logger)
             // The ops server first, so a graceful shutdown stops it last.
             let services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ops)] + (0..<workers).map { _ in
@@ -125,17 +122,6 @@ struct Worker: AsyncParsableCommand {
             var group = ServiceGroupConfiguration(services: services, logger: logger)
             group.gracefulShutdownSignals = [.sigterm, .sigint]
             try await ServiceGroup(configuration: group).run()
-        }
-    }
-
-    /// True when `body` returns within `timeout`.
-    static func answers(within timeout: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await body()) != nil }
-            group.addTask { (try? await Task.sleep(for: timeout)) == nil ? false : false }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
         }
     }
 }

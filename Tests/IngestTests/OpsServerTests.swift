@@ -5,6 +5,7 @@ import Glibc
 import Foundation
 @testable import Ingest
 import Logging
+import Operations
 import Prometheus
 import ServiceLifecycle
 import Testing

@@ -113,7 +113,8 @@ public final class OpsServer: Service, @unchecked Sendable {
                 }
             }
         } catch {
-            logger.debug("operations connection ended with an error", metadata: LogRedaction.metadata(for: error))
+            // A connection's errors come from NIO (resets, malformed requests): the type is logged, no text.
+            logger.debug("operations connection ended with an error", metadata: ["error_type": .string(String(reflecting: type(of: error)))])
         }
     }
 
