@@ -59,9 +59,9 @@ TRAIN_ARGS ?= --rotate 15 --zoom 0.15 --shift 3 --label-smoothing 0.1
 
 train-venv: $(TRAIN_VENV)/.installed
 
-$(TRAIN_VENV)/.installed: models/requirements.txt bench/requirements-inference.txt
+$(TRAIN_VENV)/.installed: models/requirements.txt bench/inference/requirements.txt
 	python3 -m venv $(TRAIN_VENV)
-	$(TRAIN_VENV)/bin/pip install -q --disable-pip-version-check -r models/requirements.txt -r bench/requirements-inference.txt
+	$(TRAIN_VENV)/bin/pip install -q --disable-pip-version-check -r models/requirements.txt -r bench/inference/requirements.txt
 	touch $@
 
 train: train-venv
@@ -69,7 +69,7 @@ train: train-venv
 		--out models/trained_models/pneumonia-cnn/$(MODEL_VERSION) $(TRAIN_ARGS)
 
 bench-inference: deps train-venv
-	./bench/inference
+	./bench/inference/run.sh
 
 clean:
 	rm -rf .build $(VENV) $(TRAIN_VENV)

@@ -179,11 +179,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Swift programs of bench/<name>/run.sh (each benchmark folder has that one entry point).
         .executableTarget(name: "inference-bench", dependencies: ["Inference", "COpenBLAS"],
-                          path: "bench/inference-bench", swiftSettings: strict),
-        .executableTarget(name: "decode-bench", dependencies: ["DICOM"], path: "bench/decode-bench", swiftSettings: strict),
-        // bench/catalog.sh: Catalog upsert throughput beside COPY and single-row baselines.
-        .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", swiftSettings: strict),
+                          path: "bench/inference", exclude: ["run.sh", "frameworks.py", "requirements.txt"], swiftSettings: strict),
+        .executableTarget(name: "decode-bench", dependencies: ["DICOM"], path: "bench/decode", exclude: ["run.sh"], swiftSettings: strict),
+        .executableTarget(name: "catalog-bench", dependencies: ["Catalog"], path: "bench/catalog", exclude: ["run.sh"], swiftSettings: strict),
         // What every test target needs to find its world: the package, the interpreter, the corpus, a free port.
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "DICOMTests", dependencies: ["DICOM", "TestSupport"], swiftSettings: strict),

@@ -59,7 +59,7 @@ public final class InferenceModel: Sendable {
     /// Images per forward pass of one workspace (the GEMMs' batch); larger batches run in chunks of this size.
     public let chunkSize: Int
     /// Default `chunkSize`: small chunks keep each im2col matrix in L2 and measured fastest per CPU second
-    /// (1–2 images ≈ 15 % less CPU than 8, ≈ 30 % less than 64 on a 2 MB-L2 EPYC; bench/inference).
+    /// (1–2 images ≈ 15 % less CPU than 8, ≈ 30 % less than 64 on a 2 MB-L2 EPYC; bench/inference/run.sh).
     public static let defaultChunkSize = 2
     let network: Network
     private let pool: Mutex<[Workspace]>

@@ -1,4 +1,4 @@
-// `dicom-etl decode FILE…`: decode pixel data and report throughput (what bench/decode measures).
+// `dicom-etl decode FILE…`: decode pixel data and report throughput (what bench/decode/run.sh measures).
 import ArgumentParser
 import DICOM
 import Foundation

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/deidentify: files/s of `dicom-etl deidentify` (release build, etl/deidentify/basic.yaml) over the
+# bench/deidentify/run.sh: files/s of `dicom-etl deidentify` (release build, etl/deidentify/basic.yaml) over the
 # corpus, beside dicognito and pydicom/deid (PyPI, in .venv-bench) on the same files in the same run.
 # dicom-etl runs basic.yaml with burned-in files written rather than rejected, so every tool writes the
 # same files. Each tool reads, de-identifies and writes every file; figures are medians of RUNS runs, timed inside
@@ -13,11 +13,11 @@
 # 2 frames; plus images without text). images/s and recall, one process each, of dicom-etl's header-only path
 # (burned-in text passed unchecked), of its OCR path (redact_sensitive and redact_all_text: Tesseract 5 through
 # libtesseract, one engine loaded once) and of Presidio's DicomImageRedactorEngine (PyPI presidio-image-redactor,
-# in .venv-bench-ocr from bench/requirements-ocr.txt; Tesseract through pytesseract) on the same files in the
-# same run. Recall: identifying planted strings whose visible ink lies under a solid fill (bench/deidentify_ocr.py).
+# in .venv-bench-ocr from bench/deidentify/requirements-ocr.txt; Tesseract through pytesseract) on the same files in the
+# same run. Recall: identifying planted strings whose visible ink lies under a solid fill (bench/deidentify/ocr.py).
 #   OCR_IMAGES, OCR_NOTEXT  images with and without text (default 48 and 24); OCR_RUNS runs per tool (default 1)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 CORPUS=${DICOM_ETL_CORPUS:-../shared/data/dicom}
 BIN=${DICOM_ETL_BIN:-.build/release/dicom-etl}
 RUNS=${RUNS:-3}
@@ -67,7 +67,7 @@ if [[ " $PARTS " == *" corpus "* ]]; then
   for tool in dicognito deid; do
     rates=(); ok=0; failed=0
     for _ in $(seq "$RUNS"); do
-      read -r _ ok failed s < <("$VENV/bin/python" bench/deidentify_baselines.py "$tool" "$work/list.txt" "$work/$tool" 2>/dev/null)
+      read -r _ ok failed s < <("$VENV/bin/python" bench/deidentify/baselines.py "$tool" "$work/list.txt" "$work/$tool" 2>/dev/null)
       rm -rf "${work:?}/$tool"
       rates+=("$(awk -v n="$ok" -v s="$s" 'BEGIN {printf "%.1f", n / s}')")
     done
@@ -80,7 +80,7 @@ if [[ " $PARTS " == *" ocr "* ]]; then
   OCR_VENV=.venv-bench-ocr
   if [ ! -x "$OCR_VENV/bin/python" ] || ! "$OCR_VENV/bin/python" -c 'import presidio_image_redactor, pydicom, PIL' 2>/dev/null; then
     python3 -m venv "$OCR_VENV"
-    "$OCR_VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements-ocr.txt
+    "$OCR_VENV/bin/pip" install -q --disable-pip-version-check -r bench/deidentify/requirements-ocr.txt
   fi
   OCR_RUNS=${OCR_RUNS:-1}
   set_dir="$work/burned-in"
@@ -113,7 +113,7 @@ if [[ " $PARTS " == *" ocr "* ]]; then
       rates+=("$(echo "$out" | awk '/^deidentified/ {printf "%.2f", $4 / $7}')")
     done
     ocr_report "dicom-etl deidentify $mode ($build, 1 thread)" "$(printf '%s\n' "${rates[@]}" | median)" \
-      "$("$OCR_VENV/bin/python" bench/deidentify_ocr.py score "$set_dir" "$work/ours")"
+      "$("$OCR_VENV/bin/python" bench/deidentify/ocr.py score "$set_dir" "$work/ours")"
   done
   rm -rf "$work/ours"
   version=$("$OCR_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("presidio-image-redactor"))')
@@ -123,10 +123,10 @@ if [[ " $PARTS " == *" ocr "* ]]; then
     rates=()
     for _ in $(seq "$OCR_RUNS"); do
       rm -rf "$work/presidio"
-      read -r _ ok failed s < <("$OCR_VENV/bin/python" bench/deidentify_ocr.py presidio "$set_dir" "$work/presidio" "${args[@]}" 2>/dev/null)
+      read -r _ ok failed s < <("$OCR_VENV/bin/python" bench/deidentify/ocr.py presidio "$set_dir" "$work/presidio" "${args[@]}" 2>/dev/null)
       rates+=("$(awk -v n="$images" -v s="$s" 'BEGIN {printf "%.2f", n / s}')")
     done
     ocr_report "presidio-image-redactor $version (${config:-defaults}; $failed failed)" "$(printf '%s\n' "${rates[@]}" | median)" \
-      "$("$OCR_VENV/bin/python" bench/deidentify_ocr.py score "$set_dir" "$work/presidio")"
+      "$("$OCR_VENV/bin/python" bench/deidentify/ocr.py score "$set_dir" "$work/presidio")"
   done
 fi

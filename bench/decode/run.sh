@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# bench/decode: files/s and MB/s decoding the corpus's images, in one run:
+# bench/decode/run.sh: files/s and MB/s decoding the corpus's images, in one run:
 #   the DICOM layer in process (decode-bench: DCMTK + OpenJPEG) on 1 and 2 threads,
 #   DCMTK's command-line decoders (dcmdjpeg / dcmdjpls / dcmdrle / dcmconv, one process per file),
 #   pydicom (+ pylibjpeg, openjpeg) in one Python process.
-# Usage: bench/decode.sh [CORPUS_DIR]   (default ../shared/data/dicom; builds the release binary)
+# Usage: bench/decode/run.sh [CORPUS_DIR]   (default ../shared/data/dicom; builds the release binary)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 corpus=${1:-../shared/data/dicom}
 swift build -c release --product decode-bench >/dev/null
 bin=.build/release/decode-bench

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/ingest: end-to-end files/s and MB/s of `dicom-etl run` (release build, filesystem store, a local
+# bench/ingest/run.sh: end-to-end files/s and MB/s of `dicom-etl run` (release build, filesystem store, a local
 # PostgreSQL 15 with default durability) beside, in the same run on the same files: DCMTK's in-process
 # decode-only rate (decode-bench, 2 threads), Orthanc's store-only ingest (Debian `orthanc`, SQLite index,
 # keep-alive REST POST /instances from 4 clients) and a Python script doing the daemon's job the way a data
@@ -30,7 +30,7 @@
 # to the last response. For storescu "the last response" is the last process's exit (after its A-RELEASE), for
 # both servers; the HTTP clients time their last successful response.
 #
-#   bench/ingest.sh        env: DICOM_ETL_CORPUS (default ../shared/data/dicom), PLAIN_FILES=3000,
+#   bench/ingest/run.sh    env: DICOM_ETL_CORPUS (default ../shared/data/dicom), PLAIN_FILES=3000,
 #                          COMPRESSED_FILES=300, BACKLOG_FILES=100000 (0 skips that run), RUNS=3 (median of runs),
 #                          LATENCY_FILES=21, STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), CONCURRENCY (the
 #                          daemon's concurrency; default: its own default, one per core), DICOM_ETL_BIN,
@@ -38,7 +38,7 @@
 #                          comma-separated subset of the sections; default all), KEEP=1 keeps the temp dir
 # Needs root or the postgres user for PostgreSQL; installs Debian `orthanc` when missing (root).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 repo=$(pwd)
 CORPUS=${DICOM_ETL_CORPUS:-../shared/data/dicom}
 PLAIN_FILES=${PLAIN_FILES:-3000}
@@ -56,9 +56,9 @@ if ! command -v Orthanc >/dev/null; then
   [ "$(id -u)" = 0 ] || { echo "Debian package orthanc missing (install it as root)" >&2; exit 1; }
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc >/dev/null
 fi
-if [ ! -f "$VENV/.installed" ] || [ bench/requirements-ingest.txt -nt "$VENV/.installed" ]; then
+if [ ! -f "$VENV/.installed" ] || [ bench/ingest/requirements.txt -nt "$VENV/.installed" ]; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r bench/requirements-ingest.txt
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r bench/ingest/requirements.txt
   touch "$VENV/.installed"
 fi
 py="$VENV/bin/python"

@@ -1,5 +1,5 @@
 // decode-bench: decode the pixel data of the given files on N threads and print files/s and MB/s as JSON.
-// Usage: decode-bench THREADS REPEATS FILE…   (bench/decode.sh runs it beside DCMTK's tools and pydicom)
+// Usage: decode-bench THREADS REPEATS FILE…   (bench/decode/run.sh runs it beside DCMTK's tools and pydicom)
 import DICOM
 import Foundation
 

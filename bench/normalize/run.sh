@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# bench/normalize: tensors/s of `dicom-etl normalize` (release build) for cxr-28 on the corpus's
+# bench/normalize/run.sh: tensors/s of `dicom-etl normalize` (release build) for cxr-28 on the corpus's
 # radiographs and ct-hu-volume on a CT series, beside the Python reference (pydicom + NumPy,
 # scripts/normalize_reference.py) on the same files in the same run. Both sides open, decode and
 # normalise each file every iteration and write nothing. One process each, one thread each.
 #   BENCH_SECONDS (default 10) per measurement; DICOM_ETL_CORPUS, DICOM_ETL_PYTHON as in scripts/test.sh;
 #   DICOM_ETL_BIN to time an already built binary instead of building the release one.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 SECS=${BENCH_SECONDS:-10}
 PY=${DICOM_ETL_PYTHON:-$PWD/.venv/bin/python}
 CORPUS=${DICOM_ETL_CORPUS:-$(cd ../shared/data/dicom 2>/dev/null && pwd || true)}

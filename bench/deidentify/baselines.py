@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Baselines for bench/deidentify.sh: de-identify a list of files with dicognito or pydicom/deid, one
+"""Baselines for bench/deidentify/run.sh: de-identify a list of files with dicognito or pydicom/deid, one
 process, read → de-identify → write, and print one line: TOOL FILES_OK FILES_FAILED SECONDS.
 
-Usage: deidentify_baselines.py dicognito|deid LIST_FILE OUT_DIR
+Usage: baselines.py dicognito|deid LIST_FILE OUT_DIR
 """
 import os
 import sys

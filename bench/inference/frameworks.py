@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Images/s of the same CNN in TensorFlow (tf.function), LiteRT and ONNX Runtime on N threads.
 
-    inference_frameworks.py <model version folder> --threads N [--seconds S]
+    frameworks.py <model version folder> --threads N [--seconds S]
 
 LiteRT runs a .tflite converted from the SavedModel; ONNX Runtime runs a graph built here from
 weights.bin (the folded weights the Swift worker loads); both are checked against reference_outputs.npy.
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "models"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models"))
 
 import numpy as np  # noqa: E402
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""The burned-in text part of bench/deidentify.sh, on a set written by scripts/burned_in_text.py (manifest.json).
+"""The burned-in text part of bench/deidentify/run.sh, on a set written by scripts/burned_in_text.py (manifest.json).
 
-    deidentify_ocr.py presidio SET_DIR OUT_DIR [TESSERACT_CONFIG]
+    ocr.py presidio SET_DIR OUT_DIR [TESSERACT_CONFIG]
         Presidio's DicomImageRedactorEngine over every file of the set, one process, read → redact → write (the
         same relative paths under OUT_DIR); prints: presidio FILES_OK FILES_FAILED SECONDS (engine set-up and
         imports excluded). Its analyzer runs on a blank spaCy pipeline (spaCy's trained models are not on PyPI)
         with the deny-list of header values the redactor builds itself (use_metadata=True). TESSERACT_CONFIG is
         passed to Tesseract (e.g. "--psm 11": sparse text; its default page layout finds no annotation here).
-    deidentify_ocr.py score SET_DIR OUT_DIR
+    ocr.py score SET_DIR OUT_DIR
         Compares each output with its input; prints: score ID_REDACTED ID_TOTAL ALL_REDACTED ALL_TOTAL
         NOTEXT_ALTERED NOTEXT_TOTAL MISSING ID_HALF. A planted string counts as redacted when a solid fill covers it:
         in the output, at least 99 % of its visible ink pixels (the manifest's mask) and 90 % of the pixels of its ink
