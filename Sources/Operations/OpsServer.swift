@@ -7,19 +7,24 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import Synchronization
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on a local port.
-public final class OpsServer: Service, @unchecked Sendable {
+public final class OpsServer: Service, Sendable {
     private let host: String
     private let port: Int
     private let registry: PrometheusCollectorRegistry
     private let readiness: @Sendable () async -> Bool
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let lock = NSLock()
-    private var bound: Int?
-    private var boundWaiters: [CheckedContinuation<Int?, Never>] = []
-    private var finished = false
+    /// The bound port, whether the server has stopped, and the callers waiting for the port.
+    private struct Binding {
+        var port: Int?
+        var finished = false
+        var waiters: [CheckedContinuation<Int?, Never>] = []
+    }
+
+    private let binding = Mutex(Binding())
 
     /// - Parameters:
     ///   - host: address to bind (127.0.0.1 by default in the configuration).
@@ -41,10 +46,10 @@ public final class OpsServer: Service, @unchecked Sendable {
     /// The port the server listens on, once bound; nil if it stopped or never bound.
     public func boundPort() async -> Int? {
         await withCheckedContinuation { continuation in
-            let ready: Int?? = lock.withLock {
-                if let bound { return .some(bound) }
-                if finished { return .some(nil) }
-                boundWaiters.append(continuation)
+            let ready: Int?? = binding.withLock {
+                if let port = $0.port { return .some(port) }
+                if $0.finished { return .some(nil) }
+                $0.waiters.append(continuation)
                 return nil
             }
             if let ready { continuation.resume(returning: ready) }
@@ -79,11 +84,11 @@ public final class OpsServer: Service, @unchecked Sendable {
     }
 
     private func setBound(_ port: Int?, finished: Bool) {
-        let waiters: [CheckedContinuation<Int?, Never>] = lock.withLock {
-            bound = port
-            self.finished = finished
-            defer { boundWaiters.removeAll() }
-            return boundWaiters
+        let waiters: [CheckedContinuation<Int?, Never>] = binding.withLock { binding in
+            binding.port = port
+            binding.finished = finished
+            defer { binding.waiters.removeAll() }
+            return binding.waiters
         }
         for waiter in waiters { waiter.resume(returning: port) }
     }
