@@ -3,6 +3,7 @@
 // answer while the database it probes does not. The call runs in its own task; past the limit the caller resumes
 // at once with `TimeoutExceeded`, and the task is cancelled and left to end on its own, so one stuck request
 // cannot hold a file, a pipeline slot or a probe for good. (A task group would wait for the stuck child.)
+// The call does not follow its caller's cancellation: a commit once sent ends, or times out, on its own terms.
 import Synchronization
 
 /// A call did not return within its time limit.
@@ -15,22 +16,17 @@ public struct TimeoutExceeded: Error, Sendable, Hashable, CustomStringConvertibl
 public func withTimeout<C: Clock, T: Sendable>(
     _ limit: C.Duration, clock: C, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    let once = ResumeOnce<T>()
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-            once.install(continuation)
-            let timer = Task {
-                do { try await clock.sleep(for: limit) } catch { return }
-                once.resume(.failure(TimeoutExceeded()))
-            }
-            let work = Task {
-                do { once.resume(.success(try await operation())) } catch { once.resume(.failure(error)) }
-                timer.cancel()
-            }
-            once.setOnEnd { work.cancel(); timer.cancel() }
+    try await withCheckedThrowingContinuation { continuation in
+        let once = ResumeOnce(continuation)
+        let timer = Task {
+            do { try await clock.sleep(for: limit) } catch { return }
+            once.resume(.failure(TimeoutExceeded()))
         }
-    } onCancel: {
-        once.resume(.failure(CancellationError()))
+        let work = Task {
+            do { once.resume(.success(try await operation())) } catch { once.resume(.failure(error)) }
+            timer.cancel()
+        }
+        once.setOnEnd { work.cancel(); timer.cancel() }
     }
 }
 
@@ -49,49 +45,34 @@ public func answers(within limit: Duration, _ check: @escaping @Sendable () asyn
     await answers(within: limit, clock: ContinuousClock(), check)
 }
 
-/// Resumes a continuation once: the first of the operation, the timer and the caller's cancellation wins; a
-/// timeout or a cancellation then cancels the operation's task.
+/// Resumes a continuation once: the first of the operation and the timer wins; a timeout then cancels the
+/// operation's task.
 private final class ResumeOnce<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
-        var pending: Result<T, any Error>?
-        var done = false
         var onEnd: (@Sendable () -> Void)?
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        state = Mutex(State(continuation: continuation))
+    }
 
     /// What ends the operation's and the timer's tasks; run at once if the result came first.
     func setOnEnd(_ onEnd: @escaping @Sendable () -> Void) {
         let runNow: Bool = state.withLock {
             $0.onEnd = onEnd
-            return $0.done
+            return $0.continuation == nil
         }
         if runNow { onEnd() }
     }
 
-    func install(_ continuation: CheckedContinuation<T, any Error>) {
-        let early: Result<T, any Error>? = state.withLock {
-            if let pending = $0.pending {
-                $0.pending = nil
-                return pending
-            }
-            $0.continuation = continuation
-            return nil
-        }
-        if let early { continuation.resume(with: early) }
-    }
-
     func resume(_ result: Result<T, any Error>) {
-        let (target, end): (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) = state.withLock {
-            guard !$0.done else { return (nil, nil) }
-            $0.done = true
-            guard let target = $0.continuation else {
-                $0.pending = result   // cancelled before the continuation was installed
-                return (nil, $0.onEnd)
-            }
-            $0.continuation = nil
-            return (target, $0.onEnd)
+        let (target, end): (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) = state.withLock { state in
+            guard let target = state.continuation else { return (nil, nil) }   // the other one won
+            state.continuation = nil
+            return (target, state.onEnd)
         }
         end?()
         target?.resume(with: result)
