@@ -35,7 +35,11 @@
 #                          LATENCY_FILES=21, STABLE_SECONDS=0.5 (the daemon's stable_file_seconds), CONCURRENCY (the
 #                          daemon's concurrency; default: its own default, one per core), DICOM_ETL_BIN,
 #                          DECODE_BENCH_BIN (default: built), ONLY=plain,compressed,latency,backlog,network (a
-#                          comma-separated subset of the sections; default all), KEEP=1 keeps the temp dir
+#                          comma-separated subset of the sections; default all), KEEP=1 keeps the temp dir,
+#                          BASELINE_BIN (another dicom-etl build, run right after DICOM_ETL_BIN in every run of
+#                          plain and compressed, its ratio printed: builds compared in one run, as the machine's
+#                          speed drifts from hour to hour), CONTENDERS=dicom-etl,decode,orthanc,python (a subset
+#                          of the plain/compressed contenders; default all)
 # Needs root or the postgres user for PostgreSQL; installs Debian `orthanc` when missing (root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,6 +52,9 @@ LATENCY_FILES=${LATENCY_FILES:-21}
 RUNS=${RUNS:-3}
 STABLE_SECONDS=${STABLE_SECONDS:-0.5}
 BIN=${DICOM_ETL_BIN:-.build/release/dicom-etl}
+BASELINE_BIN=${BASELINE_BIN:-}
+CONTENDERS=${CONTENDERS:-dicom-etl,decode,orthanc,python}
+contends() { [[ ",$CONTENDERS," == *",$1,"* ]]; }
 VENV=.venv-bench-ingest
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 
@@ -66,7 +73,7 @@ ONLY=${ONLY:-plain,compressed,latency,backlog,network}
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 [ -x "$BIN" ] || swift build -c release --product dicom-etl >/dev/null
 decode_bench=${DECODE_BENCH_BIN:-}
-if [ -z "$decode_bench" ] && { want plain || want compressed; }; then
+if [ -z "$decode_bench" ] && contends decode && { want plain || want compressed; }; then
   swift build -c release --product decode-bench >/dev/null
   decode_bench="$(swift build -c release --show-bin-path)/decode-bench"
 fi
@@ -84,6 +91,7 @@ cleanup() {
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
   [ -n "$orthanc_pid" ] && kill "$orthanc_pid" 2>/dev/null && wait "$orthanc_pid" 2>/dev/null
   as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  rm -rf "$work/set-aside"
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -133,14 +141,25 @@ cpu_ticks() {  # pid → ticks
 postmaster_pid() { head -1 "$work/pg/postmaster.pid"; }
 
 # Every contender starts from the same disk state: what the previous one wrote flushed, the kernel's caches dropped,
-# then the inputs read back into the page cache. Without it each contender inherits the previous one's writes and
-# deletions: on an ext4 without a journal (this machine's root) a new file's inode is searched past every inode
-# freed in the last 30 s whose table block is cached, so a contender that follows a clean-up of 6,000 files pays
-# for it in every file it creates. Needs root (LEVEL_DISK=0, or not root: skipped).
+# then the inputs read back into the page cache. Without it each contender inherits the previous one's writes.
+# Needs root (LEVEL_DISK=0, or not root: skipped).
 level_disk() {  # list-file...
   [ "${LEVEL_DISK:-1}" = 1 ] && [ "$(id -u)" = 0 ] || return 0
   sync; echo 3 >/proc/sys/vm/drop_caches
   cat "$@" | xargs -d '\n' cat >/dev/null
+}
+
+# What a contender wrote is set aside, not deleted, until the bench ends. On an ext4 without a journal (this
+# machine's root) a new inode is searched past every inode freed in the last minute (six while its table block is
+# dirty: the kernel's `recently_deleted`), one look-up each, for every file created: a contender that follows
+# another's clean-up of 6,000 files pays for it in each file it writes (perf: 10–15 % of the machine in
+# `find_get_block_common` and `recently_deleted`), and caches dropped do not help, as creating files reads the
+# inode table back. Each set-aside run keeps its files on disk (about 1.3 GB per dicom-etl run of the plain files).
+set_aside() {  # path...
+  local path
+  mkdir -p "$work/set-aside"
+  for path in "$@"; do [ -e "$path" ] && mv "$path" "$work/set-aside/$(date +%s%N)-$(basename "$path")"; done
+  return 0
 }
 
 # Sum of VmRSS / VmHWM (kB) of a process and its children.
@@ -157,9 +176,9 @@ daemon_start() {  # label flag...
   local label=$1; shift
   d_db="bench_${label//[^a-z0-9]/_}"; d_drop="$work/drop-$label"; d_data="$work/data-$label"
   new_database "$d_db"
-  rm -rf "$d_drop" "$d_data"; mkdir -p "$d_drop" "$d_data"
+  set_aside "$d_drop" "$d_data"; mkdir -p "$d_drop" "$d_data"
   d_ops=$(free_port)
-  "$BIN" run --drop-folder "$d_drop" --data-dir "$d_data" --database-url "$(url "$d_db")" --key-file "$work/key" \
+  "${daemon_bin:-$BIN}" run --drop-folder "$d_drop" --data-dir "$d_data" --database-url "$(url "$d_db")" --key-file "$work/key" \
     --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" \
     --stable-file-seconds "$STABLE_SECONDS" --ops-port "$d_ops" --log-level warning ${CONCURRENCY:+--concurrency "$CONCURRENCY"} \
     "$@" >"$work/$label.log" 2>&1 &
@@ -199,7 +218,7 @@ daemon_settle() {  # label files
   psql_ -d "$d_db" -F' ' -c "SELECT reason, count(*) FROM ingest.quarantine GROUP BY 1 ORDER BY 2 DESC" >"$work/$label.quarantine"
   d_catalogued=$(awk '$1 == "catalogued" {print $2}' "$work/$label.states")
   d_catalogued=${d_catalogued:-0}
-  rm -rf "$d_drop" "$d_data"
+  set_aside "$d_drop" "$d_data"
 }
 
 # dicom-etl run over the files of the given folders copied into its drop folder: appends to $work/$label.runs
@@ -228,7 +247,7 @@ summarise() {  # key runs-file
 # Orthanc on a fresh storage folder, REST on o_port and DICOM (AE ORTHANC, any calling AE may store) on o_dicom.
 orthanc_start() {  # dir
   o_dir=$1; o_port=$(free_port); o_dicom=$(free_port)
-  rm -rf "$o_dir"; mkdir -p "$o_dir/storage"
+  set_aside "$o_dir"; mkdir -p "$o_dir/storage"
   cat >"$o_dir/orthanc.json" <<EOF
 { "Name": "bench", "StorageDirectory": "$o_dir/storage", "IndexDirectory": "$o_dir/storage", "HttpPort": $o_port,
   "DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": $o_dicom, "DicomCheckCalledAet": false,
@@ -241,7 +260,7 @@ EOF
 }
 orthanc_stop() {
   kill "$orthanc_pid"; wait "$orthanc_pid" 2>/dev/null || true; orthanc_pid=""
-  rm -rf "$o_dir"
+  set_aside "$o_dir"
 }
 
 run_orthanc() {  # label list
@@ -257,12 +276,12 @@ run_orthanc() {  # label list
 run_python() {  # label list
   local db="py_$1" ok failed seconds files bytes
   new_database "$db"
-  rm -rf "$work/py-out"
+  set_aside "$work/py-out"
   level_disk "$2"
   read -r ok failed seconds < <("$py" bench/ingest/python_pipeline.py "$2" "$work/py-out" "$(url "$db")" 2)
   files=$(wc -l <"$2"); bytes=$(xargs -a "$2" -d '\n' stat -c %s | awk '{s += $1} END {print s}')
   echo "$files $bytes $seconds $ok" >>"$work/python-$1.runs"
-  rm -rf "$work/py-out"
+  set_aside "$work/py-out"
 }
 
 run_decode() {  # label list
@@ -279,7 +298,7 @@ run_latency() {
   local db=bench_latency drop="$work/drop-latency" data="$work/data-latency" ops_port
   new_database "$db"; rm -rf "$drop" "$data"; mkdir -p "$drop" "$data"
   ops_port=$(free_port)
-  "$BIN" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
+  "${daemon_bin:-$BIN}" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
     --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" --ops-port "$ops_port" --log-level warning \
     >"$work/latency.log" 2>&1 &
   daemon_pid=$!
@@ -311,7 +330,7 @@ run_backlog() {
   new_database "$db"; rm -rf "$data"; mkdir -p "$data"
   ops_port=$(free_port)
   started=$(date +%s.%N)
-  "$BIN" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
+  "${daemon_bin:-$BIN}" run --drop-folder "$drop" --data-dir "$data" --database-url "$(url "$db")" --key-file "$work/key" \
     --profile "$repo/etl/deidentify/basic.yaml" --routes-file "$repo/etl/routes.yaml" --ops-port "$ops_port" --log-level warning \
     --processed-files delete >"$work/backlog.log" 2>&1 &
   daemon_pid=$!
@@ -408,17 +427,22 @@ run_orthanc_rest() {
 for label in plain compressed; do
   want "$label" || continue
   for run in $(seq "$RUNS"); do
-    echo "run $run/$RUNS, $label: dicom-etl ..."; run_daemon "$label" "$work/in/$label"
-    echo "run $run/$RUNS, $label: DCMTK decode ..."; run_decode "$label" "$work/$label.list"
-    echo "run $run/$RUNS, $label: Orthanc ..."; run_orthanc "$label" "$work/$label.list"
-    echo "run $run/$RUNS, $label: Python ..."; run_python "$label" "$work/$label.list"
+    if contends dicom-etl; then echo "run $run/$RUNS, $label: dicom-etl ..."; run_daemon "$label" "$work/in/$label"; fi
+    if [ -n "$BASELINE_BIN" ]; then
+      echo "run $run/$RUNS, $label: dicom-etl baseline build ..."; daemon_bin=$BASELINE_BIN run_daemon "baseline-$label" "$work/in/$label"
+    fi
+    if contends decode; then echo "run $run/$RUNS, $label: DCMTK decode ..."; run_decode "$label" "$work/$label.list"; fi
+    if contends orthanc; then echo "run $run/$RUNS, $label: Orthanc ..."; run_orthanc "$label" "$work/$label.list"; fi
+    if contends python; then echo "run $run/$RUNS, $label: Python ..."; run_python "$label" "$work/$label.list"; fi
   done
-  summarise "dicom-etl-$label" "$work/$label.runs"
-  summarise "orthanc-$label" "$work/orthanc-$label.runs"
-  summarise "python-$label" "$work/python-$label.runs"
-  rate[decode-$label]=$(awk '{print $1}' "$work/decode-$label.runs" | median)
-  mbs[decode-$label]=$(awk '{print $2}' "$work/decode-$label.runs" | median)
-  okfail[decode-$label]=$(tail -1 "$work/decode-$label.runs" | awk '{print $3 "/" $4}')
+  for key in "dicom-etl-$label:$label" "baseline-$label:baseline-$label" "orthanc-$label:orthanc-$label" "python-$label:python-$label"; do
+    if [ -f "$work/${key#*:}.runs" ]; then summarise "${key%%:*}" "$work/${key#*:}.runs"; else rate[${key%%:*}]=0 mbs[${key%%:*}]=0 okfail[${key%%:*}]=-; fi
+  done
+  if [ -f "$work/decode-$label.runs" ]; then
+    rate[decode-$label]=$(awk '{print $1}' "$work/decode-$label.runs" | median)
+    mbs[decode-$label]=$(awk '{print $2}' "$work/decode-$label.runs" | median)
+    okfail[decode-$label]=$(tail -1 "$work/decode-$label.runs" | awk '{print $3 "/" $4}')
+  else rate[decode-$label]=0 mbs[decode-$label]=0 okfail[decode-$label]=-; fi
 done
 if want latency; then echo "idle latency: $LATENCY_FILES files one at a time ..."; run_latency; fi
 if [ "$BACKLOG_FILES" -gt 0 ] && want backlog; then echo "backlog of $n_back files ..."; run_backlog; fi
@@ -449,17 +473,25 @@ printf '%-12s %-48s %10s %8s %12s\n' workload contender files/s MB/s ok/failed
 for label in plain compressed; do
   want "$label" || continue
   printf '%-12s %-48s %10s %8s %12s\n' "$label" "dicom-etl run (release, fs store, PostgreSQL)" "${rate[dicom-etl-$label]}" "${mbs[dicom-etl-$label]}" "${okfail[dicom-etl-$label]}"
+  if [ -n "$BASELINE_BIN" ]; then
+    printf '%-12s %-48s %10s %8s %12s\n' "" "dicom-etl run, baseline build (BASELINE_BIN)" "${rate[baseline-$label]}" "${mbs[baseline-$label]}" "${okfail[baseline-$label]}"
+    awk -v d="${rate[dicom-etl-$label]}" -v b="${rate[baseline-$label]}" 'BEGIN {if (b > 0) printf "%-12s dicom-etl = %.3f× the baseline build (medians, runs interleaved)\n", "", d / b}'
+  fi
   printf '%-12s %-48s %10s %8s %12s\n' "" "DCMTK decode only (decode-bench, 2 threads)" "${rate[decode-$label]}" "${mbs[decode-$label]}" "${okfail[decode-$label]}"
   printf '%-12s %-48s %10s %8s %12s\n' "" "Orthanc $(dpkg-query -W -f='${Version}' orthanc | cut -d+ -f1) store-only (REST, 4 clients)" "${rate[orthanc-$label]}" "${mbs[orthanc-$label]}" "${okfail[orthanc-$label]}"
   printf '%-12s %-48s %10s %8s %12s\n' "" "Python pydicom+dicognito+NumPy+psycopg (2 procs)" "${rate[python-$label]}" "${mbs[python-$label]}" "${okfail[python-$label]}"
   awk -v d="${rate[dicom-etl-$label]}" -v o="${rate[orthanc-$label]}" -v p="${rate[python-$label]}" -v c="${rate[decode-$label]}" -v l="$label" \
     'BEGIN {
+       if (o == 0 || p == 0 || c == 0) exit   # a contender left out (CONTENDERS)
        if (l == "plain") printf "%-12s dicom-etl = %.2f× Orthanc (aim ≥ 2, floor ≥ 1), %.2f× Python (aim ≥ 5), %.0f %% of decode-only\n", "", d / o, d / p, 100 * d / c
        else printf "%-12s dicom-etl = %.2f× Orthanc, %.2f× Python (aim ≥ 5), %.0f %% of decode-only (aim ≥ 70 %%)\n", "", d / o, d / p, 100 * d / c }'
-  awk '{printf "%.4f %.4f %.4f\n", 1000 * ($1 + $2) / $4 / $3, 1000 * $1 / $4 / $3, 1000 * $2 / $4 / $3}' "$work/$label.cpu" | sort -g |
-    awk -v l="$label" '{t[NR] = $1; d[NR] = $2; g[NR] = $3} END { m = int((NR + 1) / 2);
-      printf "%-12s CPU per file: daemon + sandbox %.2f ms, PostgreSQL %.2f ms, total %.2f ms%s (median run)\n", "", d[m], g[m], t[m],
-      (l == "plain" ? " (aim ≤ 3)" : "") }'
+  for cpu in "$label" "baseline-$label"; do
+    [ -f "$work/$cpu.cpu" ] || continue
+    awk '{printf "%.4f %.4f %.4f\n", 1000 * ($1 + $2) / $4 / $3, 1000 * $1 / $4 / $3, 1000 * $2 / $4 / $3}' "$work/$cpu.cpu" | sort -g |
+      awk -v l="$label" -v who="${cpu%%-*}" '{t[NR] = $1; d[NR] = $2; g[NR] = $3} END { m = int((NR + 1) / 2);
+        printf "%-12s %sCPU per file: daemon + sandbox %.2f ms, PostgreSQL %.2f ms, total %.2f ms%s (median run)\n", "",
+        (who == "baseline" ? "baseline build: " : ""), d[m], g[m], t[m], (l == "plain" && who != "baseline" ? " (aim ≤ 3)" : "") }'
+  done
   read -r p50 p99 <"$work/$label.latency"
   echo "             dicom-etl close-write → catalogued: p50 ${p50} ms, p99 ${p99} ms (burst drop; includes the ${STABLE_SECONDS} s stable wait and queueing)"
   echo "             dicom-etl ledger: $(tr '\n' ' ' <"$work/$label.states"); quarantined by reason: $(tr '\n' ' ' <"$work/$label.quarantine")"
