@@ -81,9 +81,11 @@ public enum IngestPipeline: PipelineAssembly {
         // The children write their outputs where the store takes them by rename: its own staging folder (one per
         // replica), else a folder in the data dir. What a killed predecessor left there was never catalogued.
         let staging: String
+        let stagedObjectsKept: Bool
         do {
-            staging = try store.stagingDirectory(named: "staging-" + replicaHash)
-                ?? (dataDirectory as NSString).appendingPathComponent("scratch/staging")
+            let storeStaging = try store.stagingDirectory(named: "staging-" + replicaHash)
+            stagedObjectsKept = storeStaging != nil
+            staging = storeStaging ?? (dataDirectory as NSString).appendingPathComponent("scratch/staging")
         } catch {
             throw PipelineSetupError("staging_unwritable")
         }
@@ -95,8 +97,8 @@ public enum IngestPipeline: PipelineAssembly {
         let processor = IngestProcessor(
             catalog: catalog, store: store, sandbox: context.sandbox,
             inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
-            stagingDirectory: staging, owner: "\(host)/\(replicaHash)", lease: configuration.sandboxTimeout + .seconds(120),
-            conflictPolicy: configuration.uidConflictPolicy, metrics: context.metrics, logger: logger)
+            stagingDirectory: staging, stagedObjectsKept: stagedObjectsKept, owner: "\(host)/\(replicaHash)",
+            lease: configuration.sandboxTimeout + .seconds(120), conflictPolicy: configuration.uidConflictPolicy, metrics: context.metrics, logger: logger)
         do { try await processor.removeLeftoverObjects() } catch {
             logger.warning("objects left for removal by an earlier run could not all be removed", metadata: LogRedaction.metadata(for: error))
         }

@@ -43,6 +43,10 @@ public struct IngestProcessor: BatchProcessor {
     public let inputs: Inputs
     /// Folder the children write their outputs into (the store's staging folder, or one in the data dir).
     public let stagingDirectory: String
+    /// True when the store keeps the staged files themselves (it takes them by rename): the children then start
+    /// writing each one to disk as soon as it is written, so the batch's durability step finds little left to wait
+    /// for. False when staged files are only read once (uploaded) and removed.
+    public let stagedObjectsKept: Bool
     /// This daemon's ledger lease owner: stable across restarts of the same daemon, so a restart takes
     /// back its own unfinished files at once.
     public let owner: String
@@ -65,7 +69,8 @@ public struct IngestProcessor: BatchProcessor {
     public let logger: Logger
 
     public init(
-        catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, stagingDirectory: String, owner: String,
+        catalog: Catalog, store: any ObjectStore, sandbox: SandboxPool, inputs: Inputs, stagingDirectory: String, stagedObjectsKept: Bool = false,
+        owner: String,
         lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, conflictPolicy: UIDConflictPolicy = .quarantine,
         now: @escaping @Sendable () -> Date = { Date() }, metrics: IngestMetrics? = nil, databaseDeadline: Duration = .seconds(30),
         storeConcurrency: Int = 16, logger: Logger
@@ -75,6 +80,7 @@ public struct IngestProcessor: BatchProcessor {
         self.sandbox = sandbox
         self.inputs = inputs
         self.stagingDirectory = stagingDirectory
+        self.stagedObjectsKept = stagedObjectsKept
         self.owner = owner
         self.lease = lease
         self.maxAttempts = maxAttempts
@@ -286,7 +292,7 @@ public struct IngestProcessor: BatchProcessor {
             ProcessRequest(
                 sourcePath: item.file.path, routesFile: inputs.routesFile, profileFile: inputs.profileFile, keyFile: inputs.keyFile,
                 recipesDirectory: inputs.recipesDirectory, stagingPrefix: stagingDirectory + "/\(item.entry.id)-\(item.entry.claims)",
-                sopInstanceUIDOverride: item.sopInstanceUIDOverride)
+                sopInstanceUIDOverride: item.sopInstanceUIDOverride, startWriteback: stagedObjectsKept)
         }
         let sandboxStart = ContinuousClock.now
         var prepared = [Prepared?](repeating: nil, count: work.count)

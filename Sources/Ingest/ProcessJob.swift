@@ -8,6 +8,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import Catalog
 import Crypto
 import DICOM
@@ -32,10 +33,13 @@ public struct ProcessRequest: Sendable, Hashable {
     public var stagingPrefix: String
     /// Writes the instance under this SOP Instance UID instead of its pseudonym (a conflict kept apart).
     public var sopInstanceUIDOverride: String?
+    /// Starts each staged file's writeback as soon as it is written (the store keeps the file; the daemon's
+    /// fdatasync then waits only for what is still in flight).
+    public var startWriteback: Bool
 
     public init(
         sourcePath: String, routesFile: String, profileFile: String? = nil, keyFile: String? = nil, recipesDirectory: String? = nil,
-        stagingPrefix: String, sopInstanceUIDOverride: String? = nil
+        stagingPrefix: String, sopInstanceUIDOverride: String? = nil, startWriteback: Bool = false
     ) {
         self.sourcePath = sourcePath
         self.routesFile = routesFile
@@ -44,6 +48,7 @@ public struct ProcessRequest: Sendable, Hashable {
         self.recipesDirectory = recipesDirectory
         self.stagingPrefix = stagingPrefix
         self.sopInstanceUIDOverride = sopInstanceUIDOverride
+        self.startWriteback = startWriteback
     }
 }
 
@@ -198,13 +203,13 @@ public enum ProcessJob {
         // Output objects, written once into the staging folder.
         func stage(_ role: ObjectRole, _ recipe: String?, _ bytes: [UInt8]) throws {
             let path = stagingPath(request.stagingPrefix, role, recipe)
-            guard writeFile(path, bytes) else { throw PipelineFailure(stage: .store, reason: "scratch_unwritable") }
+            guard writeFile(path, bytes, startWriteback: request.startWriteback) else { throw PipelineFailure(stage: .store, reason: "scratch_unwritable") }
             result.objects.append(StagedObject(role: role, recipe: recipe, path: path, sha256: hex(SHA256.hash(data: bytes)), size: Int64(bytes.count)))
         }
         do {
             let path = stagingPath(request.stagingPrefix, .file, nil)
             try file.write(to: path, transferSyntax: deidentified.requiredTransferSyntax)
-            guard let digest = digestOfFile(path) else { return failed(.store, "scratch_unwritable") }
+            guard let digest = digestOfFile(path, startWriteback: request.startWriteback) else { return failed(.store, "scratch_unwritable") }
             result.objects.append(StagedObject(role: .file, recipe: nil, path: path, sha256: digest.sha256, size: digest.size))
         } catch let error as DicomError {
             return failed(.deidentify, error.reason)
@@ -327,6 +332,7 @@ extension ProcessJob {
         w.string(request.recipesDirectory)
         w.string(request.stagingPrefix)
         w.string(request.sopInstanceUIDOverride)
+        w.bool(request.startWriteback)
         return w.bytes
     }
 
@@ -334,7 +340,8 @@ extension ProcessJob {
         var r = WireReader(bytes)
         let request = ProcessRequest(
             sourcePath: try r.string(), routesFile: try r.string(), profileFile: try r.optionalString(), keyFile: try r.optionalString(),
-            recipesDirectory: try r.optionalString(), stagingPrefix: try r.string(), sopInstanceUIDOverride: try r.optionalString())
+            recipesDirectory: try r.optionalString(), stagingPrefix: try r.string(), sopInstanceUIDOverride: try r.optionalString(),
+            startWriteback: try r.bool())
         guard r.isAtEnd else { throw WireReader.Malformed() }
         return request
     }
@@ -476,11 +483,15 @@ func hex(_ digest: some Sequence<UInt8>) -> String {
     return String(decoding: out, as: UTF8.self)
 }
 
-/// Writes `bytes` to a new (or truncated) file; no rename, no fsync (the daemon syncs the batch).
-private func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+/// Writes `bytes` to a new (or truncated) file; no rename, no fsync (the daemon syncs the batch), its writeback
+/// started when asked.
+private func writeFile(_ path: String, _ bytes: [UInt8], startWriteback: Bool) -> Bool {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { return false }
-    defer { close(fd) }
+    defer {
+        if startWriteback { _ = sync_file_range(fd, 0, 0, UInt32(DICOM_ETL_SYNC_FILE_RANGE_WRITE)) }
+        close(fd)
+    }
     return bytes.withUnsafeBytes { buffer in
         var offset = 0
         while offset < buffer.count {
@@ -495,11 +506,13 @@ private func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
     }
 }
 
-/// SHA-256 and size of a file just written (read back from the page cache).
-private func digestOfFile(_ path: String) -> (sha256: String, size: Int64)? {
+/// SHA-256 and size of a file just written (read back from the page cache), its writeback started first when
+/// asked (the disk writes while the digest is computed).
+private func digestOfFile(_ path: String, startWriteback: Bool) -> (sha256: String, size: Int64)? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
+    if startWriteback { _ = sync_file_range(fd, 0, 0, UInt32(DICOM_ETL_SYNC_FILE_RANGE_WRITE)) }
     var hasher = SHA256()
     var total: Int64 = 0
     var buffer = [UInt8](repeating: 0, count: 256 * 1024)

@@ -43,6 +43,17 @@ import Testing
         #expect(result.failure?.reason == "not_dicom")
     }
 
+    @Test func aRequestCrossesTheWireWithEveryField() throws {
+        let full = ProcessRequest(
+            sourcePath: "/drop/a b/ü.dcm", routesFile: "/etc/routes.yaml", profileFile: "/etc/basic.yaml", keyFile: "/etc/key",
+            recipesDirectory: "/etc/recipes", stagingPrefix: "/store/tmp/staging/7-1", sopInstanceUIDOverride: "2.25.1", startWriteback: true)
+        #expect(try ProcessRequest(encoded: full.encoded) == full)
+        let bare = ProcessRequest(sourcePath: "/drop/x", routesFile: "/r", stagingPrefix: "/s")
+        #expect(try ProcessRequest(encoded: bare.encoded) == bare)
+        #expect(try ProcessRequest(encoded: bare.encoded).startWriteback == false)
+        #expect(throws: (any Error).self) { try ProcessRequest(encoded: Array(full.encoded.dropLast())) }
+    }
+
     @Test func unreadableRoutesAreASandboxFailure() {
         let result = ProcessJob.run(ProcessRequest(sourcePath: "/nonexistent.dcm", routesFile: "/nonexistent/routes.yaml", stagingPrefix: "/tmp/x"))
         #expect(result.failure == PipelineFailure(stage: .sandbox, reason: "routes_unreadable"))
