@@ -57,7 +57,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// `stability` arrival; with `events`, files found by a rescan rather than an event).
     public var stableFileTime: Duration = .seconds(2)
     /// The most files the pipeline takes in one batch (one claim, one sandbox exchange, one catalogue commit).
-    public var batchSize = 256
+    public var batchSize = 512
     /// What to do with a file whose SOP Instance UID is already catalogued with other content.
     public var uidConflictPolicy: UIDConflictPolicy = .quarantine
     /// Interval of the full rescan of the drop folder (network shares deliver no inotify events).

@@ -26,7 +26,7 @@ public struct PipelineRunner: Service, Sendable {
     ///   - batchSize: the most files in one batch.
     ///   - backoff: the outage state lanes wait on (shared with `/readyz`).
     public init(
-        queue: FileQueue, processor: any BatchProcessor, disposer: FileDisposer, lanes: Int = 2, batchSize: Int = 256, metrics: IngestMetrics,
+        queue: FileQueue, processor: any BatchProcessor, disposer: FileDisposer, lanes: Int = 2, batchSize: Int = 512, metrics: IngestMetrics,
         backoff: OutageBackoff = OutageBackoff(clock: ContinuousClock()), logger: Logger
     ) {
         precondition(lanes > 0 && batchSize > 0)
