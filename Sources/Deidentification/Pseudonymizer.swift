@@ -4,15 +4,20 @@ import Crypto
 
 /// Derives every pseudonym from one secret key with HMAC-SHA256, a distinct prefix per kind of value.
 public struct Pseudonymizer: Sendable {
-    private let keyBytes: [UInt8]
+    /// HMAC-SHA256 keyed once; each pseudonym continues a copy of it. Never mutated: a copy's first update
+    /// copies the shared hash state (copy on write), so concurrent callers only read it. (`HMAC` is not
+    /// declared Sendable.)
+    nonisolated(unsafe) private let keyed: HMAC<SHA256>
 
-    public init(key: PseudonymKey) { keyBytes = key.bytes }
+    public init(key: PseudonymKey) { keyed = HMAC<SHA256>(key: SymmetricKey(data: key.bytes)) }
 
     /// The root of well-known UIDs defined by the standard (never replaced).
     public static let dicomRoot = "1.2.840.10008."
 
     private func mac(_ domain: String, _ value: String) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: Array((domain + value).utf8), using: SymmetricKey(data: keyBytes)))
+        var hmac = keyed
+        hmac.update(data: Array((domain + value).utf8))
+        return Array(hmac.finalize())
     }
 
     /// `2.25.<decimal of the first 128 bits of HMAC-SHA256(key, "uid:" + uid)>` (at most 44 characters).

@@ -152,6 +152,9 @@ public struct FileDisposer: Sendable {
     }
 
     private func makeDirectories(_ path: String) throws(DisposalError) {
+        // Nearly always there already: a stat, where mkdir would lock the parent folder the drop's copies write into.
+        var info = stat()
+        if stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR { return }
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {

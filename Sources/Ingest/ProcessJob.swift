@@ -530,14 +530,16 @@ private func digestOfFile(_ path: String, startWriteback: Bool) -> (sha256: Stri
 }
 
 /// A DA value as `YYYYMMDD` when it is a plausible date, else nil (the catalogue's column is a date).
-private func validDate(_ text: String?) -> String? {
-    guard let text, text.count == 8, text.allSatisfy(\.isNumber), let year = Int(text.prefix(4)), let month = Int(text.dropFirst(4).prefix(2)),
-        let day = Int(text.suffix(2)), (1...9999).contains(year), (1...12).contains(month), (1...28).contains(day) || day <= 31
-    else { return nil }
-    var components = DateComponents(year: year, month: month, day: day)
-    components.calendar = Calendar(identifier: .gregorian)
-    guard components.isValidDate else { return nil }
-    return text
+func validDate(_ text: String?) -> String? {
+    guard let text else { return nil }
+    let bytes = Array(text.utf8)
+    guard bytes.count == 8, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+    func number(_ range: Range<Int>) -> Int { bytes[range].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
+    let year = number(0..<4), month = number(4..<6), day = number(6..<8)
+    guard year >= 1, (1...12).contains(month), day >= 1 else { return nil }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+    return day <= days ? text : nil
 }
 
 /// What a child loads once and reuses across jobs: routes, de-identifiers, normalisers, by path.

@@ -77,11 +77,17 @@ public struct SeriesRoute: Sendable, Hashable, Codable {
 
     /// Whether a series with this Modality and BodyPartExamined (nil or empty: absent) takes this route.
     public func matches(modality: String?, bodyPart: String?) -> Bool {
-        guard let modality, modalities.contains(modality.trimmingCharacters(in: .whitespaces).uppercased()) else { return false }
+        matches(normalizedModality: modality.map(Self.normalized), normalizedBodyPart: Self.normalized(bodyPart ?? ""))
+    }
+
+    /// `matches` with both values already trimmed and upper-cased.
+    func matches(normalizedModality modality: String?, normalizedBodyPart part: String) -> Bool {
+        guard let modality, modalities.contains(modality) else { return false }
         guard let bodyParts else { return true }
-        let part = (bodyPart ?? "").trimmingCharacters(in: .whitespaces).uppercased()
         return part.isEmpty || bodyParts.contains(part)
     }
+
+    static func normalized(_ value: String) -> String { value.trimmingCharacters(in: .whitespaces).uppercased() }
 }
 
 /// The routes of `etl/routes.yaml`, in file order.
@@ -95,7 +101,8 @@ public struct SeriesRoutes: Sendable, Hashable, Codable {
 
     /// The routes a series takes, in file order (several models may want the same series).
     public func routes(modality: String?, bodyPart: String?) -> [SeriesRoute] {
-        routes.filter { $0.matches(modality: modality, bodyPart: bodyPart) }
+        let modality = modality.map(SeriesRoute.normalized), part = SeriesRoute.normalized(bodyPart ?? "")
+        return routes.filter { $0.matches(normalizedModality: modality, normalizedBodyPart: part) }
     }
 
     /// The distinct recipes to run on an instance of a series with this Modality and BodyPartExamined.

@@ -1,7 +1,7 @@
 // Tests of the "process" sandbox job: routing attributes of real corpus files, typed parse failures
 // with their stage, and the file that crashes DCMTK's tools failing typed inside a real child.
 import Foundation
-import Ingest
+@testable import Ingest
 import Sandbox
 import TestSupport
 import Testing
@@ -52,6 +52,18 @@ import Testing
         #expect(try ProcessRequest(encoded: bare.encoded) == bare)
         #expect(try ProcessRequest(encoded: bare.encoded).startWriteback == false)
         #expect(throws: (any Error).self) { try ProcessRequest(encoded: Array(full.encoded.dropLast())) }
+    }
+
+    /// The catalogue's study date: a DA value that names a day of the Gregorian calendar, else nothing.
+    @Test func studyDateIsKeptOnlyWhenItNamesARealDay() {
+        for valid in ["20240229", "20000229", "19991231", "00010101", "99991231", "20230131"] { #expect(validDate(valid) == valid) }
+        for invalid in [
+            "20230229", "19000229", "20240230", "20240431", "20241301", "20240001", "20240100", "00000101", "2024011", "202401011",
+            "2024-01-01", "2024 101", "２０２４０１０１", "",
+        ] {
+            #expect(validDate(invalid) == nil, "\(invalid)")
+        }
+        #expect(validDate(nil) == nil)
     }
 
     @Test func unreadableRoutesAreASandboxFailure() {
