@@ -58,9 +58,11 @@ public struct Frame: Sendable {
 
     /// The same values as Float.
     public func floatValues() -> [Float] {
-        var out = [Float](repeating: 0, count: sampleCount)
-        forEachValue { i, v in out[i] = Float(v) }
-        return out
+        // Written once, straight into the new array's storage (no zero fill first).
+        [Float](unsafeUninitializedCapacity: sampleCount) { buffer, initialized in
+            forEachValue { i, v in buffer[i] = Float(v) }
+            initialized = sampleCount
+        }
     }
 
     @inline(__always)

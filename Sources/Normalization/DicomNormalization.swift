@@ -248,7 +248,7 @@ extension Normalizer {
         case .separate:
             return try (0..<pixels.frameCount).map { k in
                 let (v, spp) = try Self.frameValues(pixels, k)
-                return try normalizeFrame(v, rows: pixels.rows, columns: pixels.columns, samplesPerPixel: spp,
+                return try normalizeFrame(consume v, rows: pixels.rows, columns: pixels.columns, samplesPerPixel: spp,
                                           attributes: try attributes(k), frameIndex: pixels.frameCount > 1 ? k : nil,
                                           identifiers: identifiers, orientation: orientation)
             }
@@ -257,7 +257,7 @@ extension Normalizer {
             var window: AppliedWindow?
             for k in 0..<pixels.frameCount {
                 let (v, spp) = try Self.frameValues(pixels, k)
-                let (img, w) = try display(v, rows: pixels.rows, columns: pixels.columns, samplesPerPixel: spp,
+                let (img, w) = try display(consume v, rows: pixels.rows, columns: pixels.columns, samplesPerPixel: spp,
                                            attributes: try attributes(k))
                 slices.append(img)
                 window = window ?? w

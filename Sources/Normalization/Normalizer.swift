@@ -140,7 +140,7 @@ public struct Normalizer: Sendable {
     /// until `finish` replicates them after resizing).
     /// - Parameters:
     ///   - values: stored values, samples interleaved, BitsStored masked and sign extended.
-    public func display(_ values: [Float], rows: Int, columns: Int, samplesPerPixel: Int,
+    public func display(_ values: consuming [Float], rows: Int, columns: Int, samplesPerPixel: Int,
                         attributes a: PixelAttributes) throws -> (ImageBuffer, AppliedWindow) {
         guard rows > 0, columns > 0, values.count == rows * columns * samplesPerPixel else {
             throw NormalizationError(.badPixelDescription, "buffer does not match rows × columns × samples")
@@ -149,7 +149,9 @@ public struct Normalizer: Sendable {
         switch pi {
         case "MONOCHROME1", "MONOCHROME2":
             guard samplesPerPixel == 1 else { throw NormalizationError(.badPixelDescription, "monochrome needs one sample") }
-            var v = values
+            // Transformed in place: a caller that passes its last use of the values (a frame just decoded) spares a
+            // copy of the whole image.
+            var v = consume values
             a.modality.apply(&v)
             var (voi, applied) = voiTransform(for: a)
             if let used = try voi.apply(&v), applied.source == "min-max" {
@@ -163,7 +165,7 @@ public struct Normalizer: Sendable {
             return (ImageBuffer(rows: rows, columns: columns, channels: 1, values: v), applied)
         case "RGB", "YBR_FULL", "YBR_FULL_422":
             guard samplesPerPixel == 3 else { throw NormalizationError(.badPixelDescription, "colour needs three samples") }
-            var v = values
+            var v = consume values
             if pi != "RGB" { ColourStages.ybrFullToRGB(&v, bitsStored: a.bitsStored) }
             ColourStages.scaleToUnit(&v, bitsStored: a.bitsStored)
             return colourOutput(v, rows: rows, columns: columns)
@@ -242,10 +244,10 @@ public struct Normalizer: Sendable {
     }
 
     /// One frame through every stage: stored values → tensor.
-    public func normalizeFrame(_ values: [Float], rows: Int, columns: Int, samplesPerPixel: Int,
+    public func normalizeFrame(_ values: consuming [Float], rows: Int, columns: Int, samplesPerPixel: Int,
                                attributes: PixelAttributes, frameIndex: Int? = nil,
                                identifiers: [String: String] = [:], orientation: [Double]? = nil) throws -> Tensor {
-        let (image, window) = try display(values, rows: rows, columns: columns, samplesPerPixel: samplesPerPixel,
+        let (image, window) = try display(consume values, rows: rows, columns: columns, samplesPerPixel: samplesPerPixel,
                                           attributes: attributes)
         let (out, spacing) = geometry(image, pixelSpacing: attributes.pixelSpacing)
         return finish(out.values, spatialShape: [out.rows, out.columns], channels: out.channels, spacing: spacing,
