@@ -155,9 +155,14 @@ public struct DaemonService: Sendable {
             timing: .init(stableTime: configuration.stableFileTime, rescanInterval: configuration.rescanInterval, readyOnEvent: readyOnEvent),
             queue: queue, eventSource: eventSource, clock: ContinuousClock(),
             hasher: PathHasher(secret: pipeline.pathHashSecret), metrics: metrics, logger: logger.component("watcher"))
+        let disposer = FileDisposer(layout: layout, processedFiles: configuration.processedFiles)
+        let interrupted = disposer.removeInterruptedReasonFiles()
+        if interrupted > 0 {
+            logger.notice("removed reason files a stopped daemon left unfinished in quarantine/", metadata: ["files": .stringConvertible(interrupted)])
+        }
         let runner = PipelineRunner(
             queue: queue, processor: pipeline.processor,
-            disposer: FileDisposer(layout: layout, processedFiles: configuration.processedFiles),
+            disposer: disposer,
             lanes: 2, batchSize: configuration.batchSize, metrics: metrics, backoff: backoff, logger: logger.component("pipeline"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: opsServer)]
         services += pipeline.services.map { .init(service: $0) }

@@ -162,9 +162,30 @@ public struct FileDisposer: Sendable {
         }
     }
 
+    /// Removes the temporary reason files a daemon killed while quarantining left in `quarantine/` (each is the
+    /// unfinished copy of a `<name>.reason.json` that was never renamed into place; the file it was for is still in
+    /// the drop folder, or beside a complete reason written by a later attempt). Run at start, before any disposal.
+    /// No quarantined file has such a name: hidden names are never taken from the drop folder.
+    /// - Returns: how many were removed.
+    @discardableResult
+    public func removeInterruptedReasonFiles() -> Int {
+        let root = layout.quarantineRoot
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return 0 }
+        var removed = 0
+        while let relative = walker.nextObject() as? String {
+            let name = (relative as NSString).lastPathComponent
+            guard name.hasPrefix(Self.temporaryReasonPrefix), name.hasSuffix(Self.temporaryReasonSuffix) else { continue }
+            if unlink(root + "/" + relative) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
+    static let temporaryReasonPrefix = ".reason-"
+    static let temporaryReasonSuffix = ".tmp"
+
     private func writeAtomically(_ data: Data, to path: String) throws(DisposalError) {
         let directory = (path as NSString).deletingLastPathComponent
-        let temporary = directory + "/.reason-\(UUID().uuidString).tmp"
+        let temporary = directory + "/" + Self.temporaryReasonPrefix + UUID().uuidString + Self.temporaryReasonSuffix
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw DisposalError(reason: "reason_write_failed", errorNumber: errno) }
         let ok = data.withUnsafeBytes { bytes -> Bool in

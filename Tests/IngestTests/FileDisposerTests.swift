@@ -57,6 +57,28 @@ import Testing
         #expect(first.reason == "not_dicom")
     }
 
+    /// A daemon killed between writing a reason's temporary file and renaming it leaves `.reason-<uuid>.tmp` in
+    /// quarantine/: the next start removes it and nothing else.
+    @Test func reasonFilesAKillLeftUnfinishedAreRemovedAtStart() throws {
+        let folder = try TemporaryFolder()
+        defer { folder.remove() }
+        let disposer = FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move)
+        let path = try folder.write("study1/IM1", bytes: [1, 2, 3])
+        let quarantined = try disposer.quarantine(makeFile(path, root: folder.path, size: 3), failure: PipelineFailure(stage: .parse, reason: "not_dicom"))
+        let leftovers = ["quarantine/study1/.reason-\(UUID().uuidString).tmp", "quarantine/study2/deeper/.reason-\(UUID().uuidString).tmp"]
+        for leftover in leftovers { _ = try folder.write(leftover, bytes: Array("{\"stage\":".utf8)) }
+        let unrelated = try folder.write("processed/study3/.reason-\(UUID().uuidString).tmp", bytes: [0])
+
+        #expect(disposer.removeInterruptedReasonFiles() == 2)
+        for leftover in leftovers { #expect(!folder.exists(leftover)) }
+        #expect(FileManager.default.fileExists(atPath: quarantined))
+        #expect(FileManager.default.fileExists(atPath: quarantined + ".reason.json"))
+        #expect(FileManager.default.fileExists(atPath: unrelated))
+        #expect(disposer.removeInterruptedReasonFiles() == 0)
+        // An empty or missing quarantine folder is nothing to do.
+        #expect(FileDisposer(layout: DropFolderLayout(root: folder.path + "/none"), processedFiles: .move).removeInterruptedReasonFiles() == 0)
+    }
+
     @Test func missingSourceIsATypedError() throws {
         let folder = try TemporaryFolder()
         defer { folder.remove() }
