@@ -4,6 +4,7 @@ import ArgumentParser
 import Foundation
 import Ingest
 import Logging
+import Operations
 
 struct DaemonOptions: ParsableArguments {
     @Option(name: .long, help: "Configuration file (YAML); default: $DICOM_ETL_CONFIG, else built-in defaults.")
