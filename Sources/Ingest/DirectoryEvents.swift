@@ -5,6 +5,7 @@ import Glibc
 #endif
 import Foundation
 import Sandbox
+import Synchronization
 
 /// A change in a watched directory.
 public enum DirectoryEvent: Sendable, Hashable {
@@ -41,7 +42,7 @@ public struct WatcherError: Error, Sendable, Hashable, CustomStringConvertible, 
 /// inotify on Linux: IN_CLOSE_WRITE, IN_MOVED_TO and IN_OPEN for files, IN_CREATE/IN_MOVED_TO for directories,
 /// IN_Q_OVERFLOW as `.overflow`. A dedicated thread polls the descriptor and feeds a bounded stream;
 /// when the stream is full, events are dropped and an `.overflow` follows, as the kernel does.
-public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable {
+public final class InotifyEventSource: DirectoryEventSource, Sendable {
     // <sys/inotify.h>; IN_ALL_EVENTS and friends are not all imported into Swift.
     static let closeWrite: UInt32 = 0x0000_0008
     static let opened: UInt32 = 0x0000_0020
@@ -58,11 +59,13 @@ public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable
     public let events: AsyncStream<DirectoryEvent>
     private let continuation: AsyncStream<DirectoryEvent>.Continuation
     private let descriptor: Int32
-    private let lock = NSLock()
-    private var pathByWatch: [Int32: String] = [:]
-    private var watchByPath: [String: Int32] = [:]
-    private var stopped = false
-    private var threadDone = false
+    /// The watched directories both ways, and whether `stop()` was called; behind one lock.
+    private struct Watches {
+        var pathByWatch: [Int32: String] = [:]
+        var watchByPath: [String: Int32] = [:]
+        var stopped = false
+    }
+    private let watches = Mutex(Watches())
 
     /// Opens an inotify instance and starts its reading thread.
     /// - Parameter bufferLimit: events held for a slow consumer before they are dropped (then `.overflow`).
@@ -82,23 +85,23 @@ public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable
 
     @discardableResult
     public func watch(directory: String) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if stopped { return false }
         let mask = Self.closeWrite | Self.movedTo | Self.opened | Self.create | Self.deleteSelf | Self.moveSelf | Self.onlyDirectory
-        let wd = inotify_add_watch(descriptor, directory, mask)
-        guard wd >= 0 else { return false }
-        if let old = pathByWatch[wd], old != directory { watchByPath[old] = nil }
-        pathByWatch[wd] = directory
-        watchByPath[directory] = wd
-        return true
+        return watches.withLock { watches in
+            if watches.stopped { return false }
+            let wd = inotify_add_watch(descriptor, directory, mask)
+            guard wd >= 0 else { return false }
+            if let old = watches.pathByWatch[wd], old != directory { watches.watchByPath[old] = nil }
+            watches.pathByWatch[wd] = directory
+            watches.watchByPath[directory] = wd
+            return true
+        }
     }
 
     /// Number of directories watched.
-    public var watchCount: Int { lock.withLock { pathByWatch.count } }
+    public var watchCount: Int { watches.withLock { $0.pathByWatch.count } }
 
     public func stop() {
-        lock.withLock { stopped = true }
+        watches.withLock { $0.stopped = true }
     }
 
     private func readLoop() {
@@ -110,7 +113,7 @@ public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable
             continuation.finish()
         }
         var lost = false
-        while !lock.withLock({ stopped }) {
+        while !watches.withLock({ $0.stopped }) {
             var pollDescriptor = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pollDescriptor, 1, 200)
             if ready <= 0 { continue }
@@ -143,12 +146,12 @@ public final class InotifyEventSource: DirectoryEventSource, @unchecked Sendable
 
     private func translate(wd: Int32, mask: UInt32, name: String) -> DirectoryEvent? {
         if mask & Self.queueOverflow != 0 { return .overflow }
-        return lock.withLock { () -> DirectoryEvent? in
+        return watches.withLock { watches -> DirectoryEvent? in
             if mask & Self.ignored != 0 {
-                if let path = pathByWatch.removeValue(forKey: wd), watchByPath[path] == wd { watchByPath[path] = nil }
+                if let path = watches.pathByWatch.removeValue(forKey: wd), watches.watchByPath[path] == wd { watches.watchByPath[path] = nil }
                 return nil
             }
-            guard let directory = pathByWatch[wd] else { return nil }
+            guard let directory = watches.pathByWatch[wd] else { return nil }
             if mask & (Self.moveSelf | Self.deleteSelf) != 0 {
                 // The directory went away or elsewhere; its new place (if inside the tree) arrives as
                 // directoryAppeared on the parent and gets a fresh watch.

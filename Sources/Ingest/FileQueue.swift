@@ -1,25 +1,50 @@
 // The bounded hand-off between the watcher and the pipeline: backpressure (the producer waits when
 // full) and de-duplication (a file queued or in flight is not queued again by the next rescan).
 import Foundation
+import Synchronization
 
 /// A bounded multi-producer, multi-consumer queue of discovered files.
 ///
 /// A path stays "pending" from `offer` until the consumer calls `complete`, so rescans do not queue a
 /// file twice. `close()` discards queued files (they stay in the drop folder for the next start) and
 /// wakes every waiter; files in flight still complete.
-public final class FileQueue: @unchecked Sendable {
+public final class FileQueue: Sendable {
     /// Maximum number of files waiting (not counting those in flight).
     public let capacity: Int
 
-    private let lock = NSLock()
-    private var buffer: [DiscoveredFile] = []
-    private var head = 0
-    private var pending: Set<String> = []
-    private var inFlightCount = 0
-    private var producers: [(id: UInt64, file: DiscoveredFile, continuation: CheckedContinuation<Bool, Never>)] = []
-    private var consumers: [(id: UInt64, continuation: CheckedContinuation<DiscoveredFile?, Never>)] = []
-    private var nextID: UInt64 = 0
-    private var closed = false
+    /// Everything the queue knows, behind one lock.
+    private struct State {
+        var buffer: [DiscoveredFile] = []
+        var head = 0
+        var pending: Set<String> = []
+        var inFlightCount = 0
+        var producers: [(id: UInt64, file: DiscoveredFile, continuation: CheckedContinuation<Bool, Never>)] = []
+        var consumers: [(id: UInt64, continuation: CheckedContinuation<DiscoveredFile?, Never>)] = []
+        var nextID: UInt64 = 0
+        var closed = false
+
+        /// Takes the first buffered file (now in flight) and admits the first waiting producer's file into the
+        /// room it leaves; nil when the buffer is empty.
+        mutating func take() -> (DiscoveredFile, CheckedContinuation<Bool, Never>?)? {
+            guard head < buffer.count else { return nil }
+            let file = buffer[head]
+            head += 1
+            if head > 64 && head * 2 > buffer.count {
+                buffer.removeFirst(head)
+                head = 0
+            }
+            inFlightCount += 1
+            var admitted: CheckedContinuation<Bool, Never>?
+            if !producers.isEmpty {
+                let producer = producers.removeFirst()
+                buffer.append(producer.file)
+                admitted = producer.continuation
+            }
+            return (file, admitted)
+        }
+    }
+
+    private let state = Mutex(State())
 
     public init(capacity: Int) {
         precondition(capacity > 0)
@@ -27,33 +52,33 @@ public final class FileQueue: @unchecked Sendable {
     }
 
     /// Files waiting to be taken.
-    public var depth: Int { lock.withLock { buffer.count - head } }
+    public var depth: Int { state.withLock { s in s.buffer.count - s.head } }
     /// Files taken and not yet completed.
-    public var inFlight: Int { lock.withLock { inFlightCount } }
+    public var inFlight: Int { state.withLock { s in s.inFlightCount } }
     /// True once `close()` was called.
-    public var isClosed: Bool { lock.withLock { closed } }
+    public var isClosed: Bool { state.withLock { s in s.closed } }
 
     /// True when `path` is queued or in flight.
-    public func isPending(_ path: String) -> Bool { lock.withLock { pending.contains(path) } }
+    public func isPending(_ path: String) -> Bool { state.withLock { s in s.pending.contains(path) } }
 
     /// Queues a file, waiting while the queue is full.
     /// - Returns: false when the file was already pending, the queue is closed, or the task was cancelled.
     @discardableResult
     public func offer(_ file: DiscoveredFile) async -> Bool {
         enum Immediate { case accepted(CheckedContinuation<DiscoveredFile?, Never>?), refused, wait(UInt64) }
-        let immediate: Immediate = lock.withLock {
-            if closed || pending.contains(file.path) { return .refused }
-            pending.insert(file.path)
-            if !consumers.isEmpty {
-                inFlightCount += 1
-                return .accepted(consumers.removeFirst().continuation)
+        let immediate: Immediate = state.withLock { s in
+            if s.closed || s.pending.contains(file.path) { return .refused }
+            s.pending.insert(file.path)
+            if !s.consumers.isEmpty {
+                s.inFlightCount += 1
+                return .accepted(s.consumers.removeFirst().continuation)
             }
-            if buffer.count - head < capacity {
-                append(file)
+            if s.buffer.count - s.head < capacity {
+                s.buffer.append(file)
                 return .accepted(nil)
             }
-            nextID += 1
-            return .wait(nextID)
+            s.nextID += 1
+            return .wait(s.nextID)
         }
         switch immediate {
         case .refused: return false
@@ -66,20 +91,20 @@ public final class FileQueue: @unchecked Sendable {
                     // Looked at again under the lock: a consumer may have taken a file (room now) or begun
                     // waiting since the first look; waiting then would leave this file pending forever.
                     enum Then { case refused, accepted(CheckedContinuation<DiscoveredFile?, Never>?), waiting }
-                    let then: Then = lock.withLock {
-                        if closed || Task.isCancelled {
-                            pending.remove(file.path)
+                    let then: Then = state.withLock { s in
+                        if s.closed || Task.isCancelled {
+                            s.pending.remove(file.path)
                             return .refused
                         }
-                        if !consumers.isEmpty {
-                            inFlightCount += 1
-                            return .accepted(consumers.removeFirst().continuation)
+                        if !s.consumers.isEmpty {
+                            s.inFlightCount += 1
+                            return .accepted(s.consumers.removeFirst().continuation)
                         }
-                        if buffer.count - head < capacity {
-                            append(file)
+                        if s.buffer.count - s.head < capacity {
+                            s.buffer.append(file)
                             return .accepted(nil)
                         }
-                        producers.append((id, file, continuation))
+                        s.producers.append((id, file, continuation))
                         return .waiting
                     }
                     switch then {
@@ -91,10 +116,10 @@ public final class FileQueue: @unchecked Sendable {
                     }
                 }
             } onCancel: {
-                let waiting: CheckedContinuation<Bool, Never>? = lock.withLock {
-                    guard let index = producers.firstIndex(where: { $0.id == id }) else { return nil }
-                    let producer = producers.remove(at: index)
-                    pending.remove(producer.file.path)
+                let waiting: CheckedContinuation<Bool, Never>? = state.withLock { s in
+                    guard let index = s.producers.firstIndex(where: { $0.id == id }) else { return nil }
+                    let producer = s.producers.remove(at: index)
+                    s.pending.remove(producer.file.path)
                     return producer.continuation
                 }
                 waiting?.resume(returning: false)
@@ -106,11 +131,11 @@ public final class FileQueue: @unchecked Sendable {
     /// - Returns: nil once the queue is closed (or the task is cancelled).
     public func next() async -> DiscoveredFile? {
         enum Immediate { case file(DiscoveredFile, CheckedContinuation<Bool, Never>?), end, wait(UInt64) }
-        let immediate: Immediate = lock.withLock {
-            if closed { return .end }
-            if let (file, admitted) = takeLocked() { return .file(file, admitted) }
-            nextID += 1
-            return .wait(nextID)
+        let immediate: Immediate = state.withLock { s in
+            if s.closed { return .end }
+            if let (file, admitted) = s.take() { return .file(file, admitted) }
+            s.nextID += 1
+            return .wait(s.nextID)
         }
         switch immediate {
         case .end: return nil
@@ -124,10 +149,10 @@ public final class FileQueue: @unchecked Sendable {
                     // (no consumer was waiting yet); waiting now would leave it there while later files
                     // go straight to waiting consumers.
                     enum Then { case end, file(DiscoveredFile, CheckedContinuation<Bool, Never>?), waiting }
-                    let then: Then = lock.withLock {
-                        if closed || Task.isCancelled { return .end }
-                        if let (file, admitted) = takeLocked() { return .file(file, admitted) }
-                        consumers.append((id, continuation))
+                    let then: Then = state.withLock { s in
+                        if s.closed || Task.isCancelled { return .end }
+                        if let (file, admitted) = s.take() { return .file(file, admitted) }
+                        s.consumers.append((id, continuation))
                         return .waiting
                     }
                     switch then {
@@ -139,9 +164,9 @@ public final class FileQueue: @unchecked Sendable {
                     }
                 }
             } onCancel: {
-                let waiting: CheckedContinuation<DiscoveredFile?, Never>? = lock.withLock {
-                    guard let index = consumers.firstIndex(where: { $0.id == id }) else { return nil }
-                    return consumers.remove(at: index).continuation
+                let waiting: CheckedContinuation<DiscoveredFile?, Never>? = state.withLock { s in
+                    guard let index = s.consumers.firstIndex(where: { $0.id == id }) else { return nil }
+                    return s.consumers.remove(at: index).continuation
                 }
                 waiting?.resume(returning: nil)
             }
@@ -155,8 +180,8 @@ public final class FileQueue: @unchecked Sendable {
         guard let first = await next() else { return [] }
         var batch = [first]
         var admitted: [CheckedContinuation<Bool, Never>] = []
-        lock.withLock {
-            while batch.count < limit, let (file, producer) = takeLocked() {
+        state.withLock { s in
+            while batch.count < limit, let (file, producer) = s.take() {
                 batch.append(file)
                 if let producer { admitted.append(producer) }
             }
@@ -169,16 +194,16 @@ public final class FileQueue: @unchecked Sendable {
     /// closed or full.
     @discardableResult
     public func offerIfRoom(_ file: DiscoveredFile) -> Bool {
-        let consumer: CheckedContinuation<DiscoveredFile?, Never>?? = lock.withLock {
-            if closed || pending.contains(file.path) { return .none }
-            if !consumers.isEmpty {
-                pending.insert(file.path)
-                inFlightCount += 1
-                return .some(consumers.removeFirst().continuation)
+        let consumer: CheckedContinuation<DiscoveredFile?, Never>?? = state.withLock { s in
+            if s.closed || s.pending.contains(file.path) { return .none }
+            if !s.consumers.isEmpty {
+                s.pending.insert(file.path)
+                s.inFlightCount += 1
+                return .some(s.consumers.removeFirst().continuation)
             }
-            guard buffer.count - head < capacity else { return .none }
-            pending.insert(file.path)
-            append(file)
+            guard s.buffer.count - s.head < capacity else { return .none }
+            s.pending.insert(file.path)
+            s.buffer.append(file)
             return .some(nil)
         }
         guard let consumer else { return false }
@@ -188,8 +213,8 @@ public final class FileQueue: @unchecked Sendable {
 
     /// Marks a file taken with `next()` as done: it may be queued again (e.g. when it was left in place).
     public func complete(_ path: String) {
-        lock.withLock {
-            if pending.remove(path) != nil { inFlightCount -= 1 }
+        state.withLock { s in
+            if s.pending.remove(path) != nil { s.inFlightCount -= 1 }
         }
     }
 
@@ -197,45 +222,16 @@ public final class FileQueue: @unchecked Sendable {
     /// waiting consumers nil. Files in flight are unaffected and still call `complete(_:)`.
     public func close() {
         let (waitingProducers, waitingConsumers): ([CheckedContinuation<Bool, Never>], [CheckedContinuation<DiscoveredFile?, Never>]) =
-            lock.withLock {
-                closed = true
-                for file in buffer[head...] { pending.remove(file.path) }
-                buffer.removeAll()
-                head = 0
-                for producer in producers { pending.remove(producer.file.path) }
-                defer { producers.removeAll(); consumers.removeAll() }
-                return (producers.map(\.continuation), consumers.map(\.continuation))
+            state.withLock { s in
+                s.closed = true
+                for file in s.buffer[s.head...] { s.pending.remove(file.path) }
+                s.buffer.removeAll()
+                s.head = 0
+                for producer in s.producers { s.pending.remove(producer.file.path) }
+                defer { s.producers.removeAll(); s.consumers.removeAll() }
+                return (s.producers.map(\.continuation), s.consumers.map(\.continuation))
             }
         for producer in waitingProducers { producer.resume(returning: false) }
         for consumer in waitingConsumers { consumer.resume(returning: nil) }
-    }
-
-    /// Under the lock: takes the first buffered file (now in flight) and admits the first waiting producer's
-    /// file into the room it leaves; nil when the buffer is empty.
-    private func takeLocked() -> (DiscoveredFile, CheckedContinuation<Bool, Never>?)? {
-        guard head < buffer.count else { return nil }
-        let file = takeFirst()
-        inFlightCount += 1
-        var admitted: CheckedContinuation<Bool, Never>?
-        if !producers.isEmpty {
-            let producer = producers.removeFirst()
-            append(producer.file)
-            admitted = producer.continuation
-        }
-        return (file, admitted)
-    }
-
-    private func append(_ file: DiscoveredFile) {
-        buffer.append(file)
-    }
-
-    private func takeFirst() -> DiscoveredFile {
-        let file = buffer[head]
-        head += 1
-        if head > 64 && head * 2 > buffer.count {
-            buffer.removeFirst(head)
-            head = 0
-        }
-        return file
     }
 }

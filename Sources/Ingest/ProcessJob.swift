@@ -16,6 +16,7 @@ import Deidentification
 import Foundation
 import Normalization
 import Sandbox
+import Synchronization
 
 /// What the daemon asks the child to do with one file.
 public struct ProcessRequest: Sendable, Hashable {
@@ -543,40 +544,42 @@ func validDate(_ text: String?) -> String? {
 }
 
 /// What a child loads once and reuses across jobs: routes, de-identifiers, normalisers, by path.
-final class ChildCache: @unchecked Sendable {
+final class ChildCache: Sendable {
     static let shared = ChildCache()
-    private let lock = NSLock()
-    private var routes: [String: SeriesRoutes] = [:]
-    private var deidentifiers: [String: Deidentifier] = [:]
-    private var normalizers: [String: Normalizer] = [:]
+    private struct Loaded {
+        var routes: [String: SeriesRoutes] = [:]
+        var deidentifiers: [String: Deidentifier] = [:]
+        var normalizers: [String: Normalizer] = [:]
+    }
+    private let loaded = Mutex(Loaded())
 
     func routes(path: String) throws -> SeriesRoutes {
-        lock.lock()
-        defer { lock.unlock() }
-        if let cached = routes[path] { return cached }
-        let loaded = try SeriesRoutes.load(path: path)
-        routes[path] = loaded
-        return loaded
+        try loaded.withLock { loaded in
+            if let cached = loaded.routes[path] { return cached }
+            let routes = try SeriesRoutes.load(path: path)
+            loaded.routes[path] = routes
+            return routes
+        }
     }
 
     func deidentifier(profile: String, keyFile: String?) throws -> Deidentifier {
-        lock.lock()
-        defer { lock.unlock() }
         let cacheKey = profile + "\u{0}" + (keyFile ?? "")
-        if let cached = deidentifiers[cacheKey] { return cached }
-        let key = try keyFile.map { try PseudonymKey(contentsOfFile: $0) } ?? PseudonymKey.fromEnvironment(ProcessInfo.processInfo.environment)
-        let made = Deidentifier(profile: try DeidentificationProfile.load(path: profile), key: key)
-        deidentifiers[cacheKey] = made
-        return made
+        return try loaded.withLock { loaded in
+            if let cached = loaded.deidentifiers[cacheKey] { return cached }
+            let key = try keyFile.map { try PseudonymKey(contentsOfFile: $0) } ?? PseudonymKey.fromEnvironment(ProcessInfo.processInfo.environment)
+            let made = Deidentifier(profile: try DeidentificationProfile.load(path: profile), key: key)
+            loaded.deidentifiers[cacheKey] = made
+            return made
+        }
     }
 
     func normalizer(recipe: String, directory: String?) throws -> Normalizer {
-        lock.lock()
-        defer { lock.unlock() }
         let cacheKey = recipe + "\u{0}" + (directory ?? "")
-        if let cached = normalizers[cacheKey] { return cached }
-        let made = Normalizer(recipe: try Recipe.load(name: recipe, directory: directory ?? Recipe.defaultDirectory))
-        normalizers[cacheKey] = made
-        return made
+        return try loaded.withLock { loaded in
+            if let cached = loaded.normalizers[cacheKey] { return cached }
+            let made = Normalizer(recipe: try Recipe.load(name: recipe, directory: directory ?? Recipe.defaultDirectory))
+            loaded.normalizers[cacheKey] = made
+            return made
+        }
     }
 }
