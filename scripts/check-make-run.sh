@@ -74,7 +74,7 @@ make_copy() { # $1: folder
   cp -r models/trained_models "$1/models/"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib.sh
 psql_in() { # $1: repo folder, then psql arguments
   local repo=$1; shift
   "$PG_BIN/psql" -h "$repo/var/postgres/socket" -p 5432 -U postgres -d dicom_etl -X -q -A -t "$@"

@@ -8,30 +8,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
+source scripts/lib.sh
 work=$(mktemp -d /tmp/dicom-etl-test.XXXXXX)
 chmod 755 "$work"
-pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-
-# As the server user when root, started in / (a clone under a 0700 folder is no place that user may enter).
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- /usr/bin/env -C / "$@"; else "$@"; fi; }
+pg_port=$(free_port)
+s3_port=$(free_port)
 
 cleanup() {
   set +e
-  [ -n "${moto_pid:-}" ] && kill "$moto_pid" 2>/dev/null && wait "$moto_pid" 2>/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  stop_process "${moto_pid:-}"
+  stop_postgres "$PG_BIN" "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-mkdir -p "$work/pg" "$work/sock" "$work/pglog"
-# The server runs as postgres when we are root: it must own its data, socket and log folders.
-if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg" "$work/sock" "$work/pglog"; fi
-as_pg "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$work/initdb.log" 2>&1 \
-  || { cat "$work/initdb.log"; exit 1; }
-as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/pglog/pg.log" \
-  -o "-k $work/sock -p $pg_port -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
-  || { cat "$work/pglog/pg.log"; exit 1; }
+start_postgres "$PG_BIN" "$work" "$pg_port" -c fsync=off -c max_connections=200 || exit 1
 
 export DICOM_ETL_TEST_PG_BIN="$PG_BIN"
 export DICOM_ETL_TEST_PG_SOCKET_DIR="$work/sock"

@@ -83,27 +83,21 @@ fi
 
 work=$(mktemp -d /tmp/ingest-bench.XXXXXX)
 chmod 755 "$work"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib.sh
 daemon_pid=""; orthanc_pid=""
 cleanup() {
   set +e
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-  [ -n "$orthanc_pid" ] && kill "$orthanc_pid" 2>/dev/null && wait "$orthanc_pid" 2>/dev/null
-  as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  stop_process "$daemon_pid"
+  stop_process "$orthanc_pid"
+  stop_postgres "$PG_BIN" "$work"
   rm -rf "$work/set-aside"
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
 # --- PostgreSQL: a throwaway cluster with the server's default settings (fsync on) -------------------------
-mkdir -p "$work/pg" "$work/sock"
-if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$work/pg" "$work/sock"; fi
-as_pg "$PG_BIN/initdb" -D "$work/pg" -U postgres --auth=trust --no-sync -E UTF8 --locale=C >"$work/initdb.log" 2>&1 \
-  || { cat "$work/initdb.log"; exit 1; }
 pg_port=$(free_port)
-as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -w -l "$work/sock/pg.log" \
-  -o "-k $work/sock -p $pg_port -c listen_addresses=127.0.0.1" start >/dev/null || { cat "$work/sock/pg.log"; exit 1; }
+start_postgres "$PG_BIN" "$work" "$pg_port" || exit 1
 psql_() { "$PG_BIN/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -X -q -A -t "$@"; }
 new_database() { psql_ -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
 url() { echo "postgres://postgres@127.0.0.1:$pg_port/$1?sslmode=disable"; }

@@ -7,12 +7,12 @@ bin=${BIN:?}
 py=${DICOM_ETL_PYTHON:-.venv/bin/python}
 corpus=${CORPUS:-../shared/data/dicom}
 work=$(mktemp -d /tmp/serve-bench.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/lib.sh
 daemon_pid=""; orthanc_pid=""
 cleanup() {
   set +e
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-  [ -n "$orthanc_pid" ] && kill "$orthanc_pid" 2>/dev/null && wait "$orthanc_pid" 2>/dev/null
+  stop_process "$daemon_pid"
+  stop_process "$orthanc_pid"
   if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
