@@ -265,15 +265,7 @@ public struct CatalogTransaction: Sendable {
             RETURNING s.series_uid, s.study_uid, s.revision, s.modality, s.body_part, s.series_description,
                       s.instance_count
             """, logger: logger)
-        var result: [CompletedSeries] = []
-        for try await (uid, study, revision, modality, bodyPart, description, count) in rows.decode(
-            (String, String, Int, String?, String?, String?, Int).self)
-        {
-            result.append(CompletedSeries(
-                seriesUID: uid, studyUID: study, revision: revision, modality: modality, bodyPart: bodyPart,
-                seriesDescription: description, instanceCount: count))
-        }
-        return result.sorted { $0.seriesUID < $1.seriesUID }
+        return try await completedSeries(rows)
     }
 
     /// Like `completeQuietSeries(quietSince:limit:)`, but completes only the candidates for which `isQuiet`
@@ -303,6 +295,11 @@ public struct CatalogTransaction: Sendable {
             RETURNING s.series_uid, s.study_uid, s.revision, s.modality, s.body_part, s.series_description,
                       s.instance_count
             """, logger: logger)
+        return try await completedSeries(rows)
+    }
+
+    /// The series an `UPDATE … RETURNING` of the columns above completed, in UID order.
+    private func completedSeries(_ rows: PostgresRowSequence) async throws -> [CompletedSeries] {
         var result: [CompletedSeries] = []
         for try await (uid, study, revision, modality, bodyPart, description, count) in rows.decode(
             (String, String, Int, String?, String?, String?, Int).self)
@@ -370,9 +367,15 @@ public struct CatalogTransaction: Sendable {
     /// Writes diagnosis rows. A job writes one row per instance (migration 006's key): a row its job already
     /// wrote, when the job runs again, is kept as it is and the new one dropped.
     public func insertDiagnoses(_ diagnoses: [DiagnosisRecord]) async throws {
+        try await insert(diagnoses, into: "inference.diagnoses", onConflict: "(job_id, sop_instance_uid) WHERE job_id IS NOT NULL")
+    }
+
+    /// Inserts diagnosis rows into `table` (`inference.diagnoses` or `inference.shadow_diagnoses`, which have the
+    /// same columns), dropping those that meet a row already there on the `onConflict` key.
+    func insert(_ diagnoses: [DiagnosisRecord], into table: String, onConflict key: String) async throws {
         guard !diagnoses.isEmpty else { return }
         try await connection.query("""
-            INSERT INTO inference.diagnoses (job_id, series_uid, sop_instance_uid, model_name, model_version, label,
+            INSERT INTO \(unescaped: table) (job_id, series_uid, sop_instance_uid, model_name, model_version, label,
                                              probabilities, threshold, latency_ms, created_at)
             SELECT job_id, series_uid, sop_instance_uid, model_name, model_version, label, probabilities, threshold,
                    latency_ms, COALESCE(created_at, now())
@@ -380,7 +383,7 @@ public struct CatalogTransaction: Sendable {
                  AS x(job_id bigint, series_uid text, sop_instance_uid text, model_name text, model_version text,
                       label text, probabilities jsonb, threshold double precision, latency_ms double precision,
                       created_at timestamptz)
-            ON CONFLICT (job_id, sop_instance_uid) WHERE job_id IS NOT NULL DO NOTHING
+            ON CONFLICT \(unescaped: key) DO NOTHING
             """, logger: logger)
     }
 

@@ -207,18 +207,7 @@ extension CatalogTransaction {
 
     /// Writes a shadow version's rows; a row its job already wrote for that version is kept as it is.
     public func insertShadowDiagnoses(_ diagnoses: [DiagnosisRecord]) async throws {
-        guard !diagnoses.isEmpty else { return }
-        try await connection.query("""
-            INSERT INTO inference.shadow_diagnoses (job_id, series_uid, sop_instance_uid, model_name, model_version, label,
-                                                    probabilities, threshold, latency_ms, created_at)
-            SELECT job_id, series_uid, sop_instance_uid, model_name, model_version, label, probabilities, threshold,
-                   latency_ms, COALESCE(created_at, now())
-            FROM jsonb_to_recordset(\(try json(diagnoses.map(DiagnosisRow.init)))::jsonb)
-                 AS x(job_id bigint, series_uid text, sop_instance_uid text, model_name text, model_version text,
-                      label text, probabilities jsonb, threshold double precision, latency_ms double precision,
-                      created_at timestamptz)
-            ON CONFLICT (job_id, sop_instance_uid, model_version) DO NOTHING
-            """, logger: logger)
+        try await insert(diagnoses, into: "inference.shadow_diagnoses", onConflict: "(job_id, sop_instance_uid, model_version)")
     }
 
     /// Served against shadow rows of `modelName` written by the same jobs for the same instances, with each

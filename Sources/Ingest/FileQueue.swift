@@ -14,6 +14,16 @@ public final class FileQueue: Sendable {
 
     /// Everything the queue knows, behind one lock.
     private struct State {
+        /// Where a file offered goes when it is not refused.
+        enum Admission {
+            /// Straight to this waiting consumer (now in flight).
+            case handed(CheckedContinuation<DiscoveredFile?, Never>)
+            /// Into the buffer.
+            case buffered
+            /// Nowhere: the buffer is full.
+            case full
+        }
+
         var buffer: [DiscoveredFile] = []
         var head = 0
         var pending: Set<String> = []
@@ -22,6 +32,17 @@ public final class FileQueue: Sendable {
         var consumers: [(id: UInt64, continuation: CheckedContinuation<DiscoveredFile?, Never>)] = []
         var nextID: UInt64 = 0
         var closed = false
+
+        /// Hands a pending file to the first waiting consumer, else buffers it while there is room.
+        mutating func admit(_ file: DiscoveredFile, capacity: Int) -> Admission {
+            if !consumers.isEmpty {
+                inFlightCount += 1
+                return .handed(consumers.removeFirst().continuation)
+            }
+            guard buffer.count - head < capacity else { return .full }
+            buffer.append(file)
+            return .buffered
+        }
 
         /// Takes the first buffered file (now in flight) and admits the first waiting producer's file into the
         /// room it leaves; nil when the buffer is empty.
@@ -69,16 +90,13 @@ public final class FileQueue: Sendable {
         let immediate: Immediate = state.withLock { s in
             if s.closed || s.pending.contains(file.path) { return .refused }
             s.pending.insert(file.path)
-            if !s.consumers.isEmpty {
-                s.inFlightCount += 1
-                return .accepted(s.consumers.removeFirst().continuation)
+            switch s.admit(file, capacity: capacity) {
+            case .handed(let consumer): return .accepted(consumer)
+            case .buffered: return .accepted(nil)
+            case .full:
+                s.nextID += 1
+                return .wait(s.nextID)
             }
-            if s.buffer.count - s.head < capacity {
-                s.buffer.append(file)
-                return .accepted(nil)
-            }
-            s.nextID += 1
-            return .wait(s.nextID)
         }
         switch immediate {
         case .refused: return false
@@ -96,16 +114,13 @@ public final class FileQueue: Sendable {
                             s.pending.remove(file.path)
                             return .refused
                         }
-                        if !s.consumers.isEmpty {
-                            s.inFlightCount += 1
-                            return .accepted(s.consumers.removeFirst().continuation)
+                        switch s.admit(file, capacity: capacity) {
+                        case .handed(let consumer): return .accepted(consumer)
+                        case .buffered: return .accepted(nil)
+                        case .full:
+                            s.producers.append((id, file, continuation))
+                            return .waiting
                         }
-                        if s.buffer.count - s.head < capacity {
-                            s.buffer.append(file)
-                            return .accepted(nil)
-                        }
-                        s.producers.append((id, file, continuation))
-                        return .waiting
                     }
                     switch then {
                     case .refused: continuation.resume(returning: false)
@@ -196,15 +211,15 @@ public final class FileQueue: Sendable {
     public func offerIfRoom(_ file: DiscoveredFile) -> Bool {
         let consumer: CheckedContinuation<DiscoveredFile?, Never>?? = state.withLock { s in
             if s.closed || s.pending.contains(file.path) { return .none }
-            if !s.consumers.isEmpty {
+            switch s.admit(file, capacity: capacity) {
+            case .handed(let consumer):
                 s.pending.insert(file.path)
-                s.inFlightCount += 1
-                return .some(s.consumers.removeFirst().continuation)
+                return .some(consumer)
+            case .buffered:
+                s.pending.insert(file.path)
+                return .some(nil)
+            case .full: return .none
             }
-            guard s.buffer.count - s.head < capacity else { return .none }
-            s.pending.insert(file.path)
-            s.buffer.append(file)
-            return .some(nil)
         }
         guard let consumer else { return false }
         consumer?.resume(returning: file)

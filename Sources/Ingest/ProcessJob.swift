@@ -493,18 +493,7 @@ private func writeFile(_ path: String, _ bytes: [UInt8], startWriteback: Bool) -
         if startWriteback { _ = sync_file_range(fd, 0, 0, UInt32(DICOM_ETL_SYNC_FILE_RANGE_WRITE)) }
         close(fd)
     }
-    return bytes.withUnsafeBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if written < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += written
-        }
-        return true
-    }
+    return writeAll(fd, bytes)
 }
 
 /// SHA-256 and size of a file just written (read back from the page cache), its writeback started first when

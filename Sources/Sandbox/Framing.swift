@@ -67,8 +67,8 @@ enum Framing {
     }
 }
 
-/// Writes every byte (retrying on EINTR); false when the pipe is closed or broken.
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+/// Writes every byte to a pipe or file (retrying on EINTR); false when it is closed or broken, or on an error.
+public func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
     guard fd >= 0 else { return false }
     return bytes.withUnsafeBytes { buffer in
         var offset = 0

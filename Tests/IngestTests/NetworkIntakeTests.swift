@@ -11,24 +11,6 @@ import Foundation
 import TestSupport
 import Testing
 
-/// storescu proposes one compressed transfer syntax per run (`-x…`), so files are sent in groups by their
-/// syntax, each group with the option that proposes it; `nil` for a syntax storescu cannot propose as is.
-func storescuOption(transferSyntax: String) -> String?? {
-    switch transferSyntax {
-    case "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2": return .some(nil)
-    case "1.2.840.10008.1.2.1.99": return "-xd"
-    case "1.2.840.10008.1.2.4.50": return "-xy"
-    case "1.2.840.10008.1.2.4.51": return "-xx"
-    case "1.2.840.10008.1.2.4.70": return "-xs"
-    case "1.2.840.10008.1.2.4.80": return "-xt"
-    case "1.2.840.10008.1.2.4.81": return "-xu"
-    case "1.2.840.10008.1.2.4.90": return "-xv"
-    case "1.2.840.10008.1.2.4.91": return "-xw"
-    case "1.2.840.10008.1.2.5": return "-xr"
-    default: return nil
-    }
-}
-
 @Suite(.serialized) struct NetworkIntakeTests {
     typealias E2E = DaemonEndToEndTests
     static var ready: Bool { E2E.ready && FileManager.default.fileExists(atPath: "/usr/bin/storescu") }
