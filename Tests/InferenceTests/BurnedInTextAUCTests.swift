@@ -6,6 +6,7 @@
 // diagnosis; the AUC over the captures equals the AUC over the plain files within 0.01. (With the text over 14 % of
 // a 224-pixel capture instead of 3 % of a 448-pixel one, the black boxes took 0.086 off the AUC.)
 import Foundation
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct BurnedInTextAUCTests {
@@ -24,7 +25,7 @@ import Testing
             if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() }
         }
         let started = ContinuousClock.now
-        let export = try E2E.run(E2E.python, [
+        let export = try runCommand(E2E.python, [
             E2E.packageRoot.path + "/scripts/medmnist-to-dicom.py", "--medmnist", try #require(E2E.medmnist),
             "--split", "test", "--out", world.drop, "--reference", world.reference, "--encodings", "u8,sc-text",
             "--limit", "\(Self.images)",
@@ -59,14 +60,14 @@ import Testing
                           WHERE (b->>'x')::int <= 6 AND (b->>'y')::int <= line.mid AND (b->>'y')::int + (b->>'height')::int >= line.mid)
             """)
         #expect(blankedLines * 100 >= 3 * Self.images * 98, "\(blankedLines) of \(3 * Self.images) lines blanked")
-        let boxes = (try? E2E.psql(world.databaseURL, """
+        let boxes = (try? psql(world.databaseURL, """
             SELECT sum(box_count) || ' boxes: ' || (SELECT string_agg(c || ' ' || n, ', ' ORDER BY c) FROM (SELECT c, sum(v::int) n
             FROM imaging.pixel_text_audit, jsonb_each_text(categories) AS x(c, v) GROUP BY c) y) FROM imaging.pixel_text_audit
             """)) ?? "?"
 
         // The diagnoses, by original SOP Instance UID (the clinician's view), per encoding.
         let rowOf = Dictionary(uniqueKeysWithValues: exported.enumerated().map { ($1.sopInstanceUID, $0) })
-        let clinical = try E2E.psql(world.databaseURL, """
+        let clinical = try psql(world.databaseURL, """
             SET ROLE clinician;
             SELECT sop_instance_uid, (probabilities->>'pneumonia')::float8 FROM clinical.diagnoses
             """)

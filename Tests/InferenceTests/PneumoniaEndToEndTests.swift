@@ -18,6 +18,7 @@
 import Foundation
 import Inference
 import ObjectStorage
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct PneumoniaEndToEndTests {
@@ -27,9 +28,6 @@ import Testing
         .deletingLastPathComponent()
     static let medmnist = environment["DICOM_ETL_MEDMNIST"].flatMap { $0.isEmpty ? nil : $0 }
     static var python: String { environment["DICOM_ETL_PYTHON"] ?? packageRoot.appendingPathComponent(".venv/bin/python").path }
-    static var psqlPath: String {
-        ((environment["DICOM_ETL_TEST_PG_BIN"] ?? "/usr/lib/postgresql/15/bin") as NSString).appendingPathComponent("psql")
-    }
     static var hasImages: Bool {
         guard let medmnist else { return false }
         return FileManager.default.fileExists(atPath: medmnist + "/MANIFEST.tsv")
@@ -42,42 +40,6 @@ import Testing
         // macOS runs the tests inside the .xctest bundle.
         if directory.path.contains(".xctest") { directory = directory.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
         return directory.appendingPathComponent("dicom-etl").path
-    }
-
-    struct CommandResult {
-        var status: Int32
-        var output: String
-        var error: String
-    }
-
-    /// Runs a program to its end; standard output and error are returned.
-    static func run(_ executable: String, _ arguments: [String]) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // The programs run here (psql, the export script) write little to standard error.
-        let outputData = out.fileHandleForReading.readDataToEndOfFile()
-        let errorData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CommandResult(
-            status: process.terminationStatus,
-            output: String(decoding: outputData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
-            error: String(decoding: errorData, as: UTF8.self))
-    }
-
-    struct QueryFailed: Error, CustomStringConvertible {
-        let message: String
-        var description: String { "psql failed: \(message)" }
-    }
-
-    static func psql(_ url: String, _ sql: String) throws -> String {
-        let result = try run(psqlPath, [url, "-q", "-v", "ON_ERROR_STOP=1", "-tAc", sql])
-        guard result.status == 0 else { throw QueryFailed(message: result.error) }
-        return result.output
     }
 
     /// Drop folder, data dir, key and reference folder under a temporary root, and a fresh database.
@@ -107,10 +69,10 @@ import Testing
             for folder in [drop, data, reference] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
             try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)  // a key must be owner-only
-            _ = try PneumoniaEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
+            _ = try psql(admin, "CREATE DATABASE \(database)")
         }
 
-        func count(_ sql: String) -> Int { Int((try? PneumoniaEndToEndTests.psql(databaseURL, sql)) ?? "") ?? -1 }
+        func count(_ sql: String) -> Int { Int((try? psql(databaseURL, sql)) ?? "") ?? -1 }
 
         func regularFiles(under folder: String, skipping: Set<String> = []) -> [String] {
             var names: [String] = []
@@ -123,9 +85,9 @@ import Testing
         }
 
         func cleanUp() {
-            _ = try? PneumoniaEndToEndTests.psql(PneumoniaEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            _ = try? psql(PneumoniaEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
             // rm, not FileManager.removeItem (slower still); see `base` for why the world lives in memory.
-            _ = try? PneumoniaEndToEndTests.run("/bin/rm", ["-rf", root])
+            _ = try? runCommand("/bin/rm", ["-rf", root])
         }
     }
 
@@ -169,7 +131,7 @@ import Testing
         let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst()
         return try lines.map { line in
             let f = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
-            guard f.count == 9, let index = Int(f[0]), let label = Int(f[1]) else { throw QueryFailed(message: "bad manifest line") }
+            guard f.count == 9, let index = Int(f[0]), let label = Int(f[1]) else { throw TestFailure("bad manifest line") }
             return Exported(index: index, label: label, patientID: f[2], accessionNumber: f[3], studyUID: f[4], sopInstanceUID: f[6],
                             encoding: f[8])
         }
@@ -180,21 +142,19 @@ import Testing
         "u8-window", "u8", "u8-rle", "u8-jpegls", "u8-jpeg", "u12-rescale-window", "s16-rescale-window", "mono1", "u8-borders",
     ]
 
-    /// Area under the ROC curve by the rank-sum (Mann–Whitney) statistic; tied scores share their mean rank.
+    /// Area under the ROC curve by its definition: the share of (positive, negative) pairs the scores put in the
+    /// right order, a tie counting one half. Pair by pair on purpose, so that it checks the catalogue's rank-sum
+    /// form (`ModelRegistry`) rather than repeating it.
     static func auc(scores: [Double], labels: [Int]) -> Double {
-        let order = scores.indices.sorted { scores[$0] < scores[$1] }
-        var ranks = [Double](repeating: 0, count: scores.count)
-        var i = 0
-        while i < order.count {
-            var j = i
-            while j + 1 < order.count && scores[order[j + 1]] == scores[order[i]] { j += 1 }
-            for k in i...j { ranks[order[k]] = Double(i + j) / 2 + 1 }
-            i = j + 1
+        let positives = zip(scores, labels).filter { $0.1 == 1 }.map(\.0)
+        let negatives = zip(scores, labels).filter { $0.1 != 1 }.map(\.0)
+        var ordered = 0.0
+        for positive in positives {
+            for negative in negatives {
+                ordered += positive > negative ? 1 : positive == negative ? 0.5 : 0
+            }
         }
-        let positives = labels.filter { $0 == 1 }.count
-        let negatives = labels.count - positives
-        let rankSum = zip(ranks, labels).filter { $0.1 == 1 }.reduce(0) { $0 + $1.0 }
-        return (rankSum - Double(positives * (positives + 1)) / 2) / Double(positives * negatives)
+        return ordered / Double(positives.count * negatives.count)
     }
 
     @Test(
@@ -212,7 +172,7 @@ import Testing
             if daemon.isRunning { daemon.terminate(); daemon.waitUntilExit() }
         }
         let started = ContinuousClock.now
-        let export = try Self.run(Self.python, [
+        let export = try runCommand(Self.python, [
             Self.packageRoot.path + "/scripts/medmnist-to-dicom.py", "--medmnist", try #require(Self.medmnist),
             "--split", "test", "--out", world.drop, "--reference", world.reference,
             "--encodings", Self.encodings.joined(separator: ","),
@@ -250,7 +210,7 @@ import Testing
         let elapsed = ContinuousClock.now - started
         let log = (try? String(contentsOfFile: world.log, encoding: .utf8)) ?? ""
         try #require(daemon.isRunning, "the daemon exited early: \(log.suffix(2000))")
-        #expect(diagnosed == n, "diagnoses \(diagnosed) of \(n); jobs: \((try? Self.psql(world.databaseURL, "SELECT string_agg(state || '=' || c, ' ') FROM (SELECT state, count(*) c FROM inference.jobs GROUP BY 1) x")) ?? "?"); quarantined: \(world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'quarantined'"))")
+        #expect(diagnosed == n, "diagnoses \(diagnosed) of \(n); jobs: \((try? psql(world.databaseURL, "SELECT string_agg(state || '=' || c, ' ') FROM (SELECT state, count(*) c FROM inference.jobs GROUP BY 1) x")) ?? "?"); quarantined: \(world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'quarantined'"))")
 
         // SIGTERM stops the daemon and its worker gracefully.
         let stopping = ContinuousClock.now
@@ -272,7 +232,7 @@ import Testing
 
         // The rows as a clinician sees them: original patient ID, accession number, study and SOP Instance UIDs.
         let rowOf = Dictionary(uniqueKeysWithValues: exported.enumerated().map { ($1.sopInstanceUID, $0) })
-        let clinical = try Self.psql(world.databaseURL, """
+        let clinical = try psql(world.databaseURL, """
             SET ROLE clinician;
             SELECT sop_instance_uid, patient_id, accession_number, study_uid, (probabilities->>'pneumonia')::float8,
                    label, threshold, model_name, model_version
@@ -299,11 +259,11 @@ import Testing
         // The analyst sees the diagnoses, pseudonymised, but neither the clinician's view nor the vault.
         for table in ["clinical.diagnoses", "vault.patients", "vault.instances"] {
             let error = #expect(throws: QueryFailed.self, "analyst reads \(table)") {
-                try Self.psql(world.databaseURL, "SET ROLE analyst; SELECT count(*) FROM \(table)")
+                try psql(world.databaseURL, "SET ROLE analyst; SELECT count(*) FROM \(table)")
             }
             #expect(error?.message.contains("permission denied") == true)
         }
-        let analystRows = try Self.psql(world.databaseURL, """
+        let analystRows = try psql(world.databaseURL, """
             SET ROLE analyst;
             SELECT count(*) FROM inference.diagnoses d JOIN imaging.series se ON se.series_uid = d.series_uid
             JOIN imaging.studies st ON st.study_uid = se.study_uid JOIN imaging.patients p ON p.patient_id = st.patient_id
@@ -330,7 +290,7 @@ import Testing
 
         // The stored tensors and their sidecars, per instance (original SOP Instance UID through the vault).
         let store = try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects"))
-        let tensors = try Self.psql(world.databaseURL, """
+        let tensors = try psql(world.databaseURL, """
             SELECT v.original_sop_instance_uid, t.tensor_key, t.sidecar_key FROM imaging.tensors t
             JOIN vault.instances v USING (sop_instance_uid) WHERE t.recipe = 'cxr-28'
             """)

@@ -12,6 +12,7 @@
 // package's .venv-train (make train-venv). Without them it is skipped with that reason.
 import Foundation
 import Inference
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct TrainingLoopEndToEndTests {
@@ -23,8 +24,8 @@ import Testing
     static var hasTensorFlow: Bool { FileManager.default.isExecutableFile(atPath: trainPython) }
 
     /// Runs `dicom-etl` with the world's database and store.
-    static func etl(_ world: E2E.World, _ arguments: [String]) throws -> E2E.CommandResult {
-        try E2E.run(E2E.daemonPath, arguments + ["--database-url", world.databaseURL, "--storage-url", "file://" + world.data + "/objects"])
+    static func etl(_ world: E2E.World, _ arguments: [String]) throws -> CommandResult {
+        try runCommand(E2E.daemonPath, arguments + ["--database-url", world.databaseURL, "--storage-url", "file://" + world.data + "/objects"])
     }
 
     static func json(_ text: String) throws -> [String: Any] {
@@ -34,7 +35,7 @@ import Testing
 
     /// Writes a batch of the test images (one encoding, its own patients) into the drop folder.
     static func drop(_ world: E2E.World, encoding: String, seed: Int, reference: String) throws -> [E2E.Exported] {
-        let export = try E2E.run(E2E.python, [
+        let export = try runCommand(E2E.python, [
             E2E.packageRoot.path + "/scripts/medmnist-to-dicom.py", "--medmnist", try #require(E2E.medmnist), "--split", "test",
             "--out", world.drop, "--reference", reference, "--encodings", encoding, "--seed", "\(seed)",
         ])
@@ -103,7 +104,7 @@ import Testing
         let imported = try Self.etl(world, ["labels", "import", "--task", "pneumonia", "--source", "test", good])
         try #require(imported.status == 0, "\(imported.error.suffix(2000))")
         #expect(try Self.json(imported.output)["imported"] as? Int == n)
-        let analystLabels = try E2E.psql(world.databaseURL, "SET ROLE analyst; SELECT count(*) FROM inference.labels l JOIN imaging.studies s USING (study_uid)")
+        let analystLabels = try psql(world.databaseURL, "SET ROLE analyst; SELECT count(*) FROM inference.labels l JOIN imaging.studies s USING (study_uid)")
         #expect(analystLabels == "\(n)", "analysts read labels by pseudonym")
 
         // 3. Export: TFRecord shards; the same bytes twice; a removed shard is rewritten, the others kept.
@@ -128,9 +129,9 @@ import Testing
         #expect(Self.files(out1).filter { !$0.key.hasPrefix(".") } == bytes1, "a resumed export ends in the same bytes")
 
         // TensorFlow reads every record back equal to the stored tensor; no patient in two splits.
-        let keys = try E2E.psql(world.databaseURL, "SELECT sop_instance_uid || E'\\t' || tensor_key FROM imaging.tensors WHERE recipe = 'cxr-28'")
+        let keys = try psql(world.databaseURL, "SELECT sop_instance_uid || E'\\t' || tensor_key FROM imaging.tensors WHERE recipe = 'cxr-28'")
         try ("sop_instance_uid\ttensor_key\n" + keys + "\n").write(toFile: world.root + "/keys.tsv", atomically: true, encoding: .utf8)
-        let check = try E2E.run(Self.trainPython, [E2E.packageRoot.path + "/scripts/check_export.py", "--export", out1,
+        let check = try runCommand(Self.trainPython, [E2E.packageRoot.path + "/scripts/check_export.py", "--export", out1,
                                                    "--objects", world.data + "/objects", "--keys", world.root + "/keys.tsv"])
         #expect(check.status == 0, "\(check.output) \(check.error.suffix(1500))")
         let checked = try Self.json(check.output)
@@ -139,7 +140,7 @@ import Testing
         // 4. A short training run from the export.
         let version = "1.1.0-e2e"
         let modelDir = world.root + "/models/pneumonia-cnn/" + version
-        let trained = try E2E.run(Self.trainPython, [E2E.packageRoot.path + "/models/train.py", "--export", out1, "--out", modelDir,
+        let trained = try runCommand(Self.trainPython, [E2E.packageRoot.path + "/models/train.py", "--export", out1, "--out", modelDir,
                                                      "--version", version, "--epochs", "6", "--patience", "6", "--reference-count", "32"])
         try #require(trained.status == 0, "training failed: \(trained.error.suffix(2000))")
         let trainedAt = ContinuousClock.now - started
@@ -165,7 +166,7 @@ import Testing
         let images = try NpyArray(contentsOf: URL(fileURLWithPath: world.root + "/ref2/images.npy"))
         let newModel = try InferenceModel.load(directory: URL(fileURLWithPath: modelDir))
         let direct = try newModel.predict(batch: images.values, count: n)
-        let rows = try E2E.psql(world.databaseURL, """
+        let rows = try psql(world.databaseURL, """
             SELECT v.original_sop_instance_uid, (s.probabilities->>'pneumonia')::float8 FROM inference.shadow_diagnoses s
             JOIN vault.instances v USING (sop_instance_uid)
             """)

@@ -252,12 +252,7 @@ import Testing
 
     static func counts(_ world: World) throws -> Counts {
         // The store's data/ folder (tmp/ holds writes a kill interrupted; they are not objects).
-        var objects = 0
-        if let walker = FileManager.default.enumerator(atPath: world.data + "/objects/data") {
-            while walker.nextObject() != nil {
-                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { objects += 1 }
-            }
-        }
+        let objects = regularFileCount(under: world.data + "/objects/data")
         return Counts(
             instances: try world.count("SELECT count(*) FROM imaging.instances"),
             series: try world.count("SELECT count(*) FROM imaging.series"),

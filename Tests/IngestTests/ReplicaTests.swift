@@ -102,12 +102,7 @@ import Testing
     }
 
     static func outcome(_ world: E2E.World, storeRoot: String) throws -> Outcome {
-        var objects = 0
-        if let walker = FileManager.default.enumerator(atPath: storeRoot + "/data") {
-            while walker.nextObject() != nil {
-                if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { objects += 1 }
-            }
-        }
+        let objects = regularFileCount(under: storeRoot + "/data")
         return Outcome(
             instances: try world.count("SELECT count(*) FROM imaging.instances"),
             series: try world.count("SELECT count(*) FROM imaging.series"),

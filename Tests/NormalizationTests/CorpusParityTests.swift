@@ -3,6 +3,7 @@
 // file with pixel data that both decode.
 import DICOM
 import Foundation
+import TestSupport
 import Testing
 @testable import Normalization
 

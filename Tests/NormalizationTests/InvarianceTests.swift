@@ -2,6 +2,7 @@
 // and window, uncompressed, JPEG-LS and RLE gives the same cxr-28 tensor within 1/255.
 import DICOM
 import Foundation
+import TestSupport
 import Testing
 @testable import Normalization
 

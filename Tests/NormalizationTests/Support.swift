@@ -73,11 +73,6 @@ enum TestSupport {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
-}
-
 /// A `.npy` file's shape and elements as Float values, through the project's codec.
 enum NPYReader {
     static func read(_ path: String) throws -> (shape: [Int], values: [Float]) {

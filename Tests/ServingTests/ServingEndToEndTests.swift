@@ -27,7 +27,6 @@ import FoundationNetworking
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var python: String { environment["DICOM_ETL_PYTHON"] ?? packageRoot.appendingPathComponent(".venv/bin/python").path }
     static var scripts: String { packageRoot.appendingPathComponent("Tests/ServingTests/Scripts").path }
-    static var psqlPath: String { ((environment["DICOM_ETL_TEST_PG_BIN"] ?? "/usr/lib/postgresql/15/bin") as NSString).appendingPathComponent("psql") }
     static var ready: Bool { adminURL != nil && FileManager.default.fileExists(atPath: corpus) }
 
     /// Files of pydicom's test set (in ../shared/data/dicom/pydicom or the wheel's folder) that the pipeline keeps:
@@ -50,44 +49,6 @@ import FoundationNetworking
             files.append((relative.replacingOccurrences(of: "/", with: "_"), corpus + "/" + relative))
         }
         return files
-    }
-
-    struct CommandResult {
-        var status: Int32
-        var output: String
-        var error: String
-    }
-
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        // Standard error into a file, standard output through a pipe: neither can fill up and stall the other.
-        let errorPath = NSTemporaryDirectory() + "serving-test-\(UUID().uuidString).err"
-        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: errorPath) }
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle(forWritingAtPath: errorPath)
-        try process.run()
-        let outputData = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let errorData = FileManager.default.contents(atPath: errorPath) ?? Data()
-        return CommandResult(
-            status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
-            error: String(decoding: errorData, as: UTF8.self))
-    }
-
-    struct QueryFailed: Error, CustomStringConvertible {
-        let message: String
-        var description: String { "psql failed: \(message)" }
-    }
-
-    static func psql(_ url: String, _ sql: String) throws -> String {
-        let result = try run(psqlPath, [url, "-q", "-v", "ON_ERROR_STOP=1", "-tAc", sql])
-        guard result.status == 0 else { throw QueryFailed(message: result.error) }
-        return result.output
     }
 
     /// The built `dicom-etl`, beside the test binary.
@@ -136,9 +97,9 @@ import FoundationNetworking
                     model: pneumonia-cnn
                     model_version: "1.0.0"
                 """.write(toFile: root + "/routes.yaml", atomically: true, encoding: .utf8)
-            _ = try ServingEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
+            _ = try psql(admin, "CREATE DATABASE \(database)")
             for role in ["clinician", "analyst", "operator", "uploader"] {
-                let made = try ServingEndToEndTests.run(ServingEndToEndTests.binary, ["token", "--role", role, "--name", "test-\(role)", "--tokens-file", tokens])
+                let made = try runCommand(ServingEndToEndTests.binary, ["token", "--role", role, "--name", "test-\(role)", "--tokens-file", tokens])
                 try #require(made.status == 0, "token: \(made.error)")
                 try made.output.write(toFile: tokenFile(role), atomically: true, encoding: .utf8)
             }
@@ -146,7 +107,7 @@ import FoundationNetworking
 
         func tokenFile(_ role: String) -> String { root + "/\(role).token" }
         func token(_ role: String) -> String { (try? String(contentsOfFile: tokenFile(role), encoding: .utf8)) ?? "" }
-        func count(_ sql: String) -> Int { Int((try? ServingEndToEndTests.psql(databaseURL, sql)) ?? "") ?? -1 }
+        func count(_ sql: String) -> Int { Int((try? psql(databaseURL, sql)) ?? "") ?? -1 }
 
         func startDaemon() throws {
             let process = Process()
@@ -180,8 +141,8 @@ import FoundationNetworking
 
         func cleanUp() {
             stop()
-            _ = try? ServingEndToEndTests.psql(ServingEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
-            _ = try? ServingEndToEndTests.run("/bin/rm", ["-rf", root])
+            _ = try? psql(ServingEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            _ = try? runCommand("/bin/rm", ["-rf", root])
         }
     }
 
@@ -265,7 +226,7 @@ import FoundationNetworking
 
     /// Each route admits its roles only; no token and unknown tokens are 401 with the one error shape.
     func roleBoundaries(_ world: World) async throws {
-        let study = try Self.psql(world.databaseURL, "SELECT study_uid FROM imaging.studies ORDER BY study_uid LIMIT 1")
+        let study = try psql(world.databaseURL, "SELECT study_uid FROM imaging.studies ORDER BY study_uid LIMIT 1")
         let readPaths = ["/studies", "/series", "/instances", "/studies/\(study)/metadata", "/studies/\(study)/series"]
         let resultPaths = ["/diagnoses", "/fhir/DiagnosticReport", "/diagnoses/1"]
         for path in readPaths + resultPaths + ["/audit"] {
@@ -298,15 +259,15 @@ import FoundationNetworking
         #expect(missing.status == 404 && missing.errorCode == "not_found")
         // In PostgreSQL: the audit is the operator's (and the server's, which answers /audit as operator) alone.
         for role in ["analyst", "clinician", "dicom_etl_daemon", "dicom_etl_worker"] {
-            #expect(throws: QueryFailed.self, "\(role) reads the audit") { try Self.psql(world.databaseURL, "SET ROLE \(role); SELECT count(*) FROM audit.identified_reads") }
+            #expect(throws: QueryFailed.self, "\(role) reads the audit") { try psql(world.databaseURL, "SET ROLE \(role); SELECT count(*) FROM audit.identified_reads") }
         }
-        #expect(try Self.psql(world.databaseURL, "SET ROLE operator; SELECT count(*) >= 0 FROM audit.identified_reads") == "t")
-        #expect(throws: QueryFailed.self) { try Self.psql(world.databaseURL, "SET ROLE operator; DELETE FROM audit.identified_reads") }
+        #expect(try psql(world.databaseURL, "SET ROLE operator; SELECT count(*) >= 0 FROM audit.identified_reads") == "t")
+        #expect(throws: QueryFailed.self) { try psql(world.databaseURL, "SET ROLE operator; DELETE FROM audit.identified_reads") }
     }
 
     /// Nothing the vault holds reaches an analyst through QIDO or metadata.
     func analystSeesNoOriginalIdentifier(_ world: World) async throws {
-        let originals = try Self.psql(world.databaseURL, """
+        let originals = try psql(world.databaseURL, """
             SELECT v FROM (
               SELECT original_patient_id AS v FROM vault.patients UNION SELECT patient_name FROM vault.patients
               UNION SELECT birth_date FROM vault.patients UNION SELECT original_study_uid FROM vault.studies
@@ -320,7 +281,7 @@ import FoundationNetworking
         for path in ["/studies?includefield=all&limit=1000", "/series?includefield=all&limit=1000", "/instances?includefield=all&limit=1000"] {
             bodies.append(try await Self.get(world.url + path, token: token).text)
         }
-        for study in try Self.psql(world.databaseURL, "SELECT study_uid FROM imaging.studies").split(separator: "\n") {
+        for study in try psql(world.databaseURL, "SELECT study_uid FROM imaging.studies").split(separator: "\n") {
             bodies.append(try await Self.get(world.url + "/studies/\(study)/metadata", token: token).text)
         }
         let leaks = originals.filter { original in bodies.contains { $0.contains(original) || $0.contains(original.replacingOccurrences(of: "^", with: " ")) } }
@@ -334,14 +295,14 @@ import FoundationNetworking
         _ = try await Self.get(world.url + "/diagnoses", token: world.token("analyst"))
         _ = try await Self.get(world.url + "/diagnoses")
         #expect(world.count("SELECT count(*) FROM audit.identified_reads") == before, "refused reads are not audited as reads")
-        let patient = try Self.psql(world.databaseURL, "SELECT patient_id FROM clinical.diagnoses WHERE patient_id <> '' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+        let patient = try psql(world.databaseURL, "SELECT patient_id FROM clinical.diagnoses WHERE patient_id <> '' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
         let query = try #require(patient.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
         let answer = try await Self.get(world.url + "/diagnoses?patient=\(query)", token: world.token("clinician"))
         try #require(answer.status == 200)
         let listed = ((try JSONSerialization.jsonObject(with: answer.body) as? [String: Any])?["diagnoses"] as? [[String: Any]]) ?? []
         let ids = listed.compactMap { ($0["id"] as? NSNumber)?.int64Value }.sorted()
         #expect(!ids.isEmpty && ids.count == world.count("SELECT count(*) FROM clinical.diagnoses WHERE patient_id = '\(patient)'"))
-        let row = try Self.psql(world.databaseURL, """
+        let row = try psql(world.databaseURL, """
             SELECT principal, role, action, parameters->>'patient', array_to_string(ARRAY(SELECT unnest(diagnosis_ids) ORDER BY 1), ','),
                    result_count, at > now() - interval '1 minute'
             FROM audit.identified_reads ORDER BY id DESC LIMIT 1
@@ -356,12 +317,12 @@ import FoundationNetworking
     }
 
     func dicomwebClientRetrievesWhatTheCatalogueHolds(_ world: World) throws {
-        let objects = try Self.psql(world.databaseURL, """
+        let objects = try psql(world.databaseURL, """
             SELECT json_object_agg(sop_instance_uid, json_build_object('study', study_uid, 'series', series_uid, 'modality', modality,
                                    'path', '\(world.data)/objects/data/' || file_key)) FROM imaging.instances
             """)
         try objects.write(toFile: world.root + "/objects.json", atomically: true, encoding: .utf8)
-        let result = try Self.run(Self.python, [
+        let result = try runCommand(Self.python, [
             Self.scripts + "/dicomweb_check.py", "--url", world.url, "--token-file", world.tokenFile("analyst"),
             "--objects", world.root + "/objects.json", "--out", Self.outputFolder + "/dicomweb-report.json",
         ])
@@ -370,7 +331,7 @@ import FoundationNetworking
     }
 
     func resultsPageInChromium(_ world: World) throws {
-        let expected = try Self.psql(world.databaseURL, """
+        let expected = try psql(world.databaseURL, """
             SELECT json_build_object('total', (SELECT count(*) FROM clinical.diagnoses),
               'patient', (SELECT json_build_object('id', patient_id, 'count', count(*)) FROM clinical.diagnoses WHERE patient_id <> ''
                           GROUP BY patient_id ORDER BY count(*) DESC, patient_id LIMIT 1),
@@ -378,7 +339,7 @@ import FoundationNetworking
                         ORDER BY count(*), label LIMIT 1))
             """)
         try expected.write(toFile: world.root + "/page-expected.json", atomically: true, encoding: .utf8)
-        let result = try Self.run(Self.python, [
+        let result = try runCommand(Self.python, [
             Self.scripts + "/results_page_check.py", "--url", world.url, "--clinician-token-file", world.tokenFile("clinician"),
             "--analyst-token-file", world.tokenFile("analyst"), "--expected", world.root + "/page-expected.json", "--out", Self.outputFolder,
         ])
@@ -390,20 +351,20 @@ import FoundationNetworking
     }
 
     func fhirAnswersAreFHIRAndTheDatabasesRows(_ world: World) throws {
-        let expected = try Self.psql(world.databaseURL, """
+        let expected = try psql(world.databaseURL, """
             SELECT json_object_agg(diagnosis_id, json_build_object('patient_id', patient_id, 'study_uid', study_uid,
                    'accession_number', accession_number, 'label', label, 'probability', (probabilities->>label)::float8))
             FROM clinical.diagnoses
             """)
         try expected.write(toFile: world.root + "/fhir-expected.json", atomically: true, encoding: .utf8)
-        let result = try Self.run(Self.python, [
+        let result = try runCommand(Self.python, [
             Self.scripts + "/fhir_check.py", "--url", world.url, "--token-file", world.tokenFile("clinician"), "--expected", world.root + "/fhir-expected.json",
         ])
         #expect(result.status == 0, "FHIR check: \(result.output) \(result.error.suffix(2000))")
     }
 
     func seriesTensorIsTheStoredTensorsStacked(_ world: World) async throws {
-        let series = try Self.psql(world.databaseURL, """
+        let series = try psql(world.databaseURL, """
             SELECT i.study_uid || ' ' || i.series_uid || ' ' || count(*) FROM imaging.tensors t JOIN imaging.instances i USING (sop_instance_uid)
             GROUP BY i.study_uid, i.series_uid ORDER BY count(*) DESC LIMIT 1
             """).split(separator: " ").map(String.init)
@@ -411,11 +372,11 @@ import FoundationNetworking
         let answer = try await Self.get(world.url + "/studies/\(series[0])/series/\(series[1])/tensors", token: world.token("analyst"))
         try #require(answer.status == 200)
         try answer.body.write(to: URL(fileURLWithPath: world.root + "/series.npy"))
-        let keys = try Self.psql(world.databaseURL, """
+        let keys = try psql(world.databaseURL, """
             SELECT string_agg('\(world.data)/objects/data/' || t.tensor_key, ' ' ORDER BY i.instance_number NULLS LAST, t.sop_instance_uid)
             FROM imaging.tensors t JOIN imaging.instances i USING (sop_instance_uid) WHERE i.series_uid = '\(series[1])'
             """)
-        let check = try Self.run(Self.python, ["-c", """
+        let check = try runCommand(Self.python, ["-c", """
             import sys, numpy as np
             stacked = np.load(sys.argv[1]); parts = [np.load(p) for p in sys.argv[2:]]
             assert stacked.shape == (len(parts),) + parts[0].shape, (stacked.shape, parts[0].shape)
@@ -433,13 +394,13 @@ import FoundationNetworking
     func serveCommandWithTLSAndCORS(_ world: World) async throws {
         let login = "serving_login_\(UUID().uuidString.prefix(8).lowercased())"
         let admin = try #require(Self.adminURL)
-        _ = try Self.psql(admin, "CREATE ROLE \(login) LOGIN IN ROLE dicom_etl_server")
-        defer { _ = try? Self.psql(admin, "DROP ROLE IF EXISTS \(login)") }
+        _ = try psql(admin, "CREATE ROLE \(login) LOGIN IN ROLE dicom_etl_server")
+        defer { _ = try? psql(admin, "DROP ROLE IF EXISTS \(login)") }
         var components = try #require(URLComponents(string: world.databaseURL))
         components.user = login
         let loginURL = try #require(components.string)
         let certificate = world.root + "/server.pem", key = world.root + "/server.key"
-        let made = try Self.run("/usr/bin/openssl", [
+        let made = try runCommand("/usr/bin/openssl", [
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", certificate, "-days", "1",
             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
         ])
@@ -461,7 +422,7 @@ import FoundationNetworking
         let url = "https://127.0.0.1:\(port)"
         var answered = ""
         for _ in 0..<100 {
-            answered = try Self.run("/usr/bin/curl", [
+            answered = try runCommand("/usr/bin/curl", [
                 "-s", "--cacert", certificate, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(world.token("analyst"))", url + "/studies",
             ]).output
             if answered == "200" { break }
@@ -469,24 +430,24 @@ import FoundationNetworking
         }
         #expect(answered == "200", "QIDO over TLS with the server's certificate verified, as the least-privileged login")
         let before = world.count("SELECT count(*) FROM audit.identified_reads")
-        let results = try Self.run("/usr/bin/curl", [
+        let results = try runCommand("/usr/bin/curl", [
             "-s", "--cacert", certificate, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(world.token("clinician"))",
             url + "/diagnoses?limit=1",
         ]).output
         #expect(results == "200" && world.count("SELECT count(*) FROM audit.identified_reads WHERE principal = 'test-clinician'") > 0
                 && world.count("SELECT count(*) FROM audit.identified_reads") == before + 1, "an audited read as the least-privileged login")
-        let operatorAudit = try Self.run("/usr/bin/curl", [
+        let operatorAudit = try runCommand("/usr/bin/curl", [
             "-s", "--cacert", certificate, "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(world.token("operator"))", url + "/audit",
         ]).output
         #expect(operatorAudit == "200")
-        let plain = try Self.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/studies"]).output
+        let plain = try runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/studies"]).output
         #expect(plain == "000", "no plain HTTP on the TLS port")
-        let preflight = try Self.run("/usr/bin/curl", [
+        let preflight = try runCommand("/usr/bin/curl", [
             "-s", "-i", "--cacert", certificate, "-X", "OPTIONS", "-H", "Origin: https://viewer.example.org",
             "-H", "Access-Control-Request-Method: GET", "-H", "Access-Control-Request-Headers: authorization", url + "/studies",
         ]).output.lowercased()
         #expect(preflight.hasPrefix("http/1.1 204") && preflight.contains("access-control-allow-origin: https://viewer.example.org"))
-        let foreign = try Self.run("/usr/bin/curl", [
+        let foreign = try runCommand("/usr/bin/curl", [
             "-s", "-i", "--cacert", certificate, "-H", "Origin: https://elsewhere.example.org", "-H", "Authorization: Bearer \(world.token("analyst"))", url + "/studies",
         ]).output.lowercased()
         #expect(foreign.hasPrefix("http/1.1 200") && !foreign.contains("access-control-allow-origin"), "another origin gets no CORS grant")

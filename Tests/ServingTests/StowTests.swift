@@ -3,13 +3,14 @@
 // 409, 401 for a wrong token, 403 for another role), and every instance reported stored ends catalogued,
 // quarantined or a duplicate exactly once in the ledger, with its source (the token's name) recorded.
 import Foundation
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct StowTests {
     typealias E2E = ServingEndToEndTests
 
     static func curl(_ world: E2E.World, path: String, token: String, body: String, boundary: String) throws -> (status: Int, json: [String: Any]) {
-        let result = try E2E.run("/usr/bin/curl", [
+        let result = try runCommand("/usr/bin/curl", [
             "-sS", "-o", world.root + "/answer.json", "-w", "%{http_code}", "-X", "POST", world.url + path,
             "-H", "Authorization: Bearer \(token)", "-H", "Expect:",
             "-H", "Content-Type: multipart/related; type=\"application/dicom\"; boundary=\(boundary)", "--data-binary", "@" + body,
@@ -81,7 +82,7 @@ import Testing
             sys.exit(0 if stored == len(datasets) and failed == 0 else 1)
             """
         let uploaded = Array(files.dropFirst(5).prefix(1))
-        let client = try E2E.run(E2E.python, ["-c", script, world.url, world.tokenFile("uploader")] + uploaded)
+        let client = try runCommand(E2E.python, ["-c", script, world.url, world.tokenFile("uploader")] + uploaded)
         #expect(client.status == 0, "dicomweb-client: \(client.output) \(client.error.suffix(1500))")
 
         // Every stored instance goes through the pipeline once, its source the uploader token.

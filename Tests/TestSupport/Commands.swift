@@ -1,0 +1,69 @@
+// Running a program to its end from a test, and psql against the test PostgreSQL.
+import Foundation
+
+/// What a program left behind: its exit status, standard output (trimmed) and standard error.
+public struct CommandResult: Sendable {
+    public var status: Int32
+    public var output: String
+    public var error: String
+}
+
+/// Runs `executable` to its end. Standard error goes to a file and standard output through a pipe, so that
+/// neither can fill up and stall the other.
+public func runCommand(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let errorPath = NSTemporaryDirectory() + "dicom-etl-test-\(UUID().uuidString).err"
+    _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
+    defer { try? FileManager.default.removeItem(atPath: errorPath) }
+    let out = Pipe()
+    process.standardOutput = out
+    process.standardError = FileHandle(forWritingAtPath: errorPath)
+    try process.run()
+    let outputData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let errorData = FileManager.default.contents(atPath: errorPath) ?? Data()
+    return CommandResult(
+        status: process.terminationStatus,
+        output: String(decoding: outputData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines),
+        error: String(decoding: errorData, as: UTF8.self))
+}
+
+/// psql exited with an error; the message is its standard error.
+public struct QueryFailed: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { "psql failed: \(message)" }
+}
+
+/// Runs one SQL command with psql (`-tA`, quiet, stopping at the first error) and returns its output, trimmed.
+public func psql(_ url: String, _ sql: String) throws -> String {
+    let result = try runCommand(TestEnvironment.psqlPath, [url, "-q", "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+    guard result.status == 0 else { throw QueryFailed(message: result.error) }
+    return result.output
+}
+
+extension TestEnvironment {
+    /// psql of the test PostgreSQL's binaries (DICOM_ETL_TEST_PG_BIN, which scripts/with-services.sh sets), else
+    /// Debian's PostgreSQL 15.
+    public static var psqlPath: String {
+        ((variables["DICOM_ETL_TEST_PG_BIN"] ?? "/usr/lib/postgresql/15/bin") as NSString).appendingPathComponent("psql")
+    }
+}
+
+/// A test's own failure, with what went wrong (never patient data).
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The regular files under `folder`, at any depth (0 when it does not exist).
+public func regularFileCount(under folder: String) -> Int {
+    guard let walker = FileManager.default.enumerator(atPath: folder) else { return 0 }
+    var count = 0
+    while walker.nextObject() != nil {
+        if (walker.fileAttributes?[.type] as? FileAttributeType) == .typeRegular { count += 1 }
+    }
+    return count
+}
