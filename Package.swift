@@ -61,6 +61,8 @@ let package = Package(
         ),
         // NumPy's .npy format: the one codec every target that writes or reads tensors uses.
         .target(name: "NPY", swiftSettings: strict),
+        // A string as a JSON string literal, for the catalogue's batch rows and the JSON log lines.
+        .target(name: "JSONText", swiftSettings: strict),
         .target(
             name: "Normalization",
             dependencies: ["DICOM", "NPY", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
@@ -86,6 +88,7 @@ let package = Package(
             name: "Catalog",
             dependencies: [
                 "Secrets",
+                "JSONText",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -131,6 +134,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
+                "JSONText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -211,7 +215,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The import rules of ARCHITECTURE.md, checked over Sources/ (no dependency: it reads the files).
         .testTarget(name: "ArchitectureTests", swiftSettings: strict),
-        .testTarget(name: "OperationsTests", dependencies: ["Operations", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "JSONText", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Catalog", "DICOM", "OCR", "ObjectStorage", "Operations", "Sandbox", "TestSupport", "sandbox-test-worker"], swiftSettings: strict),
     ],
     cxxLanguageStandard: .cxx17

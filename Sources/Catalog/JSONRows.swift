@@ -1,6 +1,7 @@
 // JSONRows: the rows of one multi-row statement as a JSON array of flat objects, written directly (no
 // Codable round trip) for `jsonb_to_recordset`. A value that is JSON already (the DICOM JSON header) is
 // spliced in as it is, so the server parses it once, as jsonb.
+import JSONText
 
 /// Builds `[{"col": value, …}, …]` text.
 struct JSONRows {
@@ -33,22 +34,7 @@ struct JSONRows {
     mutating func string(_ name: String, _ value: String?) {
         key(name)
         guard let value else { text += "null"; return }
-        text += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case "\u{0}": text += ""   // PostgreSQL text cannot hold NUL
-            case _ where scalar.value < 0x20:
-                text += "\\u00"
-                text += String(scalar.value, radix: 16).leftPadded(to: 2)
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
+        JSONText.appendQuoted(value, to: &text, droppingNUL: true)
     }
 
     mutating func int(_ name: String, _ value: Int?) {
@@ -80,10 +66,4 @@ struct JSONRows {
     }
 
     func finished() -> String { text + "]" }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
 }

@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import Foundation
+import JSONText
 import Logging
 
 /// A swift-log handler writing one JSON object per line: `time`, `level`, `label`, `message`, then
@@ -85,22 +86,8 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    /// Appends `string` as a JSON string: quotes, backslashes and control characters escaped, the rest as is.
     static func appendString(_ string: String, to line: inout String) {
-        line += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": line += "\\\""
-            case "\\": line += "\\\\"
-            case "\n": line += "\\n"
-            case "\r": line += "\\r"
-            case "\t": line += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
-                line += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            default: line.unicodeScalars.append(scalar)
-            }
-        }
-        line += "\""
+        JSONText.appendQuoted(string, to: &line)
     }
 
     static func timestamp() -> String {

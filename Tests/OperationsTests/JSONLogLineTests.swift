@@ -1,5 +1,6 @@
 // The JSON log handler's lines: one object each, whatever the message and metadata hold.
 import Foundation
+import JSONText
 import Logging
 import Operations
 import Synchronization
@@ -57,5 +58,15 @@ import Testing
         #expect((decoded["nested"] as? [String: String])?["k"] == "v\n")
         let time = try #require(decoded["time"] as? String)
         #expect(time.count == 24 && time.hasSuffix("Z"))   // 2026-12-05T13:45:00.123Z
+    }
+
+    @Test func nulIsEscapedOrDroppedForPostgreSQL() throws {
+        var escaped = "", dropped = ""
+        JSONText.appendQuoted("a\u{0}b\u{1F}c", to: &escaped)
+        JSONText.appendQuoted("a\u{0}b\u{1F}c", to: &dropped, droppingNUL: true)
+        #expect(escaped == #""a\u0000b\u001fc""#)
+        #expect(dropped == #""ab\u001fc""#)
+        let decoded = try JSONSerialization.jsonObject(with: Data(escaped.utf8), options: .fragmentsAllowed) as? String
+        #expect(decoded == "a\u{0}b\u{1F}c")
     }
 }
