@@ -4,6 +4,7 @@ import Ingest
 import Testing
 
 @Suite struct ConfigurationTests {
+    typealias Key = DaemonConfiguration.Key
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
@@ -53,17 +54,25 @@ import Testing
             drop_folder: /file/drop
             data_dir: /file/data
             concurrency: 3
+            batch_size: 100
             stable_file_seconds: 0.5
+            log_level: error
             """
         let environment = [
             "DICOM_ETL_DROP_FOLDER": "/env/drop",
             "DICOM_ETL_DATABASE_URL": "postgres://u:pw@db/x",
             "DICOM_ETL_CONCURRENCY": "5",
+            "DICOM_ETL_BATCH_SIZE": "200",
+            "DICOM_ETL_LOG_LEVEL": "warning",
             "UNRELATED": "1",
         ]
-        let flags = ["drop_folder": "/flag/drop"]
+        let flags = [
+            ConfigurationFlag(Key.dropFolder, "/flag/drop"), ConfigurationFlag(Key.batchSize, 300),
+            ConfigurationFlag(Key.logLevel, .debug),
+        ]
         let configuration = try DaemonConfiguration.load(yaml: yaml, environment: environment, flags: flags)
         #expect(configuration.dropFolder == "/flag/drop")          // flag beats environment and file
+        #expect(configuration.batchSize == 300 && configuration.logLevel == .debug)
         #expect(configuration.concurrency == 5)                     // environment beats file
         #expect(configuration.databaseURL == "postgres://u:pw@db/x") // environment may carry a password
         #expect(configuration.dataDirectory == "/file/data")        // file beats default
@@ -97,8 +106,27 @@ import Testing
         let fromEnvironment = try DaemonConfiguration.load(yaml: nil, environment: environment)
         let secretNames = Set(DaemonConfiguration.keys.filter(\.isSecret).map(\.name))
         let secretsFromEnvironment = environment.filter { name, _ in secretNames.contains { "DICOM_ETL_" + $0.uppercased() == name } }
-        let fromFlags = try DaemonConfiguration.load(
-            yaml: nil, environment: secretsFromEnvironment, flags: samples.filter { !secretNames.contains($0.key) })
+        // The same values as flags, each of its key's type.
+        let flags: [ConfigurationFlag] = [
+            ConfigurationFlag(Key.dropFolder, "/d"), ConfigurationFlag(Key.dataDirectory, "/v"),
+            ConfigurationFlag(Key.databaseURL, "postgres://h/db"), ConfigurationFlag(Key.storageURL, "file:///s"),
+            ConfigurationFlag(Key.keyFile, "/k"), ConfigurationFlag(Key.profile, "p.yaml"), ConfigurationFlag(Key.routesFile, "r.yaml"),
+            ConfigurationFlag(Key.concurrency, 7), ConfigurationFlag(Key.stableFileSeconds, 4), ConfigurationFlag(Key.rescanIntervalSeconds, 9),
+            ConfigurationFlag(Key.seriesQuietSeconds, 11), ConfigurationFlag(Key.fileArrival, .stability), ConfigurationFlag(Key.batchSize, 64),
+            ConfigurationFlag(Key.uidConflictPolicy, .keepBoth), ConfigurationFlag(Key.processedFiles, .delete),
+            ConfigurationFlag(Key.opsHost, "0.0.0.0"), ConfigurationFlag(Key.opsPort, 0), ConfigurationFlag(Key.logLevel, .debug),
+            ConfigurationFlag(Key.logFormat, .text), ConfigurationFlag(Key.sandboxWorkers, 3), ConfigurationFlag(Key.sandboxTimeoutSeconds, 5),
+            ConfigurationFlag(Key.withWorker, true), ConfigurationFlag(Key.modelsDirectory, "/m"), ConfigurationFlag(Key.serve, true),
+            ConfigurationFlag(Key.serveHost, "0.0.0.0"), ConfigurationFlag(Key.servePort, 8443), ConfigurationFlag(Key.serveTokensFile, "/t"),
+            ConfigurationFlag(Key.serveCORSOrigins, ["https://viewer.example.org", "https://ohif.example.org"]),
+            ConfigurationFlag(Key.serveTLSCertificate, "/c.pem"), ConfigurationFlag(Key.serveTLSKey, "/k.pem"),
+            ConfigurationFlag(Key.dicomPort, 11112), ConfigurationFlag(Key.dicomHost, "127.0.0.1"), ConfigurationFlag(Key.aeTitle, "ETL_SCP"),
+            ConfigurationFlag(Key.dicomAllowedPeers, try Key.dicomAllowedPeers.value(parsing: "PACS@10.0.0.5, MODALITY")),
+            ConfigurationFlag(Key.dicomMaxAssociations, 8), ConfigurationFlag(Key.intakeMinFreeBytes, 1000),
+        ]
+        #expect(Set(flags.map(\.name)) == Set(samples.keys).subtracting(secretNames))
+        #expect(flags.count == Set(flags.map(\.name)).count)
+        let fromFlags = try DaemonConfiguration.load(yaml: nil, environment: secretsFromEnvironment, flags: flags)
         #expect(fromEnvironment == fromFlags)
         #expect(fromFlags != DaemonConfiguration())
         #expect(fromFlags.dropFolder == "/d")
@@ -121,7 +149,8 @@ import Testing
         #expect(try DaemonConfiguration.load(yaml: "with_worker: true", environment: [:]).withWorker)
         #expect(try DaemonConfiguration.load(yaml: "with_worker: yes", environment: [:]).withWorker)
         #expect(try !DaemonConfiguration.load(yaml: "with_worker: true", environment: ["DICOM_ETL_WITH_WORKER": "0"]).withWorker)
-        #expect(try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_WITH_WORKER": "false"], flags: ["with_worker": "true"]).withWorker)
+        #expect(try DaemonConfiguration.load(
+            yaml: nil, environment: ["DICOM_ETL_WITH_WORKER": "false"], flags: [ConfigurationFlag(Key.withWorker, true)]).withWorker)
         #expect(throws: ConfigurationError(.invalidValue, key: "with_worker")) {
             try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_WITH_WORKER": "maybe"])
         }
@@ -142,19 +171,22 @@ import Testing
     }
 
     @Test func secretsAreRefusedAsFlags() throws {
-        for (name, value) in [("database_password", "hunter2"), ("storage_access_key_id", "AK"), ("storage_secret_access_key", "hunter2"),
-                              ("database_url", "postgres://etl:hunter2@db/etl"), ("storage_url", "s3://b/p?secret_access_key=hunter2")] {
+        for flag in [ConfigurationFlag(Key.databasePassword, "hunter2"), ConfigurationFlag(Key.storageAccessKeyID, "AK"),
+                     ConfigurationFlag(Key.storageSecretAccessKey, "hunter2"),
+                     ConfigurationFlag(Key.databaseURL, "postgres://etl:hunter2@db/etl"),
+                     ConfigurationFlag(Key.storageURL, "s3://b/p?secret_access_key=hunter2")] {
             do {
-                _ = try DaemonConfiguration.load(yaml: nil, environment: [:], flags: [name: value])
-                Issue.record("\(name) was accepted as a flag")
+                _ = try DaemonConfiguration.load(yaml: nil, environment: [:], flags: [ConfigurationFlag(Key.dropFolder, "/d"), flag])
+                Issue.record("\(flag.name) was accepted as a flag")
             } catch {
-                #expect(error == ConfigurationError(.secretOnCommandLine, key: name))
+                #expect(error == ConfigurationError(.secretOnCommandLine, key: flag.name))
                 #expect(!error.description.contains("hunter2"))
             }
         }
         // The same values from the environment are accepted, and a URL without a password is a fine flag.
         #expect(try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_DATABASE_URL": "postgres://etl:pw@db/etl"]).databaseURL != "")
-        #expect((try? DaemonConfiguration.load(yaml: nil, environment: [:], flags: ["database_url": "postgres://etl@db/etl"])) != nil)
+        #expect(try DaemonConfiguration.load(
+            yaml: nil, environment: [:], flags: [ConfigurationFlag(Key.databaseURL, "postgres://etl@db/etl")]).databaseURL == "postgres://etl@db/etl")
     }
 
     @Test func errorsNameTheKeyButNeverTheValue() {
@@ -164,8 +196,14 @@ import Testing
         #expect(throws: ConfigurationError(.invalidValue, key: "processed_files")) {
             try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_PROCESSED_FILES": "archive"])
         }
+        #expect(throws: ConfigurationError(.invalidValue, key: "file_arrival")) {
+            try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_FILE_ARRIVAL": "polling"])
+        }
+        #expect(throws: ConfigurationError(.invalidValue, key: "log_level")) {
+            try DaemonConfiguration.load(yaml: "log_level: verbose", environment: [:])
+        }
         #expect(throws: ConfigurationError(.invalidValue, key: "ops_port")) {
-            try DaemonConfiguration.load(yaml: nil, environment: [:], flags: ["ops_port": "70000"])
+            try DaemonConfiguration.load(yaml: nil, environment: [:], flags: [ConfigurationFlag(Key.opsPort, 70000)])
         }
         #expect(throws: ConfigurationError(.invalidValue, key: "stable_file_seconds")) {
             try DaemonConfiguration.load(yaml: "stable_file_seconds: -1", environment: [:])
@@ -176,4 +214,5 @@ import Testing
         let error = ConfigurationError(.invalidValue, key: "drop_folder")
         #expect(error.description == "configuration error: invalid_value (key drop_folder)")
     }
+
 }
