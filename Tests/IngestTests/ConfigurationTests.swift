@@ -215,4 +215,90 @@ import Testing
         #expect(error.description == "configuration error: invalid_value (key drop_folder)")
     }
 
+    /// A typed flag goes through the checks the file's and the environment's text go through.
+    @Test func typedFlagsAreCheckedAsTheFileAndTheEnvironmentAre() throws {
+        let refused: [(ConfigurationFlag, String, String)] = [
+            (ConfigurationFlag(Key.concurrency, 5000), "concurrency", "5000"),
+            (ConfigurationFlag(Key.batchSize, 0), "batch_size", "0"),
+            (ConfigurationFlag(Key.dicomMaxAssociations, 0), "dicom_max_associations", "0"),
+            (ConfigurationFlag(Key.servePort, -1), "serve_port", "-1"),
+            (ConfigurationFlag(Key.stableFileSeconds, -0.5), "stable_file_seconds", "-0.5"),
+            (ConfigurationFlag(Key.rescanIntervalSeconds, 0), "rescan_interval_seconds", "0"),
+            (ConfigurationFlag(Key.sandboxTimeoutSeconds, .infinity), "sandbox_timeout_seconds", "inf"),
+            (ConfigurationFlag(Key.seriesQuietSeconds, 86_400 * 366), "series_quiet_seconds", "31622400"),
+            (ConfigurationFlag(Key.dropFolder, ""), "drop_folder", ""),
+            (ConfigurationFlag(Key.aeTitle, "ETL@10.0.0.5"), "ae_title", "ETL@10.0.0.5"),
+            (ConfigurationFlag(Key.aeTitle, "ETL,PACS"), "ae_title", "ETL,PACS"),
+        ]
+        for (flag, name, text) in refused {
+            #expect(throws: ConfigurationError(.invalidValue, key: name)) {
+                try DaemonConfiguration.load(yaml: nil, environment: [:], flags: [flag])
+            }
+            #expect(throws: ConfigurationError(.invalidValue, key: name)) {
+                try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_" + name.uppercased(): text])
+            }
+            #expect(throws: ConfigurationError(.invalidValue, key: name)) {
+                try DaemonConfiguration.load(yaml: "\(name): \"\(text)\"", environment: [:])
+            }
+        }
+        // Accepted values are stored alike, whatever their source: trimmed AE title, seconds as a duration.
+        let fromFlags = try DaemonConfiguration.load(yaml: nil, environment: [:], flags: [
+            ConfigurationFlag(Key.aeTitle, " ETL_SCP "), ConfigurationFlag(Key.stableFileSeconds, 0.25),
+            ConfigurationFlag(Key.concurrency, 1024), ConfigurationFlag(Key.batchSize, 1),
+        ])
+        let fromEnvironment = try DaemonConfiguration.load(yaml: nil, environment: [
+            "DICOM_ETL_AE_TITLE": " ETL_SCP ", "DICOM_ETL_STABLE_FILE_SECONDS": "0.25", "DICOM_ETL_CONCURRENCY": "1024",
+            "DICOM_ETL_BATCH_SIZE": "1",
+        ])
+        #expect(fromFlags == fromEnvironment)
+        #expect(fromFlags.aeTitle == "ETL_SCP" && fromFlags.stableFileTime == .milliseconds(250))
+        // Text that does not parse as the key's type names the key too; choices take any case.
+        #expect(throws: ConfigurationError(.invalidValue, key: "concurrency")) { try Key.concurrency.value(parsing: "many") }
+        #expect(throws: ConfigurationError(.invalidValue, key: "dicom_allowed_peers")) { try Key.dicomAllowedPeers.value(parsing: "PACS@") }
+        #expect(try Key.fileArrival.value(parsing: "EVENTS") == .events)
+        #expect(try Key.uidConflictPolicy.value(parsing: "Keep_Both") == .keepBoth)
+    }
+
+    /// The built `dicom-etl run`: a flag per non-secret key, and a flag out of its key's range refused at once,
+    /// naming the key.
+    @Test func daemonFlagsAreTheKeysAndAreChecked() throws {
+        let binary = DaemonEndToEndTests.daemonPath
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "swift build builds dicom-etl")
+        let help = try Self.run(binary, ["run", "--help"])
+        #expect(help.status == 0)
+        for key in DaemonConfiguration.keys {
+            // Whole words: --serve must not be taken for --serve-host.
+            let listed = help.output.range(of: "\\Q\(key.flag)\\E(?![a-z-])", options: .regularExpression) != nil
+            #expect(listed == !key.isSecret, "\(key.flag)")
+        }
+        for (arguments, name) in [(["--concurrency", "5000"], "concurrency"), (["--batch-size", "0"], "batch_size"),
+                                  (["--stable-file-seconds=-1"], "stable_file_seconds"), (["--ae-title", "A@B"], "ae_title"),
+                                  (["--dicom-allowed-peers", "PACS@"], "dicom_allowed_peers"),
+                                  (["--database-url", "postgres://etl:hunter2@db/etl"], "database_url")] {
+            let refused = try Self.run(binary, ["run", "--drop-folder", "/nonexistent/drop"] + arguments)
+            #expect(refused.status == 64, "\(arguments)")
+            #expect(refused.output.contains("(key \(name))"), "\(refused.output)")
+            #expect(!refused.output.contains("hunter2"))
+        }
+        // A choice that is not one is refused by the option itself; one in capitals is taken as the file takes it.
+        let badLevel = try Self.run(binary, ["run", "--log-level", "verbose"])
+        #expect(badLevel.status == 64 && badLevel.output.contains("--log-level"), "\(badLevel.output)")
+        let capitals = try Self.run(binary, ["run", "--log-level", "DEBUG", "--batch-size", "0"])
+        #expect(capitals.output.contains("(key batch_size)"), "\(capitals.output)")
+    }
+
+    /// Runs `binary` without DICOM_ETL_* variables; its status and its standard output and error together.
+    static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DICOM_ETL_") }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
 }
