@@ -219,7 +219,7 @@ public struct ConfigurationKey<Value: Sendable>: ConfigurationKeyNames {
     let holdsSecret: @Sendable (Value) -> Bool
 
     init<Stored>(
-        _ name: String, _ path: WritableKeyPath<DaemonConfiguration, Stored> & Sendable, _ format: ConfigurationValueFormat<Value, Stored>,
+        _ name: String, _ path: any WritableKeyPath<DaemonConfiguration, Stored> & Sendable, _ format: ConfigurationValueFormat<Value, Stored>,
         secret: Bool = false, holdsSecret: @escaping @Sendable (Value) -> Bool = { _ in false }
     ) {
         self.name = name
