@@ -49,6 +49,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var profile = "etl/deidentify/basic.yaml"
     /// Which series go to which model.
     public var routesFile = "etl/routes.yaml"
+    /// The normalisation recipes' folder; empty means `normalize/` beside the routes file.
+    public var recipesDirectory = ""
     /// Files processed at once; 0 means one per core.
     public var concurrency = 0
     /// How a file is known to be completely written.
@@ -133,6 +135,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// `serveTokensFile`, with empty resolved to `<data dir>/tokens`.
     public var effectiveServeTokensFile: String {
         serveTokensFile.isEmpty ? (dataDirectory as NSString).appendingPathComponent("tokens") : serveTokensFile
+    }
+
+    /// `recipesDirectory`, with empty resolved to `normalize/` beside the routes file.
+    public var effectiveRecipesDirectory: String {
+        recipesDirectory.isEmpty
+            ? ((routesFile as NSString).deletingLastPathComponent as NSString).appendingPathComponent("normalize") : recipesDirectory
     }
 
     /// `keyFile`, with empty resolved to `<data dir>/pseudonym.key`.
@@ -287,6 +295,7 @@ extension DaemonConfiguration {
         public static let keyFile = ConfigurationKey("key_file", \.keyFile, .text)
         public static let profile = ConfigurationKey("profile", \.profile, .nonEmptyText)
         public static let routesFile = ConfigurationKey("routes_file", \.routesFile, .nonEmptyText)
+        public static let recipesDirectory = ConfigurationKey("recipes", \.recipesDirectory, .text)
         public static let concurrency = ConfigurationKey("concurrency", \.concurrency, .integer(in: 0...1024))
         public static let fileArrival = ConfigurationKey("file_arrival", \.fileArrival, .choice)
         public static let stableFileSeconds = ConfigurationKey("stable_file_seconds", \.stableFileTime, .seconds())
@@ -324,13 +333,14 @@ extension DaemonConfiguration {
     /// Every key, in the order of `config/default.yaml`.
     public static let keys: [AnyConfigurationKey] = [
         .init(Key.dropFolder), .init(Key.dataDirectory), .init(Key.databaseURL), .init(Key.storageURL), .init(Key.keyFile),
-        .init(Key.profile), .init(Key.routesFile), .init(Key.concurrency), .init(Key.fileArrival), .init(Key.stableFileSeconds),
-        .init(Key.batchSize), .init(Key.uidConflictPolicy), .init(Key.rescanIntervalSeconds), .init(Key.seriesQuietSeconds),
-        .init(Key.processedFiles), .init(Key.opsHost), .init(Key.opsPort), .init(Key.logLevel), .init(Key.logFormat),
-        .init(Key.sandboxWorkers), .init(Key.sandboxTimeoutSeconds), .init(Key.withWorker), .init(Key.modelsDirectory),
-        .init(Key.serve), .init(Key.serveHost), .init(Key.servePort), .init(Key.serveTokensFile), .init(Key.serveCORSOrigins),
-        .init(Key.serveTLSCertificate), .init(Key.serveTLSKey), .init(Key.dicomPort), .init(Key.dicomHost), .init(Key.aeTitle),
-        .init(Key.dicomAllowedPeers), .init(Key.dicomMaxAssociations), .init(Key.intakeMinFreeBytes),
+        .init(Key.profile), .init(Key.routesFile), .init(Key.recipesDirectory), .init(Key.concurrency),
+        .init(Key.fileArrival), .init(Key.stableFileSeconds), .init(Key.batchSize), .init(Key.uidConflictPolicy),
+        .init(Key.rescanIntervalSeconds), .init(Key.seriesQuietSeconds), .init(Key.processedFiles), .init(Key.opsHost),
+        .init(Key.opsPort), .init(Key.logLevel), .init(Key.logFormat), .init(Key.sandboxWorkers),
+        .init(Key.sandboxTimeoutSeconds), .init(Key.withWorker), .init(Key.modelsDirectory), .init(Key.serve),
+        .init(Key.serveHost), .init(Key.servePort), .init(Key.serveTokensFile), .init(Key.serveCORSOrigins),
+        .init(Key.serveTLSCertificate), .init(Key.serveTLSKey), .init(Key.dicomPort), .init(Key.dicomHost),
+        .init(Key.aeTitle), .init(Key.dicomAllowedPeers), .init(Key.dicomMaxAssociations), .init(Key.intakeMinFreeBytes),
         .init(Key.databasePassword), .init(Key.storageAccessKeyID), .init(Key.storageSecretAccessKey),
     ]
 

@@ -17,6 +17,8 @@ struct DaemonOptions: ParsableArguments {
     @Option(name: .customLong("key-file"), help: "Pseudonymisation key file.") var keyFile: String?
     @Option(name: .customLong("profile"), help: "De-identification profile.") var profile: String?
     @Option(name: .customLong("routes-file"), help: "Series-to-model routes.") var routesFile: String?
+    @Option(name: .customLong("recipes"), help: "Normalisation recipes' folder; empty: normalize/ beside the routes file.")
+    var recipes: String?
     @Option(name: .customLong("concurrency"), help: "Files processed at once (0: one per core).") var concurrency: Int?
     @Option(name: .customLong("file-arrival"), help: "How a file is known to be completely written.")
     var fileArrival: DaemonConfiguration.FileArrival?
@@ -67,8 +69,8 @@ struct DaemonOptions: ParsableArguments {
         let all: [ConfigurationFlag?] = [
             flag(Key.dropFolder, dropFolder), flag(Key.dataDirectory, dataDir), flag(Key.databaseURL, databaseURL),
             flag(Key.storageURL, storageURL), flag(Key.keyFile, keyFile), flag(Key.profile, profile),
-            flag(Key.routesFile, routesFile), flag(Key.concurrency, concurrency), flag(Key.fileArrival, fileArrival),
-            flag(Key.stableFileSeconds, stableFileSeconds), flag(Key.batchSize, batchSize),
+            flag(Key.routesFile, routesFile), flag(Key.recipesDirectory, recipes), flag(Key.concurrency, concurrency),
+            flag(Key.fileArrival, fileArrival), flag(Key.stableFileSeconds, stableFileSeconds), flag(Key.batchSize, batchSize),
             flag(Key.uidConflictPolicy, uidConflictPolicy), flag(Key.rescanIntervalSeconds, rescanIntervalSeconds),
             flag(Key.seriesQuietSeconds, seriesQuietSeconds), flag(Key.processedFiles, processedFiles),
             flag(Key.opsHost, opsHost), flag(Key.opsPort, opsPort), flag(Key.logLevel, logLevel), flag(Key.logFormat, logFormat),

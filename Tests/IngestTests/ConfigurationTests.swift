@@ -17,6 +17,9 @@ import Testing
         #expect(configuration.stableFileTime == .seconds(2))
         #expect(configuration.effectiveConcurrency == ProcessInfo.processInfo.activeProcessorCount)
         #expect(configuration.effectiveKeyFile == "./var/pseudonym.key")
+        #expect(configuration.effectiveRecipesDirectory == "etl/normalize")
+        #expect(try DaemonConfiguration.load(yaml: "routes_file: /srv/etl/routes.yaml", environment: [:]).effectiveRecipesDirectory == "/srv/etl/normalize")
+        #expect(try DaemonConfiguration.load(yaml: nil, environment: ["DICOM_ETL_RECIPES": "/opt/recipes"]).effectiveRecipesDirectory == "/opt/recipes")
     }
 
     @Test func shippedDefaultFileEqualsBuiltInDefaults() throws {
@@ -88,7 +91,7 @@ import Testing
         #expect(DaemonConfiguration.key(named: "drop_folder")?.flag == "--drop-folder")
         let samples: [String: String] = [
             "drop_folder": "/d", "data_dir": "/v", "database_url": "postgres://h/db", "storage_url": "file:///s",
-            "key_file": "/k", "profile": "p.yaml", "routes_file": "r.yaml", "concurrency": "7",
+            "key_file": "/k", "profile": "p.yaml", "routes_file": "r.yaml", "recipes": "/n", "concurrency": "7",
             "stable_file_seconds": "4", "rescan_interval_seconds": "9", "series_quiet_seconds": "11",
             "file_arrival": "stability", "batch_size": "64", "uid_conflict_policy": "keep_both",
             "processed_files": "delete", "ops_host": "0.0.0.0", "ops_port": "0", "log_level": "debug",
@@ -111,6 +114,7 @@ import Testing
             ConfigurationFlag(Key.dropFolder, "/d"), ConfigurationFlag(Key.dataDirectory, "/v"),
             ConfigurationFlag(Key.databaseURL, "postgres://h/db"), ConfigurationFlag(Key.storageURL, "file:///s"),
             ConfigurationFlag(Key.keyFile, "/k"), ConfigurationFlag(Key.profile, "p.yaml"), ConfigurationFlag(Key.routesFile, "r.yaml"),
+            ConfigurationFlag(Key.recipesDirectory, "/n"),
             ConfigurationFlag(Key.concurrency, 7), ConfigurationFlag(Key.stableFileSeconds, 4), ConfigurationFlag(Key.rescanIntervalSeconds, 9),
             ConfigurationFlag(Key.seriesQuietSeconds, 11), ConfigurationFlag(Key.fileArrival, .stability), ConfigurationFlag(Key.batchSize, 64),
             ConfigurationFlag(Key.uidConflictPolicy, .keepBoth), ConfigurationFlag(Key.processedFiles, .delete),
@@ -130,6 +134,7 @@ import Testing
         #expect(fromEnvironment == fromFlags)
         #expect(fromFlags != DaemonConfiguration())
         #expect(fromFlags.dropFolder == "/d")
+        #expect(fromFlags.effectiveRecipesDirectory == "/n")
         #expect(fromFlags.processedFiles == .delete)
         #expect(fromFlags.logLevel == .debug)
         #expect(fromFlags.logFormat == .text)
