@@ -49,6 +49,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var profile = "etl/deidentify/basic.yaml"
     /// Which series go to which model.
     public var routesFile = "etl/routes.yaml"
+    /// The normalisation recipes' folder; empty means `normalize/` beside the routes file.
+    public var recipesDirectory = ""
     /// Files processed at once; 0 means one per core.
     public var concurrency = 0
     /// How a file is known to be completely written.
@@ -135,6 +137,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         serveTokensFile.isEmpty ? (dataDirectory as NSString).appendingPathComponent("tokens") : serveTokensFile
     }
 
+    /// `recipesDirectory`, with empty resolved to `normalize/` beside the routes file.
+    public var effectiveRecipesDirectory: String {
+        recipesDirectory.isEmpty
+            ? ((routesFile as NSString).deletingLastPathComponent as NSString).appendingPathComponent("normalize") : recipesDirectory
+    }
+
     /// `keyFile`, with empty resolved to `<data dir>/pseudonym.key`.
     public var effectiveKeyFile: String {
         keyFile.isEmpty ? (dataDirectory as NSString).appendingPathComponent("pseudonym.key") : keyFile
@@ -185,146 +193,189 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     }
 }
 
-/// One configuration key: its YAML name, environment variable and flag, and how it is applied.
-public struct ConfigurationKey: Sendable {
+/// A key's names in the file, the environment and on the command line.
+public protocol ConfigurationKeyNames: Sendable {
     /// Name in the YAML file, e.g. `drop_folder`.
-    public let name: String
-    /// True for secrets: accepted from the environment only, refused in the file and as flags.
-    public let isSecret: Bool
-    let apply: @Sendable (inout DaemonConfiguration, String) throws -> Void
+    var name: String { get }
+}
 
-    init(_ name: String, secret: Bool = false, _ apply: @escaping @Sendable (inout DaemonConfiguration, String) throws -> Void) {
-        self.name = name
-        self.isSecret = secret
-        self.apply = apply
-    }
-
+extension ConfigurationKeyNames {
     /// Environment variable, e.g. `DICOM_ETL_DROP_FOLDER`.
     public var environmentVariable: String { "DICOM_ETL_" + name.uppercased() }
     /// Command-line flag, e.g. `--drop-folder`.
     public var flag: String { "--" + name.replacingOccurrences(of: "_", with: "-") }
 }
 
+/// How a key's value is read from text (the file, the environment) and checked, whatever its source: `Value` is
+/// the key's type (what a flag carries), `Stored` what the configuration holds (seconds become a `Duration`).
+struct ConfigurationValueFormat<Value: Sendable, Stored: Sendable>: Sendable {
+    /// The text as the key's type; nil when it does not parse.
+    let parse: @Sendable (String) -> Value?
+    /// The value to store; nil when it is out of the key's range.
+    let check: @Sendable (Value) -> Stored?
+}
+
+/// One configuration key with its value's type: how the file's and the environment's text parse into it, which
+/// values it admits (from any source) and where it goes in `DaemonConfiguration`.
+public struct ConfigurationKey<Value: Sendable>: ConfigurationKeyNames {
+    public let name: String
+    /// True for secrets: accepted from the environment only, refused in the file and as flags.
+    public let isSecret: Bool
+    let parse: @Sendable (String) -> Value?
+    let store: @Sendable (inout DaemonConfiguration, Value) -> Bool
+    /// True for a value that holds a secret (a URL with a password): refused in the file and as a flag.
+    let holdsSecret: @Sendable (Value) -> Bool
+
+    init<Stored>(
+        _ name: String, _ path: any WritableKeyPath<DaemonConfiguration, Stored> & Sendable, _ format: ConfigurationValueFormat<Value, Stored>,
+        secret: Bool = false, holdsSecret: @escaping @Sendable (Value) -> Bool = { _ in false }
+    ) {
+        self.name = name
+        self.isSecret = secret
+        self.parse = format.parse
+        self.store = { configuration, value in
+            guard let stored = format.check(value) else { return false }
+            configuration[keyPath: path] = stored
+            return true
+        }
+        self.holdsSecret = holdsSecret
+    }
+
+    /// The text of the file or the environment as the key's type; `invalid_value` naming the key when it does not
+    /// parse (range checks come with `set`).
+    public func value(parsing text: String) throws(ConfigurationError) -> Value {
+        guard let value = parse(text) else { throw ConfigurationError(.invalidValue, key: name) }
+        return value
+    }
+
+    /// Stores `value` in `configuration` after the key's checks; `invalid_value` naming the key when it is out of range.
+    public func set(_ value: Value, in configuration: inout DaemonConfiguration) throws(ConfigurationError) {
+        guard store(&configuration, value) else { throw ConfigurationError(.invalidValue, key: name) }
+    }
+}
+
+/// A configuration key whatever its type: read from text, as the file and the environment give it.
+public struct AnyConfigurationKey: ConfigurationKeyNames {
+    public let name: String
+    /// True for secrets: accepted from the environment only, refused in the file and as flags.
+    public let isSecret: Bool
+    let setText: @Sendable (inout DaemonConfiguration, String) throws(ConfigurationError) -> Void
+    let textHoldsSecret: @Sendable (String) -> Bool
+
+    public init<Value>(_ key: ConfigurationKey<Value>) {
+        name = key.name
+        isSecret = key.isSecret
+        setText = { configuration, text throws(ConfigurationError) in try key.set(try key.value(parsing: text), in: &configuration) }
+        textHoldsSecret = { text in key.parse(text).map(key.holdsSecret) ?? false }
+    }
+}
+
+/// A value given on the command line for one key, already of the key's type (`--concurrency 8`).
+public struct ConfigurationFlag: Sendable {
+    /// The key's name, e.g. `concurrency`.
+    public let name: String
+    /// A secret, or a value holding one: refused (`secret_on_command_line`).
+    let isRefused: Bool
+    let apply: @Sendable (inout DaemonConfiguration) throws(ConfigurationError) -> Void
+
+    public init<Value>(_ key: ConfigurationKey<Value>, _ value: Value) {
+        name = key.name
+        isRefused = key.isSecret || key.holdsSecret(value)
+        apply = { configuration throws(ConfigurationError) in try key.set(value, in: &configuration) }
+    }
+}
+
 extension DaemonConfiguration {
+    /// The keys with their types, by property.
+    public enum Key {
+        public static let dropFolder = ConfigurationKey("drop_folder", \.dropFolder, .nonEmptyText)
+        public static let dataDirectory = ConfigurationKey("data_dir", \.dataDirectory, .nonEmptyText)
+        public static let databaseURL = ConfigurationKey("database_url", \.databaseURL, .text, holdsSecret: { DaemonConfiguration.urlCarriesSecret($0) })
+        public static let storageURL = ConfigurationKey("storage_url", \.storageURL, .text, holdsSecret: { DaemonConfiguration.urlCarriesSecret($0) })
+        public static let keyFile = ConfigurationKey("key_file", \.keyFile, .text)
+        public static let profile = ConfigurationKey("profile", \.profile, .nonEmptyText)
+        public static let routesFile = ConfigurationKey("routes_file", \.routesFile, .nonEmptyText)
+        public static let recipesDirectory = ConfigurationKey("recipes", \.recipesDirectory, .text)
+        public static let concurrency = ConfigurationKey("concurrency", \.concurrency, .integer(in: 0...1024))
+        public static let fileArrival = ConfigurationKey("file_arrival", \.fileArrival, .choice)
+        public static let stableFileSeconds = ConfigurationKey("stable_file_seconds", \.stableFileTime, .seconds())
+        public static let batchSize = ConfigurationKey("batch_size", \.batchSize, .integer(in: 1...4096))
+        public static let uidConflictPolicy = ConfigurationKey("uid_conflict_policy", \.uidConflictPolicy, .choice)
+        public static let rescanIntervalSeconds = ConfigurationKey("rescan_interval_seconds", \.rescanInterval, .seconds(minimum: 0.01))
+        public static let seriesQuietSeconds = ConfigurationKey("series_quiet_seconds", \.seriesQuietPeriod, .seconds())
+        public static let processedFiles = ConfigurationKey("processed_files", \.processedFiles, .choice)
+        public static let opsHost = ConfigurationKey("ops_host", \.opsHost, .nonEmptyText)
+        public static let opsPort = ConfigurationKey("ops_port", \.opsPort, .integer(in: 0...65535))
+        public static let logLevel = ConfigurationKey("log_level", \.logLevel, .choice)
+        public static let logFormat = ConfigurationKey("log_format", \.logFormat, .choice)
+        public static let sandboxWorkers = ConfigurationKey("sandbox_workers", \.sandboxWorkers, .integer(in: 0...1024))
+        public static let sandboxTimeoutSeconds = ConfigurationKey("sandbox_timeout_seconds", \.sandboxTimeout, .seconds(minimum: 0.001))
+        public static let withWorker = ConfigurationKey("with_worker", \.withWorker, .boolean)
+        public static let modelsDirectory = ConfigurationKey("models_dir", \.modelsDirectory, .nonEmptyText)
+        public static let serve = ConfigurationKey("serve", \.serve, .boolean)
+        public static let serveHost = ConfigurationKey("serve_host", \.serveHost, .nonEmptyText)
+        public static let servePort = ConfigurationKey("serve_port", \.servePort, .integer(in: 0...65535))
+        public static let serveTokensFile = ConfigurationKey("serve_tokens_file", \.serveTokensFile, .text)
+        public static let serveCORSOrigins = ConfigurationKey("serve_cors_origins", \.serveCORSOrigins, .list)
+        public static let serveTLSCertificate = ConfigurationKey("serve_tls_certificate", \.serveTLSCertificate, .text)
+        public static let serveTLSKey = ConfigurationKey("serve_tls_key", \.serveTLSKey, .text)
+        public static let dicomPort = ConfigurationKey("dicom_port", \.dicomPort, .integer(in: 0...65535))
+        public static let dicomHost = ConfigurationKey("dicom_host", \.dicomHost, .nonEmptyText)
+        public static let aeTitle = ConfigurationKey("ae_title", \.aeTitle, .aeTitle)
+        public static let dicomAllowedPeers = ConfigurationKey("dicom_allowed_peers", \.dicomAllowedPeers, .peers)
+        public static let dicomMaxAssociations = ConfigurationKey("dicom_max_associations", \.dicomMaxAssociations, .integer(in: 1...4096))
+        public static let intakeMinFreeBytes = ConfigurationKey("intake_min_free_bytes", \.intakeMinFreeBytes, .bytes)
+        public static let databasePassword = ConfigurationKey("database_password", \.databasePassword, .secret, secret: true)
+        public static let storageAccessKeyID = ConfigurationKey("storage_access_key_id", \.storageAccessKeyID, .secret, secret: true)
+        public static let storageSecretAccessKey = ConfigurationKey("storage_secret_access_key", \.storageSecretAccessKey, .secret, secret: true)
+    }
+
     /// Every key, in the order of `config/default.yaml`.
-    public static let keys: [ConfigurationKey] = [
-        ConfigurationKey("drop_folder") { $0.dropFolder = try nonEmpty($1, "drop_folder") },
-        ConfigurationKey("data_dir") { $0.dataDirectory = try nonEmpty($1, "data_dir") },
-        ConfigurationKey("database_url") { $0.databaseURL = $1 },
-        ConfigurationKey("storage_url") { $0.storageURL = $1 },
-        ConfigurationKey("key_file") { $0.keyFile = $1 },
-        ConfigurationKey("profile") { $0.profile = try nonEmpty($1, "profile") },
-        ConfigurationKey("routes_file") { $0.routesFile = try nonEmpty($1, "routes_file") },
-        ConfigurationKey("concurrency") { $0.concurrency = try integer($1, "concurrency", in: 0...1024) },
-        ConfigurationKey("file_arrival") {
-            guard let arrival = FileArrival(rawValue: $1.lowercased()) else { throw ConfigurationError(.invalidValue, key: "file_arrival") }
-            $0.fileArrival = arrival
-        },
-        ConfigurationKey("stable_file_seconds") { $0.stableFileTime = try seconds($1, "stable_file_seconds") },
-        ConfigurationKey("batch_size") { $0.batchSize = try integer($1, "batch_size", in: 1...4096) },
-        ConfigurationKey("uid_conflict_policy") {
-            guard let policy = UIDConflictPolicy(rawValue: $1.lowercased()) else { throw ConfigurationError(.invalidValue, key: "uid_conflict_policy") }
-            $0.uidConflictPolicy = policy
-        },
-        ConfigurationKey("rescan_interval_seconds") {
-            $0.rescanInterval = try seconds($1, "rescan_interval_seconds", minimum: 0.01)
-        },
-        ConfigurationKey("series_quiet_seconds") { $0.seriesQuietPeriod = try seconds($1, "series_quiet_seconds") },
-        ConfigurationKey("processed_files") {
-            guard let policy = ProcessedFilePolicy(rawValue: $1.lowercased()) else {
-                throw ConfigurationError(.invalidValue, key: "processed_files")
-            }
-            $0.processedFiles = policy
-        },
-        ConfigurationKey("ops_host") { $0.opsHost = try nonEmpty($1, "ops_host") },
-        ConfigurationKey("ops_port") { $0.opsPort = try integer($1, "ops_port", in: 0...65535) },
-        ConfigurationKey("log_level") {
-            guard let level = Logger.Level(rawValue: $1.lowercased()) else {
-                throw ConfigurationError(.invalidValue, key: "log_level")
-            }
-            $0.logLevel = level
-        },
-        ConfigurationKey("log_format") {
-            guard let format = LogFormat(rawValue: $1.lowercased()) else {
-                throw ConfigurationError(.invalidValue, key: "log_format")
-            }
-            $0.logFormat = format
-        },
-        ConfigurationKey("sandbox_workers") { $0.sandboxWorkers = try integer($1, "sandbox_workers", in: 0...1024) },
-        ConfigurationKey("sandbox_timeout_seconds") {
-            $0.sandboxTimeout = try seconds($1, "sandbox_timeout_seconds", minimum: 0.001)
-        },
-        ConfigurationKey("with_worker") { $0.withWorker = try boolean($1, "with_worker") },
-        ConfigurationKey("models_dir") { $0.modelsDirectory = try nonEmpty($1, "models_dir") },
-        ConfigurationKey("serve") { $0.serve = try boolean($1, "serve") },
-        ConfigurationKey("serve_host") { $0.serveHost = try nonEmpty($1, "serve_host") },
-        ConfigurationKey("serve_port") { $0.servePort = try integer($1, "serve_port", in: 0...65535) },
-        ConfigurationKey("serve_tokens_file") { $0.serveTokensFile = $1 },
-        ConfigurationKey("serve_cors_origins") {
-            $0.serveCORSOrigins = $1.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        },
-        ConfigurationKey("serve_tls_certificate") { $0.serveTLSCertificate = $1 },
-        ConfigurationKey("serve_tls_key") { $0.serveTLSKey = $1 },
-        ConfigurationKey("dicom_port") { $0.dicomPort = try integer($1, "dicom_port", in: 0...65535) },
-        ConfigurationKey("dicom_host") { $0.dicomHost = try nonEmpty($1, "dicom_host") },
-        ConfigurationKey("ae_title") {
-            let title = $1.trimmingCharacters(in: .whitespaces)
-            guard AllowedPeer.parseList(title)?.count == 1, !title.contains("@"), !title.contains(",") else {
-                throw ConfigurationError(.invalidValue, key: "ae_title")
-            }
-            $0.aeTitle = title
-        },
-        ConfigurationKey("dicom_allowed_peers") {
-            guard let peers = AllowedPeer.parseList($1) else { throw ConfigurationError(.invalidValue, key: "dicom_allowed_peers") }
-            $0.dicomAllowedPeers = peers
-        },
-        ConfigurationKey("dicom_max_associations") { $0.dicomMaxAssociations = try integer($1, "dicom_max_associations", in: 1...4096) },
-        ConfigurationKey("intake_min_free_bytes") {
-            guard let bytes = UInt64($1.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError(.invalidValue, key: "intake_min_free_bytes") }
-            $0.intakeMinFreeBytes = bytes
-        },
-        ConfigurationKey("database_password", secret: true) { $0.databasePassword = $1 },
-        ConfigurationKey("storage_access_key_id", secret: true) { $0.storageAccessKeyID = $1 },
-        ConfigurationKey("storage_secret_access_key", secret: true) { $0.storageSecretAccessKey = $1 },
+    public static let keys: [AnyConfigurationKey] = [
+        .init(Key.dropFolder), .init(Key.dataDirectory), .init(Key.databaseURL), .init(Key.storageURL), .init(Key.keyFile),
+        .init(Key.profile), .init(Key.routesFile), .init(Key.recipesDirectory), .init(Key.concurrency),
+        .init(Key.fileArrival), .init(Key.stableFileSeconds), .init(Key.batchSize), .init(Key.uidConflictPolicy),
+        .init(Key.rescanIntervalSeconds), .init(Key.seriesQuietSeconds), .init(Key.processedFiles), .init(Key.opsHost),
+        .init(Key.opsPort), .init(Key.logLevel), .init(Key.logFormat), .init(Key.sandboxWorkers),
+        .init(Key.sandboxTimeoutSeconds), .init(Key.withWorker), .init(Key.modelsDirectory), .init(Key.serve),
+        .init(Key.serveHost), .init(Key.servePort), .init(Key.serveTokensFile), .init(Key.serveCORSOrigins),
+        .init(Key.serveTLSCertificate), .init(Key.serveTLSKey), .init(Key.dicomPort), .init(Key.dicomHost),
+        .init(Key.aeTitle), .init(Key.dicomAllowedPeers), .init(Key.dicomMaxAssociations), .init(Key.intakeMinFreeBytes),
+        .init(Key.databasePassword), .init(Key.storageAccessKeyID), .init(Key.storageSecretAccessKey),
     ]
 
     /// Looks a key up by its YAML name.
-    public static func key(named name: String) -> ConfigurationKey? {
+    public static func key(named name: String) -> AnyConfigurationKey? {
         keys.first { $0.name == name }
     }
 
-    /// Merges defaults, the YAML text, the environment and the flags (by key name), in rising precedence.
+    /// Merges defaults, the YAML text, the environment and the flags, in rising precedence. Text from the file and
+    /// the environment is parsed into each key's type and goes through the same checks as a flag's value.
     /// Secrets are refused in the file (`secret_in_file`) and among the flags (`secret_on_command_line`), as is
     /// a URL holding a password or secret in either.
     /// - Parameters:
     ///   - yaml: contents of the configuration file, or nil for none.
     ///   - environment: the process environment; only `DICOM_ETL_<KEY>` variables are read.
-    ///   - flags: values given on the command line, by key name (`drop_folder`).
+    ///   - flags: values given on the command line, applied in order.
     public static func load(
         yaml: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        flags: [String: String] = [:]
+        flags: [ConfigurationFlag] = []
     ) throws(ConfigurationError) -> DaemonConfiguration {
         var configuration = DaemonConfiguration()
         if let yaml {
             for (name, value) in try fileValues(yaml) {
                 guard let key = key(named: name) else { throw ConfigurationError(.unknownKey, key: name) }
-                if key.isSecret { throw ConfigurationError(.secretInFile, key: name) }
-                try apply(key, value, to: &configuration)
-            }
-            if urlCarriesSecret(configuration.databaseURL) || urlCarriesSecret(configuration.storageURL) {
-                throw ConfigurationError(.secretInFile, key: urlCarriesSecret(configuration.databaseURL) ? "database_url" : "storage_url")
+                if key.isSecret || key.textHoldsSecret(value) { throw ConfigurationError(.secretInFile, key: name) }
+                try key.setText(&configuration, value)
             }
         }
         for key in keys {
-            if let value = environment[key.environmentVariable] { try apply(key, value, to: &configuration) }
+            if let value = environment[key.environmentVariable] { try key.setText(&configuration, value) }
         }
-        for (name, value) in flags.sorted(by: { $0.key < $1.key }) {
-            guard let key = key(named: name) else { throw ConfigurationError(.unknownKey, key: name) }
-            if key.isSecret || urlCarriesSecret(value) && (name == "database_url" || name == "storage_url") {
-                throw ConfigurationError(.secretOnCommandLine, key: name)
-            }
-            try apply(key, value, to: &configuration)
+        for flag in flags {
+            if flag.isRefused { throw ConfigurationError(.secretOnCommandLine, key: flag.name) }
+            try flag.apply(&configuration)
         }
         return configuration
     }
@@ -333,18 +384,12 @@ extension DaemonConfiguration {
     public static func load(
         file path: String?,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        flags: [String: String] = [:]
+        flags: [ConfigurationFlag] = []
     ) throws(ConfigurationError) -> DaemonConfiguration {
         guard let path else { return try load(yaml: nil, environment: environment, flags: flags) }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch { throw ConfigurationError(.unreadableFile) }
         return try load(yaml: text, environment: environment, flags: flags)
-    }
-
-    private static func apply(_ key: ConfigurationKey, _ value: String, to configuration: inout DaemonConfiguration) throws(ConfigurationError) {
-        do { try key.apply(&configuration, value) } catch let error as ConfigurationError { throw error } catch {
-            throw ConfigurationError(.invalidValue, key: key.name)
-        }
     }
 
     /// The file's top-level mapping with every scalar as text; null values are skipped (default kept).
@@ -380,29 +425,76 @@ extension DaemonConfiguration {
     }
 }
 
-private func nonEmpty(_ value: String, _ key: String) throws -> String {
-    guard !value.isEmpty else { throw ConfigurationError(.invalidValue, key: key) }
-    return value
-}
+extension ConfigurationValueFormat where Value == String, Stored == String {
+    /// Any text, the empty text included.
+    static var text: Self { Self(parse: { $0 }, check: { $0 }) }
 
-private func integer(_ value: String, _ key: String, in range: ClosedRange<Int>) throws -> Int {
-    guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
-        throw ConfigurationError(.invalidValue, key: key)
-    }
-    return number
-}
+    /// Any text but the empty one.
+    static var nonEmptyText: Self { Self(parse: { $0 }, check: { $0.isEmpty ? nil : $0 }) }
 
-private func boolean(_ value: String, _ key: String) throws -> Bool {
-    switch value.trimmingCharacters(in: .whitespaces).lowercased() {
-    case "true", "yes", "on", "1": return true
-    case "false", "no", "off", "0": return false
-    default: throw ConfigurationError(.invalidValue, key: key)
+    /// An AE title alone (no `@host`, no list), without surrounding spaces.
+    static var aeTitle: Self {
+        Self(parse: { $0 }, check: { value in
+            let title = value.trimmingCharacters(in: .whitespaces)
+            guard AllowedPeer.parseList(title)?.count == 1, !title.contains("@"), !title.contains(",") else { return nil }
+            return title
+        })
     }
 }
 
-private func seconds(_ value: String, _ key: String, minimum: Double = 0) throws -> Duration {
-    guard let number = Double(value.trimmingCharacters(in: .whitespaces)), number.isFinite, number >= minimum,
-          number <= 86_400 * 365
-    else { throw ConfigurationError(.invalidValue, key: key) }
-    return .nanoseconds(Int64((number * 1e9).rounded()))
+extension ConfigurationValueFormat where Value == String, Stored == String? {
+    /// A secret, as given.
+    static var secret: Self { Self(parse: { $0 }, check: { $0 }) }
+}
+
+extension ConfigurationValueFormat where Value == Int, Stored == Int {
+    /// A whole number in `range`.
+    static func integer(in range: ClosedRange<Int>) -> Self {
+        Self(parse: { Int($0.trimmingCharacters(in: .whitespaces)) }, check: { range.contains($0) ? $0 : nil })
+    }
+}
+
+extension ConfigurationValueFormat where Value == UInt64, Stored == UInt64 {
+    /// A number of bytes.
+    static var bytes: Self { Self(parse: { UInt64($0.trimmingCharacters(in: .whitespaces)) }, check: { $0 }) }
+}
+
+extension ConfigurationValueFormat where Value == Bool, Stored == Bool {
+    /// `true`, `yes`, `on`, `1` or `false`, `no`, `off`, `0`, in any case.
+    static var boolean: Self {
+        Self(parse: { text in
+            switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+            case "true", "yes", "on", "1": true
+            case "false", "no", "off", "0": false
+            default: nil
+            }
+        }, check: { $0 })
+    }
+}
+
+extension ConfigurationValueFormat where Value == Double, Stored == Duration {
+    /// Seconds from `minimum` up to a year, as a duration.
+    static func seconds(minimum: Double = 0) -> Self {
+        Self(parse: { Double($0.trimmingCharacters(in: .whitespaces)) }, check: { number in
+            guard number.isFinite, number >= minimum, number <= 86_400 * 365 else { return nil }
+            return .nanoseconds(Int64((number * 1e9).rounded()))
+        })
+    }
+}
+
+extension ConfigurationValueFormat where Value: RawRepresentable<String>, Stored == Value {
+    /// One of the enumeration's raw values, in any case.
+    static var choice: Self { Self(parse: { Value(rawValue: $0.lowercased()) }, check: { $0 }) }
+}
+
+extension ConfigurationValueFormat where Value == [String], Stored == [String] {
+    /// A comma-separated list, each item without surrounding spaces, empty items dropped.
+    static var list: Self {
+        Self(parse: { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }, check: { $0 })
+    }
+}
+
+extension ConfigurationValueFormat where Value == [AllowedPeer], Stored == [AllowedPeer] {
+    /// Calling AE titles with their hosts (`AE@10.0.0.5, AE2@*`).
+    static var peers: Self { Self(parse: { AllowedPeer.parseList($0) }, check: { $0 }) }
 }

@@ -36,8 +36,7 @@ public enum IngestPipeline: PipelineAssembly {
         }
         let profileFile = absolute(configuration.profile)
         guard FileManager.default.isReadableFile(atPath: profileFile) else { throw PipelineSetupError("profile_unreadable") }
-        let recipesDirectory = ProcessInfo.processInfo.environment["DICOM_ETL_RECIPES"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (URL(fileURLWithPath: routesFile).deletingLastPathComponent().appendingPathComponent("normalize").path)
+        let recipesDirectory = absolute(configuration.effectiveRecipesDirectory)
 
         // Database.
         var embedded: EmbeddedPostgres?

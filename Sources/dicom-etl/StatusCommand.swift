@@ -18,10 +18,10 @@ struct Status: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        var flags: [String: String] = [:]
-        if let dropFolder { flags["drop_folder"] = dropFolder }
-        if let dataDir { flags["data_dir"] = dataDir }
-        if let databaseURL { flags["database_url"] = databaseURL }
+        var flags: [ConfigurationFlag] = []
+        if let dropFolder { flags.append(ConfigurationFlag(DaemonConfiguration.Key.dropFolder, dropFolder)) }
+        if let dataDir { flags.append(ConfigurationFlag(DaemonConfiguration.Key.dataDirectory, dataDir)) }
+        if let databaseURL { flags.append(ConfigurationFlag(DaemonConfiguration.Key.databaseURL, databaseURL)) }
         let configuration: DaemonConfiguration
         do {
             configuration = try DaemonConfiguration.load(file: config ?? environment["DICOM_ETL_CONFIG"], environment: environment, flags: flags)

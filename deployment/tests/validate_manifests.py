@@ -39,10 +39,10 @@ COMPOSE = os.path.join(DEPLOYMENT, "docker-compose.yaml")
 DASHBOARD = os.path.join(DEPLOYMENT, "grafana", "dicom-etl.json")
 KUBERNETES_VERSION = kubernetes_validate.latest_version()
 
-# Variables read outside DaemonConfiguration's keys: the config file (RunCommand), the recipes folder
-# (IngestPipeline), the password file (DatabaseConfiguration.parse). The worker and migrate read
-# DICOM_ETL_DATABASE_URL / DICOM_ETL_STORAGE_URL, which are also daemon keys.
-EXTRA_VARIABLES = {"DICOM_ETL_CONFIG", "DICOM_ETL_RECIPES", "DICOM_ETL_DATABASE_PASSWORD_FILE"}
+# Variables read outside DaemonConfiguration's keys: the config file (DaemonOptions), the password file
+# (DatabaseConfiguration.parse). The worker and migrate read DICOM_ETL_DATABASE_URL / DICOM_ETL_STORAGE_URL,
+# which are also daemon keys.
+EXTRA_VARIABLES = {"DICOM_ETL_CONFIG", "DICOM_ETL_DATABASE_PASSWORD_FILE"}
 SECRET_KEYS = {"database_password", "storage_access_key_id", "storage_secret_access_key"}
 AWS_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID_FILE",
                  "AWS_SECRET_ACCESS_KEY_FILE", "AWS_SESSION_TOKEN_FILE"}
