@@ -38,7 +38,9 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-Wno-deprecated-declarations"])],
             linkerSettings: dcmtkLibraries
         ),
-        .target(name: "DICOM", dependencies: ["CDCMTK"], swiftSettings: strict),
+        // The one shape of the project's errors: `CodedError` and its snake_case `ErrorCode`s. Every target may use it.
+        .target(name: "CodedErrors", swiftSettings: strict),
+        .target(name: "DICOM", dependencies: ["CDCMTK", "CodedErrors"], swiftSettings: strict),
         // Tesseract 5 and Leptonica (Debian libtesseract-dev, libleptonica-dev) behind a tess_ C facade; optimised
         // even in debug builds, as the image preparation loops over every pixel.
         .target(
@@ -47,23 +49,23 @@ let package = Package(
             linkerSettings: [.linkedLibrary("tesseract"), .linkedLibrary("lept"), .linkedLibrary("gomp")]
         ),
         // Text recognition in 8-bit grey images: engines (one per thread), glyph layers, words with boxes.
-        .target(name: "OCR", dependencies: ["CTesseract"], swiftSettings: strict),
+        .target(name: "OCR", dependencies: ["CTesseract", "CodedErrors"], swiftSettings: strict),
         // Reading secrets from files only their owner can read (key, passwords, S3 credentials, TLS keys).
-        .target(name: "Secrets", swiftSettings: strict),
+        .target(name: "Secrets", dependencies: ["CodedErrors"], swiftSettings: strict),
         .target(
             name: "Deidentification",
             dependencies: [
-                "DICOM", "OCR", "Secrets",
+                "CodedErrors", "DICOM", "OCR", "Secrets",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
         // NumPy's .npy format: the one codec every target that writes or reads tensors uses.
-        .target(name: "NPY", swiftSettings: strict),
+        .target(name: "NPY", dependencies: ["CodedErrors"], swiftSettings: strict),
         .target(
             name: "Normalization",
-            dependencies: ["DICOM", "NPY", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CodedErrors", "DICOM", "NPY", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // Linux calls Swift's Glibc module leaves out (xattrs, syncfs, statfs).
@@ -72,6 +74,7 @@ let package = Package(
             name: "ObjectStorage",
             dependencies: [
                 "CLinux",
+                "CodedErrors",
                 "Secrets",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -85,6 +88,7 @@ let package = Package(
         .target(
             name: "Catalog",
             dependencies: [
+                "CodedErrors",
                 "Secrets",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -98,6 +102,7 @@ let package = Package(
         .target(
             name: "DicomNetwork",
             dependencies: [
+                "CodedErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -108,18 +113,18 @@ let package = Package(
             swiftSettings: strict
         ),
         // Crash isolation: long-lived child processes that run untrusted parsing, batches in, answers streamed out.
-        .target(name: "Sandbox", dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Sandbox", dependencies: ["CLinux", "CodedErrors", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
         // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
         .target(
             name: "Training",
-            dependencies: ["Catalog", "ObjectStorage", "NPY", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Catalog", "CodedErrors", "ObjectStorage", "NPY", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .target(
             name: "Inference",
             dependencies: [
-                "COpenBLAS", "Catalog", "ObjectStorage", "NPY", .product(name: "Logging", package: "swift-log"),
+                "COpenBLAS", "Catalog", "CodedErrors", "ObjectStorage", "NPY", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -131,6 +136,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
+                "CodedErrors",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -143,7 +149,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork", "Operations",
+                "CodedErrors", "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -157,7 +163,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "DICOM", "Normalization", "NPY", "ObjectStorage", "Catalog", "DicomNetwork",
+                "CodedErrors", "DICOM", "Normalization", "NPY", "ObjectStorage", "Catalog", "DicomNetwork",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -170,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Operations", "Sandbox", "Training", "Serving", "DicomNetwork",
+                "CodedErrors", "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Operations", "Sandbox", "Training", "Serving", "DicomNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -196,7 +202,7 @@ let package = Package(
             "Inference", "TestSupport", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
-        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        .executableTarget(name: "sandbox-test-worker", dependencies: ["CodedErrors", "Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
         // Secret files, TLS to PostgreSQL and to S3, each against servers the tests start (openssl, moto).
         .testTarget(name: "SecurityTests", dependencies: [
             "Secrets", "TestSupport", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),
