@@ -38,7 +38,9 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-Wno-deprecated-declarations"])],
             linkerSettings: dcmtkLibraries
         ),
-        .target(name: "DICOM", dependencies: ["CDCMTK"], swiftSettings: strict),
+        // The one shape of the project's errors: `CodedError` and its snake_case `ErrorCode`s. Every target may use it.
+        .target(name: "CodedErrors", swiftSettings: strict),
+        .target(name: "DICOM", dependencies: ["CDCMTK", "CodedErrors"], swiftSettings: strict),
         // Tesseract 5 and Leptonica (Debian libtesseract-dev, libleptonica-dev) behind a tess_ C facade; optimised
         // even in debug builds, as the image preparation loops over every pixel.
         .target(
@@ -47,25 +49,25 @@ let package = Package(
             linkerSettings: [.linkedLibrary("tesseract"), .linkedLibrary("lept"), .linkedLibrary("gomp")]
         ),
         // Text recognition in 8-bit grey images: engines (one per thread), glyph layers, words with boxes.
-        .target(name: "OCR", dependencies: ["CTesseract"], swiftSettings: strict),
+        .target(name: "OCR", dependencies: ["CTesseract", "CodedErrors"], swiftSettings: strict),
         // Reading secrets from files only their owner can read (key, passwords, S3 credentials, TLS keys).
-        .target(name: "Secrets", swiftSettings: strict),
+        .target(name: "Secrets", dependencies: ["CodedErrors"], swiftSettings: strict),
         .target(
             name: "Deidentification",
             dependencies: [
-                "DICOM", "OCR", "Secrets",
+                "CodedErrors", "DICOM", "OCR", "Secrets",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),
         // NumPy's .npy format: the one codec every target that writes or reads tensors uses.
-        .target(name: "NPY", swiftSettings: strict),
+        .target(name: "NPY", dependencies: ["CodedErrors"], swiftSettings: strict),
         // A string as a JSON string literal, for the catalogue's batch rows and the JSON log lines.
         .target(name: "JSONText", swiftSettings: strict),
         .target(
             name: "Normalization",
-            dependencies: ["DICOM", "NPY", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CodedErrors", "DICOM", "NPY", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // Linux calls Swift's Glibc module leaves out (xattrs, syncfs, statfs).
@@ -74,6 +76,7 @@ let package = Package(
             name: "ObjectStorage",
             dependencies: [
                 "CLinux",
+                "CodedErrors",
                 "Secrets",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -87,6 +90,7 @@ let package = Package(
         .target(
             name: "Catalog",
             dependencies: [
+                "CodedErrors",
                 "Secrets",
                 "JSONText",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -101,6 +105,7 @@ let package = Package(
         .target(
             name: "DicomNetwork",
             dependencies: [
+                "CodedErrors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -111,18 +116,18 @@ let package = Package(
             swiftSettings: strict
         ),
         // Crash isolation: long-lived child processes that run untrusted parsing, batches in, answers streamed out.
-        .target(name: "Sandbox", dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "Sandbox", dependencies: ["CLinux", "CodedErrors", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas"),
         // The training loop's data side: TFRecord export of catalogued tensors, split by patient.
         .target(
             name: "Training",
-            dependencies: ["Catalog", "ObjectStorage", "NPY", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Catalog", "CodedErrors", "ObjectStorage", "NPY", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .target(
             name: "Inference",
             dependencies: [
-                "COpenBLAS", "Catalog", "ObjectStorage", "NPY", .product(name: "Logging", package: "swift-log"),
+                "COpenBLAS", "Catalog", "CodedErrors", "ObjectStorage", "NPY", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -134,6 +139,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
+                "CodedErrors",
                 "JSONText",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -147,7 +153,7 @@ let package = Package(
         .target(
             name: "Ingest",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork", "Operations",
+                "CodedErrors", "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Sandbox", "CLinux", "DicomNetwork", "Operations",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -161,7 +167,7 @@ let package = Package(
         .target(
             name: "Serving",
             dependencies: [
-                "DICOM", "Normalization", "NPY", "ObjectStorage", "Catalog", "DicomNetwork",
+                "CodedErrors", "DICOM", "Normalization", "NPY", "ObjectStorage", "Catalog", "DicomNetwork",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -174,7 +180,7 @@ let package = Package(
         .executableTarget(
             name: "dicom-etl",
             dependencies: [
-                "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Operations", "Sandbox", "Training", "Serving", "DicomNetwork",
+                "CodedErrors", "DICOM", "Deidentification", "Normalization", "ObjectStorage", "Catalog", "Ingest", "Inference", "Operations", "Sandbox", "Training", "Serving", "DicomNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -200,7 +206,7 @@ let package = Package(
             "Inference", "TestSupport", "Catalog", "ObjectStorage", .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         // A sandbox worker whose jobs crash, hang or echo on purpose: the child process of the SandboxPool tests.
-        .executableTarget(name: "sandbox-test-worker", dependencies: ["Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
+        .executableTarget(name: "sandbox-test-worker", dependencies: ["CodedErrors", "Ingest", "DICOM", "Sandbox"], path: "Tests/SandboxTestWorker", swiftSettings: strict),
         // Secret files, TLS to PostgreSQL and to S3, each against servers the tests start (openssl, moto).
         .testTarget(name: "SecurityTests", dependencies: [
             "Secrets", "TestSupport", "Catalog", "ObjectStorage", "Deidentification", .product(name: "PostgresNIO", package: "postgres-nio"),

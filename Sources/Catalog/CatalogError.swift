@@ -1,39 +1,39 @@
 // CatalogError: the one error type of the Catalog target. Its text is generic on purpose: it never carries
 // patient data, SQL values or file paths, only a machine-readable code and a few safe numbers.
+import CodedErrors
 import Logging
 import PostgresNIO
 import Secrets
 
 /// An error raised by the catalog, the migrator or the job queue.
-public struct CatalogError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct CatalogError: CodedError, Hashable {
     /// A machine-readable reason.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+    public struct Code: ErrorCode {
         public let rawValue: String
-        init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
+        public init(rawValue: String) { self.rawValue = rawValue }
 
         /// The database URL could not be parsed or holds an unsupported option.
-        public static let invalidDatabaseURL = Code("invalid_database_url")
+        public static let invalidDatabaseURL = Code(rawValue: "invalid_database_url")
         /// The password file named by the configuration could not be read.
-        public static let passwordFileUnreadable = Code("password_file_unreadable")
+        public static let passwordFileUnreadable = Code(rawValue: "password_file_unreadable")
         /// A secret file (password, client key) may be read by group or others or belongs to another user.
-        public static let secretFileInsecure = Code("secret_file_insecure")
+        public static let secretFileInsecure = Code(rawValue: "secret_file_insecure")
         /// A TLS file (`sslrootcert`, `sslcert`, `sslkey`) could not be read or parsed.
-        public static let tlsFileUnreadable = Code("tls_file_unreadable")
+        public static let tlsFileUnreadable = Code(rawValue: "tls_file_unreadable")
         /// An applied migration's SQL differs from the bundled one of the same version.
-        public static let migrationChecksumMismatch = Code("migration_checksum_mismatch")
+        public static let migrationChecksumMismatch = Code(rawValue: "migration_checksum_mismatch")
         /// The database holds a migration this binary does not know (it is older than the schema).
-        public static let unknownMigrationApplied = Code("unknown_migration_applied")
+        public static let unknownMigrationApplied = Code(rawValue: "unknown_migration_applied")
         /// A migration failed; see `migrationVersion` and `sqlState`.
-        public static let migrationFailed = Code("migration_failed")
+        public static let migrationFailed = Code(rawValue: "migration_failed")
         /// The job is no longer leased by this claim (its lease expired and another worker took it, or it ended).
-        public static let leaseLost = Code("lease_lost")
+        public static let leaseLost = Code(rawValue: "lease_lost")
         /// The source-file ledger row was not found or is not in a state that allows the transition.
-        public static let ledgerTransitionRejected = Code("ledger_transition_rejected")
+        public static let ledgerTransitionRejected = Code(rawValue: "ledger_transition_rejected")
         /// An argument was outside its allowed range.
-        public static let invalidArgument = Code("invalid_argument")
+        public static let invalidArgument = Code(rawValue: "invalid_argument")
         /// An embedded PostgreSQL cluster could not be initialised, started or stopped.
-        public static let embeddedPostgresFailed = Code("embedded_postgres_failed")
+        public static let embeddedPostgresFailed = Code(rawValue: "embedded_postgres_failed")
     }
 
     /// The reason.

@@ -7,11 +7,11 @@ import PostgresNIO
 
 extension CatalogError.Code {
     /// The TLS handshake failed: the server's certificate chain is not trusted or does not name the host.
-    public static let tlsHandshakeFailed = CatalogError.Code("tls_handshake_failed")
+    public static let tlsHandshakeFailed = CatalogError.Code(rawValue: "tls_handshake_failed")
     /// `sslmode` requires TLS and the server does not offer it.
-    public static let tlsUnsupportedByServer = CatalogError.Code("tls_unsupported_by_server")
+    public static let tlsUnsupportedByServer = CatalogError.Code(rawValue: "tls_unsupported_by_server")
     /// The server refused the login (password, client certificate or pg_hba.conf); see `sqlState`.
-    public static let authenticationFailed = CatalogError.Code("authentication_failed")
+    public static let authenticationFailed = CatalogError.Code(rawValue: "authentication_failed")
 }
 
 extension DatabaseConfiguration {

@@ -1,11 +1,12 @@
 // DicomError: what can go wrong reading, decoding or writing a DICOM file.
 // The text names the kind of failure only; it never carries a value read from the file.
+import CodedErrors
 import CDCMTK
 
 /// A failure of the DICOM layer. `reason` is machine-readable (e.g. "unsupported_transfer_syntax").
-public struct DicomError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct DicomError: CodedError, Hashable {
     /// The kind of failure.
-    public struct Code: RawRepresentable, Hashable, Sendable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
 
@@ -34,9 +35,6 @@ public struct DicomError: Error, Sendable, Hashable, CustomStringConvertible {
         self.code = code
         self.context = context
     }
-
-    /// Machine-readable reason, e.g. for a quarantine record.
-    public var reason: String { code.rawValue }
 
     public var description: String {
         let text: String

@@ -1,10 +1,11 @@
 // Typed errors of de-identification: a machine-readable code and a generic text, never patient data.
+import CodedErrors
 
 /// An error of the Deidentification target. `reason` is machine-readable (e.g. "burned_in_annotation");
 /// `detail` names a profile field or a setting, never a value read from a DICOM file.
-public struct DeidentificationError: Error, Sendable, CustomStringConvertible, Hashable {
+public struct DeidentificationError: CodedError, Hashable {
     /// A machine-readable reason.
-    public struct Code: RawRepresentable, Sendable, Hashable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         /// Pixels may carry burned-in text and no signature blanks them.
@@ -40,9 +41,6 @@ public struct DeidentificationError: Error, Sendable, CustomStringConvertible, H
         self.code = code
         self.detail = detail
     }
-
-    /// The machine-readable reason, e.g. "burned_in_annotation".
-    public var reason: String { code.rawValue }
 
     public var description: String {
         if let detail { return "de-identification failed: \(code.rawValue) (\(detail))" }

@@ -3,6 +3,7 @@
 // by the watcher), fsync'd, renamed to `<uuid>.dcm` and the folder fsync'd; only then may the sender be told
 // Success. The data set is never parsed here: the file meta header is built from the command set's UIDs and
 // the negotiated transfer syntax, and all parsing is left to the pipeline's sandbox children.
+import CodedErrors
 import Foundation
 import NIOCore
 import NIOPosix
@@ -31,17 +32,18 @@ public struct ReceivedSource: Sendable, Hashable {
 }
 
 /// Why an instance could not be taken in.
-public struct IntakeError: Error, Sendable, Hashable, CustomStringConvertible {
-    private enum Code: String, Sendable {
-        case unavailable
-        case diskShort = "disk_short"
-        case writeFailed = "write_failed"
-        case sourceNotRecorded = "source_not_recorded"
+public struct IntakeError: CodedError, Hashable {
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let unavailable = Code(rawValue: "unavailable")
+        public static let diskShort = Code(rawValue: "disk_short")
+        public static let writeFailed = Code(rawValue: "write_failed")
+        public static let sourceNotRecorded = Code(rawValue: "source_not_recorded")
     }
-    private let code: Code
+    /// The machine-readable code.
+    public let code: Code
     private init(_ code: Code) { self.code = code }
-    /// Machine-readable reason.
-    public var reason: String { code.rawValue }
     public var description: String { "intake: \(code.rawValue)" }
     /// The pipeline reports an outage (database or store unreachable).
     public static let unavailable = IntakeError(.unavailable)

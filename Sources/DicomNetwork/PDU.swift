@@ -1,25 +1,27 @@
 // The DICOM upper layer's protocol data units (PS3.8 §9.3): framing with strict length limits, and the
 // parsing and encoding of the association PDUs. Everything read here comes from the network: every length
 // is checked against what remains before it is used, and nothing is trusted beyond the limits below.
+import CodedErrors
 import NIOCore
 
 /// Why a peer's bytes were refused. Descriptions name the fault, never a value the peer sent.
-public struct NetworkError: Error, Sendable, Hashable, CustomStringConvertible {
-    private enum Code: String, Sendable {
-        case pduTooLong = "pdu_too_long"
-        case unknownPDUType = "unknown_pdu_type"
-        case malformedPDU = "malformed_pdu"
-        case malformedCommand = "malformed_command"
-        case unexpectedPDU = "unexpected_pdu"
-        case unknownPresentationContext = "unknown_presentation_context"
-        case unsupportedCommand = "unsupported_command"
-        case commandTooLong = "command_too_long"
-        case intakeFailed = "intake_failed"
+public struct NetworkError: CodedError, Hashable {
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let pduTooLong = Code(rawValue: "pdu_too_long")
+        public static let unknownPDUType = Code(rawValue: "unknown_pdu_type")
+        public static let malformedPDU = Code(rawValue: "malformed_pdu")
+        public static let malformedCommand = Code(rawValue: "malformed_command")
+        public static let unexpectedPDU = Code(rawValue: "unexpected_pdu")
+        public static let unknownPresentationContext = Code(rawValue: "unknown_presentation_context")
+        public static let unsupportedCommand = Code(rawValue: "unsupported_command")
+        public static let commandTooLong = Code(rawValue: "command_too_long")
+        public static let intakeFailed = Code(rawValue: "intake_failed")
     }
-    private let code: Code
+    /// The machine-readable code.
+    public let code: Code
     private init(_ code: Code) { self.code = code }
-    /// Machine-readable reason.
-    public var reason: String { code.rawValue }
     public var description: String { "dicom network: \(code.rawValue)" }
 
     static let pduTooLong = NetworkError(.pduTooLong)

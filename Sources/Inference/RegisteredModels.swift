@@ -1,22 +1,25 @@
 // RegisteredModels: the model versions `models register` put in the object store, loaded once each on first use
 // (their SHA-256 checked against the registry), and the serving plan a worker follows in a round: which version
 // it serves for its model and which it runs beside it as a shadow (inference.model_serving).
+import CodedErrors
 import Catalog
 import Crypto
 import Foundation
 import ObjectStorage
 
 /// Why a registered version could not be loaded.
-public struct RegisteredModelError: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Code: String, Sendable {
+public struct RegisteredModelError: CodedError, Hashable {
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
         /// The version is named by the serving row but not registered with files.
-        case notRegistered = "model_not_registered"
+        public static let notRegistered = Code(rawValue: "model_not_registered")
         /// The weights in the store differ from the SHA-256 the registry recorded.
-        case weightsChanged = "model_weights_changed"
+        public static let weightsChanged = Code(rawValue: "model_weights_changed")
         /// The files could not be read from the store.
-        case unreadable = "model_unreadable"
+        public static let unreadable = Code(rawValue: "model_unreadable")
         /// The metadata names another model or version than the registry row.
-        case metadataMismatch = "model_metadata_mismatch"
+        public static let metadataMismatch = Code(rawValue: "model_metadata_mismatch")
     }
 
     public let code: Code

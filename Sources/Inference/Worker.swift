@@ -4,6 +4,7 @@
 // image and completes the job in one transaction; failures go back to the queue with backoff, then die. Before
 // each round it reads inference.model_serving: the served version of its model (the one it was started with, or
 // a registered one from the store) and a shadow version whose rows go to inference.shadow_diagnoses.
+import CodedErrors
 import Catalog
 import Foundation
 import Logging
@@ -34,22 +35,21 @@ public struct InferenceWorkerConfiguration: Sendable, Hashable {
 }
 
 /// Why a job failed in the worker: a machine-readable code recorded as the job's `last_error`.
-public struct InferenceWorkerError: Error, Sendable, Hashable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+public struct InferenceWorkerError: CodedError, Hashable {
+    public struct Code: ErrorCode {
         public let rawValue: String
-        init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
+        public init(rawValue: String) { self.rawValue = rawValue }
 
         /// The series has no instance with a tensor.
-        public static let noTensors = Code("no_tensors")
+        public static let noTensors = Code(rawValue: "no_tensors")
         /// A tensor named by the catalogue is not in the object store.
-        public static let tensorNotFound = Code("tensor_not_found")
+        public static let tensorNotFound = Code(rawValue: "tensor_not_found")
         /// The object store failed while reading a tensor.
-        public static let tensorUnreadable = Code("tensor_unreadable")
+        public static let tensorUnreadable = Code(rawValue: "tensor_unreadable")
         /// A tensor is not a float32 array of the model's input shape.
-        public static let tensorShapeMismatch = Code("tensor_shape_mismatch")
+        public static let tensorShapeMismatch = Code(rawValue: "tensor_shape_mismatch")
         /// The forward pass rejected the input.
-        public static let inferenceFailed = Code("inference_failed")
+        public static let inferenceFailed = Code(rawValue: "inference_failed")
     }
 
     public let code: Code

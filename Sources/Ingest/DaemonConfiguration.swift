@@ -1,5 +1,6 @@
 // The daemon's configuration: defaults, a YAML file, DICOM_ETL_* environment variables and
 // command-line flags, merged with the precedence flag > environment > file > default.
+import CodedErrors
 import Catalog
 import DicomNetwork
 import Foundation
@@ -150,9 +151,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
 }
 
 /// Why the configuration could not be loaded. The description names the key, never a value.
-public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ConfigurationError: CodedError, Equatable {
     /// Machine-readable reason.
-    public struct Code: RawRepresentable, Hashable, Sendable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         /// The file has a key the daemon does not know (a typo, most often).
@@ -178,9 +179,6 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
         self.code = code
         self.key = key
     }
-
-    /// Machine-readable reason, e.g. `invalid_value`.
-    public var reason: String { code.rawValue }
 
     public var description: String {
         var text = "configuration error: \(code.rawValue)"

@@ -1,5 +1,6 @@
 // Directory change notifications: the protocol the watcher consumes and its inotify implementation
 // (a dedicated thread reading the inotify descriptor, so no task of the cooperative pool blocks).
+import CodedErrors
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,11 +33,25 @@ public protocol DirectoryEventSource: AnyObject, Sendable {
 }
 
 /// Why the inotify source could not start.
-public struct WatcherError: Error, Sendable, Hashable, CustomStringConvertible, ReasonedError {
-    public let reason: String
+public struct WatcherError: CodedError, Hashable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// `inotify_init1` failed (the user's inotify instances are used up, most often).
+        public static let inotifyInitFailed = Code(rawValue: "inotify_init_failed")
+    }
+
+    public let code: Code
     /// errno of the failed call.
     public let errorNumber: Int32
-    public var description: String { "watcher error: \(reason) (errno \(errorNumber))" }
+
+    public init(_ code: Code, errorNumber: Int32) {
+        self.code = code
+        self.errorNumber = errorNumber
+    }
+
+    public var description: String { "watcher error: \(code.rawValue) (errno \(errorNumber))" }
 }
 
 /// inotify on Linux: IN_CLOSE_WRITE, IN_MOVED_TO and IN_OPEN for files, IN_CREATE/IN_MOVED_TO for directories,
@@ -71,7 +86,7 @@ public final class InotifyEventSource: DirectoryEventSource, Sendable {
     /// - Parameter bufferLimit: events held for a slow consumer before they are dropped (then `.overflow`).
     public init(bufferLimit: Int = 65_536) throws(WatcherError) {
         let fd = inotify_init1(Int32(O_CLOEXEC | O_NONBLOCK))
-        guard fd >= 0 else { throw WatcherError(reason: "inotify_init_failed", errorNumber: errno) }
+        guard fd >= 0 else { throw WatcherError(.inotifyInitFailed, errorNumber: errno) }
         descriptor = fd
         (events, continuation) = AsyncStream.makeStream(of: DirectoryEvent.self, bufferingPolicy: .bufferingOldest(bufferLimit))
         let thread = Thread { [self] in readLoop() }

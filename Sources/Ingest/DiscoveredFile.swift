@@ -1,4 +1,5 @@
 // A file the watcher found stable and handed to the pipeline, and the outcome the pipeline reports.
+import CodedErrors
 import Foundation
 
 /// A stable file of the drop folder, handed to the pipeline.
@@ -50,10 +51,60 @@ public struct PipelineStage: RawRepresentable, Hashable, Sendable, Codable, Cust
 /// Why a file cannot go through: the stage and a machine-readable reason (`not_dicom`,
 /// `process_crashed`, …). Never carries patient data. Returned as `ProcessingOutcome.rejected`, it sends
 /// the file to quarantine.
-public struct PipelineFailure: Error, Sendable, Hashable, Codable, CustomStringConvertible {
+///
+/// The reason is a code: another error's (`DicomError`'s `not_dicom`, `SandboxError`'s `process_crashed`, …) or
+/// one of the pipeline's own below. Its Codable form (`{"stage": …, "reason": …}`) is what the sandbox wire,
+/// the ledger and the quarantine reason files hold.
+public struct PipelineFailure: CodedError, Hashable, Codable {
+    /// The pipeline's own reasons, for failures that are not another error's.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The sandbox child could not decode the job's request.
+        public static let badRequest = Code(rawValue: "bad_request")
+        /// The daemon could not decode the child's answer.
+        public static let badResponse = Code(rawValue: "bad_response")
+        /// The file has no SOP, series or study instance UID.
+        public static let missingInstanceUIDs = Code(rawValue: "missing_instance_uids")
+        /// De-identification failed with an error of another library.
+        public static let deidentifyError = Code(rawValue: "deidentify_error")
+        /// The de-identified file lacks a pseudonymous UID or patient ID.
+        public static let missingPseudonyms = Code(rawValue: "missing_pseudonyms")
+        /// The keyed UID of a conflicting instance could not be set.
+        public static let uidOverrideFailed = Code(rawValue: "uid_override_failed")
+        /// The staging folder could not be written.
+        public static let scratchUnwritable = Code(rawValue: "scratch_unwritable")
+        /// A recipe produced no tensor.
+        public static let noFrames = Code(rawValue: "no_frames")
+        /// Normalisation failed with an error of another library.
+        public static let normalizeError = Code(rawValue: "normalize_error")
+        /// The database refused the claim's statement.
+        public static let claimRejected = Code(rawValue: "claim_rejected")
+        /// The database refused the catalogue's statement.
+        public static let catalogRejected = Code(rawValue: "catalog_rejected")
+        /// A ledger row quarantined without a recorded reason.
+        public static let quarantined = Code(rawValue: "quarantined")
+    }
+
     public let stage: PipelineStage
+    /// The code's raw value, as recorded.
     public let reason: String
 
+    /// The code; for a failure forwarded from another error, that error's code under this type.
+    public var code: Code { Code(rawValue: reason) }
+
+    /// A failure with one of the pipeline's own reasons.
+    public init(stage: PipelineStage, code: Code) {
+        self.init(stage: stage, reason: code.rawValue)
+    }
+
+    /// A failure of `stage` caused by `error`: its reason becomes this failure's.
+    public init(stage: PipelineStage, error: some CodedError) {
+        self.init(stage: stage, reason: error.reason)
+    }
+
+    /// A failure as recorded before (read back from the sandbox wire, a ledger row or a reason file). New
+    /// failures take a code or an error.
     public init(stage: PipelineStage, reason: String) {
         self.stage = stage
         self.reason = reason

@@ -1,5 +1,6 @@
 // Streamed SHA-256 of a source file for the ingest ledger: read in fixed-size chunks, never the whole
 // file at once, with the size and modification time seen while reading.
+import CodedErrors
 import Crypto
 import Foundation
 
@@ -13,13 +14,24 @@ public struct FileDigest: Sendable, Hashable {
     public let modificationTime: Date
 
     /// Why a file could not be digested. Carries no path.
-    public struct Failure: Error, Sendable, Hashable, CustomStringConvertible {
-        /// Machine-readable reason: `file_unreadable`, `file_changed`.
-        public let reason: String
-        public var description: String { "file digest failed: \(reason)" }
-        public static let unreadable = Failure(reason: "file_unreadable")
+    public struct Failure: CodedError, Hashable {
+        /// Machine-readable reason.
+        public struct Code: ErrorCode {
+            public let rawValue: String
+            public init(rawValue: String) { self.rawValue = rawValue }
+            /// The file could not be opened, read or stat'ed.
+            public static let unreadable = Code(rawValue: "file_unreadable")
+            /// The file changed size or modification time while it was read.
+            public static let changed = Code(rawValue: "file_changed")
+        }
+
+        public let code: Code
+        public init(_ code: Code) { self.code = code }
+        public var description: String { "file digest failed: \(code.rawValue)" }
+        /// The file could not be read.
+        public static let unreadable = Failure(.unreadable)
         /// The file changed size or modification time while it was read (still being written).
-        public static let changed = Failure(reason: "file_changed")
+        public static let changed = Failure(.changed)
     }
 
     public init(sha256: String, size: Int64, modificationTime: Date) {

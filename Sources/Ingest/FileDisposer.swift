@@ -2,6 +2,7 @@
 // quarantine/ beside a <name>.reason.json. Moves never overwrite, and a move a killed daemon left half done (the
 // new name linked, the old one not yet removed; a reason file written, the file not yet moved) completes under the
 // name it took when the file is disposed of again at the next start — never a second copy under a free name.
+import CodedErrors
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,11 +10,41 @@ import Foundation
 import Sandbox
 
 /// Why a source file could not be moved or deleted.
-public struct DisposalError: Error, Sendable, Hashable, CustomStringConvertible, ReasonedError {
-    public let reason: String
+public struct DisposalError: CodedError, Hashable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The source file could not be deleted.
+        public static let deleteFailed = Code(rawValue: "delete_failed")
+        /// The quarantine record could not be encoded.
+        public static let reasonEncodeFailed = Code(rawValue: "reason_encode_failed")
+        /// Every candidate name in the target folder is taken.
+        public static let noFreeName = Code(rawValue: "no_free_name")
+        /// The source file could not be unlinked after it was linked into place.
+        public static let unlinkFailed = Code(rawValue: "unlink_failed")
+        /// The source file is gone.
+        public static let sourceMissing = Code(rawValue: "source_missing")
+        /// The target folder is on another file system.
+        public static let crossDevice = Code(rawValue: "cross_device")
+        /// Renaming the file into place failed.
+        public static let renameFailed = Code(rawValue: "rename_failed")
+        /// The target folder could not be created.
+        public static let mkdirFailed = Code(rawValue: "mkdir_failed")
+        /// The quarantine reason file could not be written.
+        public static let reasonWriteFailed = Code(rawValue: "reason_write_failed")
+    }
+
+    public let code: Code
     /// errno of the failed call.
     public let errorNumber: Int32
-    public var description: String { "disposal failed: \(reason) (errno \(errorNumber))" }
+
+    public init(_ code: Code, errorNumber: Int32) {
+        self.code = code
+        self.errorNumber = errorNumber
+    }
+
+    public var description: String { "disposal failed: \(code.rawValue) (errno \(errorNumber))" }
 }
 
 /// The content of a `<name>.reason.json` beside a quarantined file. No patient data, no path in clear.
@@ -56,7 +87,7 @@ public struct FileDisposer: Sendable {
     public func finishProcessed(_ file: DiscoveredFile) throws(DisposalError) -> String? {
         switch processedFiles {
         case .delete:
-            if unlink(file.path) != 0 && errno != ENOENT { throw DisposalError(reason: "delete_failed", errorNumber: errno) }
+            if unlink(file.path) != 0 && errno != ENOENT { throw DisposalError(.deleteFailed, errorNumber: errno) }
             return nil
         case .move:
             return try move(file, under: layout.processedRoot)
@@ -75,7 +106,7 @@ public struct FileDisposer: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data: Data
-        do { data = try encoder.encode(record) } catch { throw DisposalError(reason: "reason_encode_failed", errorNumber: 0) }
+        do { data = try encoder.encode(record) } catch { throw DisposalError(.reasonEncodeFailed, errorNumber: 0) }
         // The reason is written first, beside the name the file is about to take: a quarantined file never lacks one.
         return try move(file, under: layout.quarantineRoot) { (candidate: String) throws(DisposalError) in
             try writeAtomically(data, to: candidate + ".reason.json")
@@ -108,7 +139,7 @@ public struct FileDisposer: Sendable {
             try before(candidate)
             if try renameNoReplace(file.path, candidate) { return candidate }
         }
-        throw DisposalError(reason: "no_free_name", errorNumber: EEXIST)
+        throw DisposalError(.noFreeName, errorNumber: EEXIST)
     }
 
     /// Whether `target` and `source` are one file (the link of an interrupted move).
@@ -132,7 +163,7 @@ public struct FileDisposer: Sendable {
     /// supported, an existence check followed by rename. Returns false when the target exists.
     private func renameNoReplace(_ source: String, _ target: String) throws(DisposalError) -> Bool {
         if link(source, target) == 0 {
-            if unlink(source) != 0 && errno != ENOENT { throw DisposalError(reason: "unlink_failed", errorNumber: errno) }
+            if unlink(source) != 0 && errno != ENOENT { throw DisposalError(.unlinkFailed, errorNumber: errno) }
             return true
         }
         let linkError = errno
@@ -140,13 +171,13 @@ public struct FileDisposer: Sendable {
         case EEXIST:
             // The file itself under the new name: an earlier move linked it and was killed before the unlink.
             guard Self.sameFile(target, source) else { return false }
-            if unlink(source) != 0 && errno != ENOENT { throw DisposalError(reason: "unlink_failed", errorNumber: errno) }
+            if unlink(source) != 0 && errno != ENOENT { throw DisposalError(.unlinkFailed, errorNumber: errno) }
             return true
-        case ENOENT: throw DisposalError(reason: "source_missing", errorNumber: linkError)
-        case EXDEV: throw DisposalError(reason: "cross_device", errorNumber: linkError)
+        case ENOENT: throw DisposalError(.sourceMissing, errorNumber: linkError)
+        case EXDEV: throw DisposalError(.crossDevice, errorNumber: linkError)
         default:
             if access(target, F_OK) == 0 { return false }
-            if rename(source, target) != 0 { throw DisposalError(reason: "rename_failed", errorNumber: errno) }
+            if rename(source, target) != 0 { throw DisposalError(.renameFailed, errorNumber: errno) }
             return true
         }
     }
@@ -158,7 +189,7 @@ public struct FileDisposer: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw DisposalError(reason: "mkdir_failed", errorNumber: errno)
+            throw DisposalError(.mkdirFailed, errorNumber: errno)
         }
     }
 
@@ -187,7 +218,7 @@ public struct FileDisposer: Sendable {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = directory + "/" + Self.temporaryReasonPrefix + UUID().uuidString + Self.temporaryReasonSuffix
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw DisposalError(reason: "reason_write_failed", errorNumber: errno) }
+        guard fd >= 0 else { throw DisposalError(.reasonWriteFailed, errorNumber: errno) }
         let ok = data.withUnsafeBytes { bytes -> Bool in
             var offset = 0
             while offset < bytes.count {
@@ -201,7 +232,7 @@ public struct FileDisposer: Sendable {
         guard ok, rename(temporary, path) == 0 else {
             let error = errno
             unlink(temporary)
-            throw DisposalError(reason: "reason_write_failed", errorNumber: error)
+            throw DisposalError(.reasonWriteFailed, errorNumber: error)
         }
     }
 }

@@ -1,6 +1,7 @@
 // The real pipeline behind `dicom-etl run`: database (configured URL, or the embedded cluster in the
 // data dir), migrations, object store (configured URL, or a filesystem store in the data dir), the
 // processor and the series completion service; and the sandbox job the children serve.
+import CodedErrors
 import Catalog
 import Crypto
 import Foundation
@@ -10,10 +11,25 @@ import Sandbox
 import ServiceLifecycle
 
 /// Why the pipeline cannot be assembled. Carries no paths or secrets.
-public struct PipelineSetupError: Error, Sendable, Equatable, CustomStringConvertible, ReasonedError {
-    public let reason: String
-    public init(_ reason: String) { self.reason = reason }
-    public var description: String { "pipeline setup failed: \(reason)" }
+public struct PipelineSetupError: CodedError, Equatable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The pseudonym key file cannot be read or holds fewer than 32 bytes.
+        public static let keyFileUnreadableOrShort = Code(rawValue: "key_file_unreadable_or_short")
+        /// The de-identification profile cannot be read.
+        public static let profileUnreadable = Code(rawValue: "profile_unreadable")
+        /// The staging folder cannot be created or written.
+        public static let stagingUnwritable = Code(rawValue: "staging_unwritable")
+    }
+
+    /// The code; a routes file's refusal keeps that error's code (`routes_malformed`, …).
+    public let code: Code
+    public init(_ code: Code) { self.code = code }
+    /// The pipeline cannot start because `error` stopped one of its inputs; its code becomes this error's.
+    public init(_ error: some CodedError) { self.code = Code(rawValue: error.reason) }
+    public var description: String { "pipeline setup failed: \(code.rawValue)" }
 }
 
 /// `PipelineAssembly` of the ingestion daemon.
@@ -29,13 +45,13 @@ public enum IngestPipeline: PipelineAssembly {
         // Inputs the children load; checked here so a bad file stops the start, not every job.
         let routesFile = absolute(configuration.routesFile)
         let routes: SeriesRoutes
-        do { routes = try SeriesRoutes.load(path: routesFile) } catch let error as RoutesError { throw PipelineSetupError(error.reason) }
+        do { routes = try SeriesRoutes.load(path: routesFile) } catch let error as RoutesError { throw PipelineSetupError(error) }
         let keyFile = absolute(configuration.effectiveKeyFile)
         guard let keyBytes = FileManager.default.contents(atPath: keyFile), keyBytes.count >= 32 else {
-            throw PipelineSetupError("key_file_unreadable_or_short")
+            throw PipelineSetupError(.keyFileUnreadableOrShort)
         }
         let profileFile = absolute(configuration.profile)
-        guard FileManager.default.isReadableFile(atPath: profileFile) else { throw PipelineSetupError("profile_unreadable") }
+        guard FileManager.default.isReadableFile(atPath: profileFile) else { throw PipelineSetupError(.profileUnreadable) }
         let recipesDirectory = absolute(configuration.effectiveRecipesDirectory)
 
         // Database.
@@ -86,12 +102,12 @@ public enum IngestPipeline: PipelineAssembly {
             stagedObjectsKept = storeStaging != nil
             staging = storeStaging ?? (dataDirectory as NSString).appendingPathComponent("scratch/staging")
         } catch {
-            throw PipelineSetupError("staging_unwritable")
+            throw PipelineSetupError(.stagingUnwritable)
         }
         try? FileManager.default.removeItem(atPath: staging)
         try? FileManager.default.removeItem(atPath: (dataDirectory as NSString).appendingPathComponent("scratch"))
         do { try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true) } catch {
-            throw PipelineSetupError("staging_unwritable")
+            throw PipelineSetupError(.stagingUnwritable)
         }
         let processor = IngestProcessor(
             catalog: catalog, store: store, sandbox: context.sandbox,

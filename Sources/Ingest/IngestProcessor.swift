@@ -102,8 +102,8 @@ public struct IngestProcessor: BatchProcessor {
     ]
 
     /// Failures that are outages rather than the file's fault, by reason.
-    static let outageReasons: [String: String] = [
-        SandboxError.Code.spawnFailed.rawValue: "sandbox_unavailable", "scratch_unwritable": "disk_unavailable",
+    static let outageReasons: [String: PipelineOutage.Code] = [
+        SandboxError.Code.spawnFailed.rawValue: .sandboxUnavailable, PipelineFailure.Code.scratchUnwritable.rawValue: .diskUnavailable,
     ]
 
     // MARK: The batch
@@ -142,7 +142,7 @@ public struct IngestProcessor: BatchProcessor {
                 if let group = claim.group { isolated.append((group, item)) } else { work.append(item) }
             case .alreadyDone(let done):
                 outcomes[index] = .alreadyRecorded(done.state == .quarantined
-                    ? PipelineFailure(stage: .claim, reason: done.errorReason ?? "quarantined") : nil)
+                    ? done.errorReason.map { PipelineFailure(stage: .claim, reason: $0) } ?? PipelineFailure(stage: .claim, code: .quarantined) : nil)
             case .duplicate(let entry, _):
                 outcomes[index] = .duplicate
                 if entry.mayHaveStoredObjects { leftovers = true }
@@ -193,21 +193,21 @@ public struct IngestProcessor: BatchProcessor {
         var keys: [String]
         var alternateSOPInstanceUID: String?
         /// An outage met on this file (`sandbox_unavailable`, `disk_unavailable`, `store_unavailable`).
-        var outage: String?
+        var outage: PipelineOutage.Code?
     }
 
     /// Sandbox → store → durability → commit for claimed files (twice for conflicts kept apart by a new UID).
     private func catalogue(_ work: [Work]) async throws -> [ProcessingOutcome] {
         var prepared = try await prepare(work)
         if let outage = prepared.lazy.compactMap(\.outage).first {
-            await releaseAll(work, reason: outage)
-            throw PipelineOutage(reason: outage)
+            await releaseAll(work, reason: outage.rawValue)
+            throw PipelineOutage(outage)
         }
         let keys = prepared.flatMap(\.keys)
         do { try await timed(.store) { try await store.makeDurable(keys) } } catch {
             logger.warning("objects could not be made durable", metadata: LogRedaction.metadata(for: error))
-            await releaseAll(work, reason: "store_unavailable")
-            throw PipelineOutage(reason: "store_unavailable")
+            await releaseAll(work, reason: PipelineOutage.Code.storeUnavailable.rawValue)
+            throw PipelineOutage(.storeUnavailable)
         }
         Failpoint.hit(Failpoint.durable)
         var results = try await commit(prepared.map(\.update))
@@ -222,13 +222,13 @@ public struct IngestProcessor: BatchProcessor {
             }
             let redone = try await prepare(second)
             if let outage = redone.lazy.compactMap(\.outage).first {
-                await releaseAll(second, reason: outage)
-                throw PipelineOutage(reason: outage)
+                await releaseAll(second, reason: outage.rawValue)
+                throw PipelineOutage(outage)
             }
             do { try await timed(.store) { try await store.makeDurable(redone.flatMap(\.keys)) } } catch {
                 logger.warning("objects could not be made durable", metadata: LogRedaction.metadata(for: error))
-                await releaseAll(second, reason: "store_unavailable")
-                throw PipelineOutage(reason: "store_unavailable")
+                await releaseAll(second, reason: PipelineOutage.Code.storeUnavailable.rawValue)
+                throw PipelineOutage(.storeUnavailable)
             }
             let secondResults = try await commit(redone.map(\.update))
             await removeUnreferenced(again.flatMap { prepared[$0].keys })   // the first pass's, under the taken UID
@@ -322,7 +322,7 @@ public struct IngestProcessor: BatchProcessor {
                     continue
                 }
                 guard let instance = result.instance, result.objects.contains(where: { $0.role == .file }) else {
-                    prepared[index] = Self.prepared(item, forFailure: PipelineFailure(stage: .sandbox, reason: "bad_response"), maxAttempts: maxAttempts)
+                    prepared[index] = Self.prepared(item, forFailure: PipelineFailure(stage: .sandbox, code: .badResponse), maxAttempts: maxAttempts)
                     continue
                 }
                 if running >= storeConcurrency, let (done, value) = try await group.next() {
@@ -358,8 +358,8 @@ public struct IngestProcessor: BatchProcessor {
                 try await store.put(key, fileAt: object.path, sha256: object.sha256, contentType: object.role.contentType)
             } catch {
                 logger.warning("object store write failed", metadata: LogRedaction.metadata(for: error))
-                return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: "store_unavailable")), keys: keys,
-                                outage: "store_unavailable")
+                return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: PipelineOutage.Code.storeUnavailable.rawValue)),
+                                keys: keys, outage: .storeUnavailable)
             }
             keys.append(key)
             stored.objects.append(InstanceObject(role: object.role, recipe: object.recipe, stored: StoredObject(key: key, sha256: object.sha256, size: object.size)))
@@ -377,16 +377,16 @@ public struct IngestProcessor: BatchProcessor {
             // The daemon is stopping: the file is taken again at the next start, nothing counted.
             return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: error.reason)), keys: [])
         case .spawnFailed:
-            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: "sandbox_unavailable")), keys: [],
-                            outage: "sandbox_unavailable")
+            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: PipelineOutage.Code.sandboxUnavailable.rawValue)),
+                            keys: [], outage: .sandboxUnavailable)
         default:
-            return prepared(item, forFailure: PipelineFailure(stage: .sandbox, reason: error.reason), maxAttempts: maxAttempts)
+            return prepared(item, forFailure: PipelineFailure(stage: .sandbox, error: error), maxAttempts: maxAttempts)
         }
     }
 
     static func prepared(_ item: Work, forFailure failure: PipelineFailure, maxAttempts: Int) -> Prepared {
         if let outage = outageReasons[failure.reason] {
-            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: outage)), keys: [], outage: outage)
+            return Prepared(update: LedgerUpdate(ledgerID: item.entry.id, outcome: .release(reason: outage.rawValue)), keys: [], outage: outage)
         }
         let outcome: LedgerOutcome = retriedReasons.contains(failure.reason)
             ? .failedAttempt(stage: failure.stage.rawValue, reason: failure.reason, maxAttempts: maxAttempts)
@@ -447,7 +447,7 @@ public struct IngestProcessor: BatchProcessor {
             do {
                 return try await withTimeout(databaseDeadline) { try await catalog.withTransaction(body) }
             } catch is TimeoutExceeded {
-                throw PipelineOutage(reason: "database_unresponsive")
+                throw PipelineOutage(.databaseUnresponsive)
             } catch where DatabaseFault.of(error) == .conflict && conflicts < Self.conflictRetries {
                 // A deadlock or serialization failure with another replica's transaction (claims and commits of
                 // overlapping files, series or patients): the transaction was rolled back whole, so it runs again
@@ -468,12 +468,12 @@ public struct IngestProcessor: BatchProcessor {
     /// The pipeline's error for a failed transaction: an outage, or the statement's refusal.
     private static func databaseFailure(_ error: any Error, stage: PipelineStage, logger: Logger) throws -> Never {
         switch DatabaseFault.of(error) {
-        case .unavailable: throw PipelineOutage(reason: "database_unavailable")
-        case .conflict: throw PipelineOutage(reason: "database_conflict")
+        case .unavailable: throw PipelineOutage(.databaseUnavailable)
+        case .conflict: throw PipelineOutage(.databaseConflict)
         case .rejected:
             logger.warning("statement refused by the database", metadata: [
                 "stage": .string(stage.rawValue), "sqlstate": .string(DatabaseFault.sqlState(of: error) ?? (error as? CatalogError)?.code.rawValue ?? "none")])
-            throw PipelineFailure(stage: stage, reason: stage == .claim ? "claim_rejected" : "catalog_rejected")
+            throw PipelineFailure(stage: stage, code: stage == .claim ? .claimRejected : .catalogRejected)
         }
     }
 

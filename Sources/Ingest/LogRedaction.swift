@@ -1,4 +1,5 @@
 // What may appear in logs and reason files: path hashes, never paths or DICOM values.
+import CodedErrors
 import Crypto
 import Foundation
 import Logging
@@ -40,12 +41,9 @@ public enum LogRedaction {
         if let failure = error as? PipelineFailure {
             return ["stage": .string(failure.stage.rawValue), "reason": .string(failure.reason)]
         }
-        if let reasoned = error as? any ReasonedError {
-            return ["reason": .string(reasoned.reason)]
+        if let coded = error as? any CodedError {
+            return ["reason": .string(coded.reason)]
         }
         return ["error_type": .string(String(reflecting: type(of: error)))]
     }
 }
-
-extension ConfigurationError: ReasonedError {}
-extension PipelineFailure: ReasonedError {}

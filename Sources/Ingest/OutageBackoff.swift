@@ -3,16 +3,34 @@
 // pauses every worker for a delay that doubles with each consecutive outage (1 s … 30 s by default),
 // and the first file that goes through again ends the outage. `/readyz` reports not-ready meanwhile.
 // Nothing is counted against the files: they stay in the drop folder for the next rescan.
+import CodedErrors
 import Foundation
 import Sandbox
 
 /// A fault of the surroundings, not of the file (database or store unreachable, disk full): the file
 /// stays in the drop folder, no attempt is counted, and the pipeline backs off.
-public struct PipelineOutage: Error, Sendable, Hashable, CustomStringConvertible, ReasonedError {
-    /// Machine-readable: `database_unavailable`, `store_unavailable`, `disk_unavailable`, `sandbox_unavailable`.
-    public let reason: String
-    public init(reason: String) { self.reason = reason }
-    public var description: String { "outage: \(reason)" }
+public struct PipelineOutage: CodedError, Hashable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The database cannot be reached or cannot work now.
+        public static let databaseUnavailable = Code(rawValue: "database_unavailable")
+        /// Deadlocks or serialization failures kept coming.
+        public static let databaseConflict = Code(rawValue: "database_conflict")
+        /// A database call did not return within its deadline.
+        public static let databaseUnresponsive = Code(rawValue: "database_unresponsive")
+        /// The object store cannot be reached.
+        public static let storeUnavailable = Code(rawValue: "store_unavailable")
+        /// The scratch disk cannot be written.
+        public static let diskUnavailable = Code(rawValue: "disk_unavailable")
+        /// No sandbox child could be started.
+        public static let sandboxUnavailable = Code(rawValue: "sandbox_unavailable")
+    }
+
+    public let code: Code
+    public init(_ code: Code) { self.code = code }
+    public var description: String { "outage: \(code.rawValue)" }
 }
 
 /// The backoff as a value-type state machine over durations since an origin (testable without a clock).

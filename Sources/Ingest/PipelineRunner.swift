@@ -148,7 +148,7 @@ public struct PipelineRunner: Service, Sendable {
     private func dispose(_ body: () throws -> some Any) throws {
         do {
             _ = try metrics.measure(.dispose, body)
-        } catch let error as DisposalError where error.reason == "source_missing" {
+        } catch let error as DisposalError where error.code == .sourceMissing {
             logger.debug("source file already disposed of by another replica")
         }
     }

@@ -5,6 +5,7 @@
 // SHA-256 computed as it is written; the store then takes the file by rename. Typed failures (not DICOM,
 // truncated, burned-in annotation, …) come back inside the result with their stage; only a crash or a timeout
 // surfaces as a SandboxError.
+import CodedErrors
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -121,13 +122,17 @@ public enum ProcessJob {
     public static let handler: SandboxWorker.Handler = { payload in
         let request: ProcessRequest
         do { request = try decode(request: payload) } catch {
-            throw PipelineFailure(stage: .sandbox, reason: "bad_request")
+            throw PipelineFailure(stage: .sandbox, code: .badRequest)
         }
         return encode(run(request))
     }
 
-    static func failed(_ stage: PipelineStage, _ reason: String) -> ProcessResult {
-        ProcessResult(failure: PipelineFailure(stage: stage, reason: reason))
+    static func failed(_ stage: PipelineStage, _ error: some CodedError) -> ProcessResult {
+        ProcessResult(failure: PipelineFailure(stage: stage, error: error))
+    }
+
+    static func failed(_ stage: PipelineStage, _ code: PipelineFailure.Code) -> ProcessResult {
+        ProcessResult(failure: PipelineFailure(stage: stage, code: code))
     }
 
     /// Runs the job in this process (the child calls it; tests may too). A failed job leaves no staged file behind.
@@ -146,20 +151,20 @@ public enum ProcessJob {
     private static func produce(_ request: ProcessRequest) -> ProcessResult {
         let routes: SeriesRoutes
         do { routes = try ChildCache.shared.routes(path: request.routesFile) } catch let error as RoutesError {
-            return failed(.sandbox, error.reason)
+            return failed(.sandbox, error)
         } catch {
-            return failed(.sandbox, "routes_unreadable")
+            return failed(.sandbox, RoutesError(.unreadable))
         }
         let file: DicomFile
         do { file = try DicomFile.open(path: request.sourcePath) } catch let error as DicomError {
-            return failed(.parse, error.reason)
+            return failed(.parse, error)
         } catch {
-            return failed(.parse, "parse_error")
+            return failed(.parse, DicomError(.parseError))
         }
         let dataset = file.dataset
         guard let sop = nonEmpty(dataset.string(.sopInstanceUID)), let series = nonEmpty(dataset.string(.seriesInstanceUID)),
             let study = nonEmpty(dataset.string(.studyInstanceUID))
-        else { return failed(.parse, "missing_instance_uids") }
+        else { return failed(.parse, .missingInstanceUIDs) }
         let modality = nonEmpty(dataset.string(.modality))
         let bodyPart = nonEmpty(dataset.string(.bodyPartExamined))
         let taken = routes.routes(modality: modality, bodyPart: bodyPart)
@@ -167,14 +172,14 @@ public enum ProcessJob {
             modality: modality, bodyPart: bodyPart, transferSyntaxUID: file.transferSyntaxUID, routes: taken.map(\.name),
             hasPixelData: dataset.contains(.pixelData))
         guard let profileFile = request.profileFile else { return result }
-        guard result.hasPixelData else { return failed(.parse, "no_pixel_data") }
+        guard result.hasPixelData else { return failed(.parse, DicomError(.noPixelData)) }
 
         // De-identify in place.
         let deidentifier: Deidentifier
         do { deidentifier = try ChildCache.shared.deidentifier(profile: profileFile, keyFile: request.keyFile) } catch let error as DeidentificationError {
-            return failed(.deidentify, error.reason)
+            return failed(.deidentify, error)
         } catch {
-            return failed(.deidentify, "invalid_profile")
+            return failed(.deidentify, DeidentificationError(.invalidProfile))
         }
         let originals = OriginalIdentifiers(
             patientID: dataset.string(.patientID) ?? "", patientName: nonEmpty(dataset.string(.patientName)),
@@ -182,21 +187,21 @@ public enum ProcessJob {
             seriesUID: series, sopInstanceUID: sop)
         let deidentified: DeidentificationResult
         do { deidentified = try deidentifier.deidentify(file) } catch let error as DeidentificationError {
-            return failed(.deidentify, error.reason)
+            return failed(.deidentify, error)
         } catch let error as DicomError {
-            return failed(.deidentify, error.reason)
+            return failed(.deidentify, error)
         } catch {
-            return failed(.deidentify, "deidentify_error")
+            return failed(.deidentify, .deidentifyError)
         }
         guard var pseudoSOP = nonEmpty(dataset.string(.sopInstanceUID)), let pseudoSeries = nonEmpty(dataset.string(.seriesInstanceUID)),
             let pseudoStudy = nonEmpty(dataset.string(.studyInstanceUID)), let pseudoPatient = nonEmpty(dataset.string(.patientID))
-        else { return failed(.deidentify, "missing_pseudonyms") }
+        else { return failed(.deidentify, .missingPseudonyms) }
 
         let sopClass = nonEmpty(dataset.string(.sopClassUID))
         var conflicted: String?
         let ownSOP = pseudoSOP
         if let override = request.sopInstanceUIDOverride {
-            do { try dataset.set(.sopInstanceUID, string: override) } catch { return failed(.deidentify, "uid_override_failed") }
+            do { try dataset.set(.sopInstanceUID, string: override) } catch { return failed(.deidentify, .uidOverrideFailed) }
             conflicted = pseudoSOP
             pseudoSOP = override
         }
@@ -204,18 +209,18 @@ public enum ProcessJob {
         // Output objects, written once into the staging folder.
         func stage(_ role: ObjectRole, _ recipe: String?, _ bytes: [UInt8]) throws {
             let path = stagingPath(request.stagingPrefix, role, recipe)
-            guard writeFile(path, bytes, startWriteback: request.startWriteback) else { throw PipelineFailure(stage: .store, reason: "scratch_unwritable") }
+            guard writeFile(path, bytes, startWriteback: request.startWriteback) else { throw PipelineFailure(stage: .store, code: .scratchUnwritable) }
             result.objects.append(StagedObject(role: role, recipe: recipe, path: path, sha256: hex(SHA256.hash(data: bytes)), size: Int64(bytes.count)))
         }
         do {
             let path = stagingPath(request.stagingPrefix, .file, nil)
             try file.write(to: path, transferSyntax: deidentified.requiredTransferSyntax)
-            guard let digest = digestOfFile(path, startWriteback: request.startWriteback) else { return failed(.store, "scratch_unwritable") }
+            guard let digest = digestOfFile(path, startWriteback: request.startWriteback) else { return failed(.store, .scratchUnwritable) }
             result.objects.append(StagedObject(role: .file, recipe: nil, path: path, sha256: digest.sha256, size: digest.size))
         } catch let error as DicomError {
-            return failed(.deidentify, error.reason)
+            return failed(.deidentify, error)
         } catch {
-            return failed(.deidentify, "encode_failed")
+            return failed(.deidentify, DicomError(.encodeFailed))
         }
 
         // The content: the decoded pixel values and the identifying attributes, pseudonymous (the SOP Instance UID
@@ -242,18 +247,18 @@ public enum ProcessJob {
                 let normalizer = try ChildCache.shared.normalizer(recipe: recipeName, directory: request.recipesDirectory)
                 let tensors = try normalizer.normalize(
                     file, pixels: decoded, identifiers: ["sop_instance_uid": pseudoSOP, "series_uid": pseudoSeries])
-                guard let tensor = tensors.first else { return failed(.normalize, "no_frames") }
+                guard let tensor = tensors.first else { return failed(.normalize, .noFrames) }
                 try stage(.tensor, recipeName, NPYWriter.encode(tensor))
                 try stage(.sidecar, recipeName, Array(try tensor.metadata.sidecarJSON()))
                 try stage(.preview, recipeName, try PNGWriter.preview(tensor))
             } catch let failure as PipelineFailure {
                 return ProcessResult(failure: failure)
             } catch let error as NormalizationError {
-                return failed(.normalize, error.code.rawValue)
+                return failed(.normalize, error)
             } catch let error as DicomError {
-                return failed(.normalize, error.reason)
+                return failed(.normalize, error)
             } catch {
-                return failed(.normalize, "normalize_error")
+                return failed(.normalize, .normalizeError)
             }
         }
 
@@ -284,7 +289,7 @@ public enum ProcessJob {
         for await (_, result) in run([request], in: pool) {
             if case .failure(let error) = result {
                 if error.code == .shutDown { throw error }   // transient: the file is taken again after restart
-                return ProcessResult(failure: PipelineFailure(stage: .sandbox, reason: error.reason))
+                return ProcessResult(failure: PipelineFailure(stage: .sandbox, error: error))
             }
             return try result.get()
         }

@@ -1,12 +1,13 @@
 // Series routing: which series go to which model (etl/routes.yaml), and so which normalisation
 // recipes run on their instances and which inference jobs a complete series gets.
+import CodedErrors
 import Foundation
 import Yams
 
 /// Why a routes file cannot be used. Carries the route's position and the key, never file content.
-public struct RoutesError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct RoutesError: CodedError, Equatable {
     /// Machine-readable reason.
-    public struct Code: RawRepresentable, Hashable, Sendable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         /// The file cannot be read.
@@ -32,8 +33,6 @@ public struct RoutesError: Error, Sendable, Equatable, CustomStringConvertible {
         self.routeIndex = routeIndex
         self.key = key
     }
-
-    public var reason: String { code.rawValue }
 
     public var description: String {
         var text = "routes file rejected: \(code.rawValue)"

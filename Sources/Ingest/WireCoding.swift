@@ -2,6 +2,7 @@
 // job): little-endian integers, length-prefixed UTF-8 strings, a presence byte before optionals. Fields are
 // written and read in a fixed order by the two sides of the same binary; a short or malformed buffer reads
 // as an error, never a crash.
+import CodedErrors
 import Foundation
 
 /// Appends values to a byte buffer.
@@ -51,7 +52,18 @@ struct WireWriter {
 
 /// Reads values written by `WireWriter`, in the same order.
 struct WireReader {
-    struct Malformed: Error {}
+    /// The bytes end early or hold a value out of range.
+    struct Malformed: CodedError {
+        struct Code: ErrorCode {
+            let rawValue: String
+            init(rawValue: String) { self.rawValue = rawValue }
+            /// Not what `WireWriter` wrote.
+            static let malformedWire = Code(rawValue: "malformed_wire")
+        }
+
+        let code = Code.malformedWire
+        var description: String { "malformed wire bytes" }
+    }
 
     private let bytes: [UInt8]
     private var offset = 0

@@ -1,20 +1,23 @@
 // NPY: NumPy's `.npy` format, the one codec of the project. Recipes write their tensors with it, the worker reads
 // its inputs, the export copies the element bytes into TFRecords and the archive server stacks a series' tensors.
 // Versions 1.0–3.0 are read, 1.0 is written; C order and little endian only.
+import CodedErrors
 
 /// Why bytes are not an array this codec reads.
-public struct NPYError: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Code: String, Sendable {
+public struct NPYError: CodedError, Hashable {
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
         /// No `.npy` magic, an unknown version or a header that cannot be read.
-        case notNPY = "not_npy"
+        public static let notNPY = Code(rawValue: "not_npy")
         /// Fortran order: every reader here expects C order.
-        case fortranOrder = "fortran_order"
+        public static let fortranOrder = Code(rawValue: "fortran_order")
         /// An element type other than float32/64, (u)int8, int16 and uint16 in little endian.
-        case unsupportedDType = "unsupported_dtype"
+        public static let unsupportedDType = Code(rawValue: "unsupported_dtype")
         /// The element bytes do not match the shape (a truncated or overlong file).
-        case sizeMismatch = "size_mismatch"
+        public static let sizeMismatch = Code(rawValue: "size_mismatch")
         /// Arrays stacked together differ in element type or shape.
-        case shapesDiffer = "shapes_differ"
+        public static let shapesDiffer = Code(rawValue: "shapes_differ")
     }
 
     public let code: Code

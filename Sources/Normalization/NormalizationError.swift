@@ -1,10 +1,11 @@
 // NormalizationError: the one error type of the Normalization target. Descriptions are generic on
 // purpose: no patient data, no file paths, no UIDs.
+import CodedErrors
 
 /// An error raised while loading a recipe, normalising pixels, assembling a volume or writing output.
-public struct NormalizationError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct NormalizationError: CodedError, Equatable {
     /// Machine-readable reason.
-    public struct Code: RawRepresentable, Hashable, Sendable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
 
@@ -29,7 +30,6 @@ public struct NormalizationError: Error, Sendable, Equatable, CustomStringConver
         self.detail = detail
     }
 
-    public var reason: String { code.rawValue }
     public var description: String {
         detail.isEmpty ? "normalization error: \(code.rawValue)" : "normalization error: \(code.rawValue) (\(detail))"
     }

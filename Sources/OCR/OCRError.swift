@@ -1,9 +1,10 @@
 // Typed errors of text recognition: a machine-readable code and a generic text; never image content.
+import CodedErrors
 
 /// An error of the OCR target. `reason` is machine-readable (e.g. "engine_unavailable").
-public struct OCRError: Error, Sendable, CustomStringConvertible, Hashable {
+public struct OCRError: CodedError, Hashable {
     /// A machine-readable reason.
-    public struct Code: RawRepresentable, Sendable, Hashable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         /// The language data could not be loaded (tesseract-ocr-eng missing, or TESSDATA_PREFIX wrong).
@@ -17,6 +18,5 @@ public struct OCRError: Error, Sendable, CustomStringConvertible, Hashable {
 
     public let code: Code
     public init(_ code: Code) { self.code = code }
-    public var reason: String { code.rawValue }
     public var description: String { "text recognition failed: \(code.rawValue)" }
 }

@@ -1,5 +1,6 @@
 // ObjectStore: the storage protocol the pipeline writes de-identified files, tensors and previews through,
 // its error type and the key rules every store enforces.
+import CodedErrors
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,33 +87,32 @@ extension ObjectStore {
 
 /// An error of an object store. Its text names only the reason and status, never a key (keys derive
 /// from pseudonyms, but paths and keys stay out of error texts on principle).
-public struct ObjectStoreError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct ObjectStoreError: CodedError, Hashable {
     /// A machine-readable reason.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
+    public struct Code: ErrorCode {
         public let rawValue: String
-        init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
+        public init(rawValue: String) { self.rawValue = rawValue }
 
         /// The key breaks the key rules.
-        public static let invalidKey = Code("invalid_key")
+        public static let invalidKey = Code(rawValue: "invalid_key")
         /// No object under that key.
-        public static let notFound = Code("not_found")
+        public static let notFound = Code(rawValue: "not_found")
         /// The bucket does not exist.
-        public static let bucketNotFound = Code("bucket_not_found")
+        public static let bucketNotFound = Code(rawValue: "bucket_not_found")
         /// The credentials were refused (403: wrong secret, unknown key, no permission).
-        public static let accessDenied = Code("access_denied")
+        public static let accessDenied = Code(rawValue: "access_denied")
         /// The data does not match the SHA-256 given (or the server rejected the payload hash).
-        public static let checksumMismatch = Code("checksum_mismatch")
+        public static let checksumMismatch = Code(rawValue: "checksum_mismatch")
         /// The storage URL could not be parsed.
-        public static let invalidStorageURL = Code("invalid_storage_url")
+        public static let invalidStorageURL = Code(rawValue: "invalid_storage_url")
         /// No credentials were found for S3.
-        public static let missingCredentials = Code("missing_credentials")
+        public static let missingCredentials = Code(rawValue: "missing_credentials")
         /// The server answered with an unexpected status; see `httpStatus` and `serverCode`.
-        public static let requestFailed = Code("request_failed")
+        public static let requestFailed = Code(rawValue: "request_failed")
         /// The server could not be reached or kept failing (5xx) after every retry.
-        public static let unavailable = Code("unavailable")
+        public static let unavailable = Code(rawValue: "unavailable")
         /// A filesystem operation failed; see `errno`.
-        public static let io = Code("io")
+        public static let io = Code(rawValue: "io")
     }
 
     public var code: Code

@@ -9,9 +9,9 @@ import NIOSSL
 
 extension ObjectStoreError.Code {
     /// The `ca_bundle` file could not be read as PEM certificates, or was given for an `http://` endpoint.
-    public static let invalidCABundle = ObjectStoreError.Code("invalid_ca_bundle")
+    public static let invalidCABundle = ObjectStoreError.Code(rawValue: "invalid_ca_bundle")
     /// The TLS handshake failed: the server's certificate is not trusted or does not name the host.
-    public static let tlsHandshakeFailed = ObjectStoreError.Code("tls_handshake_failed")
+    public static let tlsHandshakeFailed = ObjectStoreError.Code(rawValue: "tls_handshake_failed")
 }
 
 /// The HTTP clients of HTTPS endpoints, one per trust configuration, kept for the life of the process

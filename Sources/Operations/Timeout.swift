@@ -4,10 +4,20 @@
 // at once with `TimeoutExceeded`, and the task is cancelled and left to end on its own, so one stuck request
 // cannot hold a file, a pipeline slot or a probe for good. (A task group would wait for the stuck child.)
 // The call does not follow its caller's cancellation: a commit once sent ends, or times out, on its own terms.
+import CodedErrors
 import Synchronization
 
 /// A call did not return within its time limit.
-public struct TimeoutExceeded: Error, Sendable, Hashable, CustomStringConvertible {
+public struct TimeoutExceeded: CodedError, Hashable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The call did not return within its limit.
+        public static let timeoutExceeded = Code(rawValue: "timeout_exceeded")
+    }
+
+    public let code = Code.timeoutExceeded
     public init() {}
     public var description: String { "timeout exceeded" }
 }

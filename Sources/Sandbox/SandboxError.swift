@@ -1,15 +1,10 @@
-// Why a sandboxed job failed, and the one protocol every error of the pipeline with a machine-readable
-// reason conforms to (the child reports such a reason back over the pipe).
-
-/// An error with a machine-readable reason that carries no patient data (e.g. `not_dicom`).
-public protocol ReasonedError: Error {
-    var reason: String { get }
-}
+// Why a sandboxed job failed. A job's handler reports a `CodedError`'s reason back over the pipe.
+import CodedErrors
 
 /// Why a sandboxed job failed.
-public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible, ReasonedError {
+public struct SandboxError: CodedError, Hashable {
     /// Machine-readable reason.
-    public struct Code: RawRepresentable, Hashable, Sendable {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
         /// The child died (signal or exit) while running the job.

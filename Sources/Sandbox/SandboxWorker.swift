@@ -5,10 +5,11 @@
 import Glibc
 #endif
 import CLinux
+import CodedErrors
 
 /// Serves sandbox jobs in a child process.
 public enum SandboxWorker {
-    /// A job's handler: input bytes to output bytes. A thrown `ReasonedError` reports its reason.
+    /// A job's handler: input bytes to output bytes. A thrown `CodedError` reports its reason.
     public typealias Handler = @Sendable ([UInt8]) throws -> [UInt8]
 
     /// A child runs one job after another with much the same working set (a decoded image and its Float copies,
@@ -45,7 +46,7 @@ public enum SandboxWorker {
                 if let handler {
                     do {
                         frame = Framing.response(index: index, ok: true, body: try handler(payload))
-                    } catch let error as any ReasonedError {
+                    } catch let error as any CodedError {
                         frame = Framing.response(index: index, ok: false, body: Array(error.reason.utf8))
                     } catch {
                         frame = Framing.response(index: index, ok: false, body: Array("job_failed".utf8))

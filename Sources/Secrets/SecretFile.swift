@@ -3,6 +3,7 @@
 // the wrong mode stops the start instead of leaking quietly. The rule is libpq's for `sslkey`, plus an
 // owner check: owned by the running user with mode 0600 or stricter, or owned by root with mode 0640 or
 // stricter (a Kubernetes Secret volume with `fsGroup`, a file provisioned by an administrator).
+import CodedErrors
 #if canImport(Glibc)
 import Glibc
 private let systemRead = Glibc.read
@@ -12,12 +13,11 @@ private let systemRead = Darwin.read
 #endif
 
 /// Why a secret file was refused. The text names the setting and the path, never the file's contents.
-public struct SecretFileError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct SecretFileError: CodedError, Hashable {
     /// A machine-readable reason.
-    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: ErrorCode {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
 
         /// The file does not exist, is not a regular file, or cannot be opened by the running user.
         public static let unreadable = Code(rawValue: "secret_file_unreadable")
@@ -49,9 +49,6 @@ public struct SecretFileError: Error, Sendable, Hashable, CustomStringConvertibl
         self.mode = mode
         self.runningUser = runningUser
     }
-
-    /// The machine-readable reason, e.g. `secret_file_group_or_others_access`.
-    public var reason: String { code.rawValue }
 
     public var description: String {
         let file = "secret file \(setting) (\(path))"

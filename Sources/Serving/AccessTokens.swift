@@ -1,6 +1,7 @@
 // AccessTokens: bearer tokens mapped to roles. The tokens file holds only SHA-256 hashes, one token a line:
 //   sha256:<64 hex digits> <role> <name>
 // `#` starts a comment. A token is 32 random bytes, base64url: `dicom-etl token` makes one and prints its line.
+import CodedErrors
 import Crypto
 import Foundation
 
@@ -29,17 +30,31 @@ public struct Principal: Sendable, Hashable {
 }
 
 /// Why the tokens file was refused. Names the line, never its content.
-public struct AccessTokensError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// `unreadable`, `malformed_line`, `unknown_role`, `duplicate_token`.
-    public let reason: String
+public struct AccessTokensError: CodedError, Hashable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// The file cannot be read.
+        public static let unreadable = Code(rawValue: "unreadable")
+        /// A line is not `sha256:<64 hex digits> <role> <name>`.
+        public static let malformedLine = Code(rawValue: "malformed_line")
+        /// A line names a role that does not exist.
+        public static let unknownRole = Code(rawValue: "unknown_role")
+        /// Two lines hold the same token hash.
+        public static let duplicateToken = Code(rawValue: "duplicate_token")
+    }
+
+    public let code: Code
+    /// The offending line (1-based), when the fault is in one.
     public let line: Int?
 
-    init(_ reason: String, line: Int? = nil) {
-        self.reason = reason
+    init(_ code: Code, line: Int? = nil) {
+        self.code = code
         self.line = line
     }
 
-    public var description: String { "tokens file refused: \(reason)" + (line.map { " (line \($0))" } ?? "") }
+    public var description: String { "tokens file refused: \(code.rawValue)" + (line.map { " (line \($0))" } ?? "") }
 }
 
 /// The configured tokens, by hash.
@@ -61,11 +76,11 @@ public struct AccessTokens: Sendable {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
             if fields.isEmpty { continue }
-            guard fields.count == 3, fields[0].hasPrefix("sha256:") else { throw AccessTokensError("malformed_line", line: index + 1) }
+            guard fields.count == 3, fields[0].hasPrefix("sha256:") else { throw AccessTokensError(.malformedLine, line: index + 1) }
             let hash = fields[0].dropFirst("sha256:".count).lowercased()
-            guard hash.count == 64, hash.allSatisfy(\.isHexDigit) else { throw AccessTokensError("malformed_line", line: index + 1) }
-            guard let role = Role(rawValue: String(fields[1])) else { throw AccessTokensError("unknown_role", line: index + 1) }
-            guard principals[hash] == nil else { throw AccessTokensError("duplicate_token", line: index + 1) }
+            guard hash.count == 64, hash.allSatisfy(\.isHexDigit) else { throw AccessTokensError(.malformedLine, line: index + 1) }
+            guard let role = Role(rawValue: String(fields[1])) else { throw AccessTokensError(.unknownRole, line: index + 1) }
+            guard principals[hash] == nil else { throw AccessTokensError(.duplicateToken, line: index + 1) }
             principals[hash] = Principal(name: String(fields[2]), role: role)
         }
         self.principals = principals
@@ -73,7 +88,7 @@ public struct AccessTokens: Sendable {
 
     /// Reads a tokens file.
     public init(contentsOfFile path: String) throws(AccessTokensError) {
-        guard let data = FileManager.default.contents(atPath: path) else { throw AccessTokensError("unreadable") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw AccessTokensError(.unreadable) }
         try self.init(parsing: String(decoding: data, as: UTF8.self))
     }
 

@@ -2,6 +2,7 @@
 // groups, each a `ServerRoutes` value that adds its routes to the shared router: DICOMweb (QIDO-RS, WADO-RS,
 // tensors), results (JSON, FHIR R4), the results page and the audit. Another group (STOW-RS) is one more value
 // in `routes`: it gets the same authentication, error shape and CORS.
+import CodedErrors
 import Catalog
 import Foundation
 import Hummingbird
@@ -98,7 +99,7 @@ public final class ArchiveServer: Service, Sendable {
             let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
             server = try .tls(.http1(), tlsConfiguration: tls)
         default:
-            throw ServingSetupError("tls_needs_certificate_and_key")
+            throw ServingSetupError(.tlsNeedsCertificateAndKey)
         }
         let bound = self.bound
         var logger = services.logger
@@ -130,10 +131,18 @@ public final class ArchiveServer: Service, Sendable {
 }
 
 /// Why the server cannot start. Names settings, never their values.
-public struct ServingSetupError: Error, Sendable, Hashable, CustomStringConvertible {
-    public let reason: String
-    public init(_ reason: String) { self.reason = reason }
-    public var description: String { "serving setup failed: \(reason)" }
+public struct ServingSetupError: CodedError, Hashable {
+    /// Machine-readable reason.
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        /// TLS was asked for with a certificate but no key, or a key but no certificate.
+        public static let tlsNeedsCertificateAndKey = Code(rawValue: "tls_needs_certificate_and_key")
+    }
+
+    public let code: Code
+    public init(_ code: Code) { self.code = code }
+    public var description: String { "serving setup failed: \(code.rawValue)" }
 }
 
 /// The bound port, awaited by tests and by the daemon's log line.

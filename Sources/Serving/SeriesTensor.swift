@@ -15,7 +15,7 @@ enum SeriesTensor {
             case .fortranOrder: throw .unprocessable("tensor_fortran_order")
             case .shapesDiffer: throw .unprocessable("tensor_shapes_differ")
             case .unsupportedDType: throw .unprocessable("tensor_unsupported_dtype")
-            case .notNPY, .sizeMismatch: throw .unprocessable("tensor_not_npy")
+            default: throw .unprocessable("tensor_not_npy")   // not_npy, size_mismatch
             }
         }
     }

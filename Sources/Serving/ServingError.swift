@@ -2,26 +2,30 @@
 //   {"error": {"status": 403, "code": "role_not_allowed", "message": "…"}}
 // The code is machine-readable snake_case; the message is generic and never carries request values, patient
 // data, UIDs or object keys.
+import CodedErrors
 import Foundation
 import Hummingbird
 
 /// An error answered to an HTTP client.
-public struct ServingError: Error, Sendable, Hashable, CustomStringConvertible {
-    private enum Code: String, Sendable, Hashable {
-        case missingToken = "missing_token"
-        case unknownToken = "unknown_token"
-        case roleNotAllowed = "role_not_allowed"
-        case badRequest = "bad_request"
-        case notFound = "not_found"
-        case notAcceptable = "not_acceptable"
-        case payloadTooLarge = "payload_too_large"
-        case unsupportedMediaType = "unsupported_media_type"
-        case unprocessable = "unprocessable"
-        case unavailable = "unavailable"
-        case `internal` = "internal"
+public struct ServingError: CodedError, Hashable {
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let missingToken = Code(rawValue: "missing_token")
+        public static let unknownToken = Code(rawValue: "unknown_token")
+        public static let roleNotAllowed = Code(rawValue: "role_not_allowed")
+        public static let badRequest = Code(rawValue: "bad_request")
+        public static let notFound = Code(rawValue: "not_found")
+        public static let notAcceptable = Code(rawValue: "not_acceptable")
+        public static let payloadTooLarge = Code(rawValue: "payload_too_large")
+        public static let unsupportedMediaType = Code(rawValue: "unsupported_media_type")
+        public static let unprocessable = Code(rawValue: "unprocessable")
+        public static let unavailable = Code(rawValue: "unavailable")
+        public static let `internal` = Code(rawValue: "internal")
     }
 
-    private let code: Code
+    /// The machine-readable code.
+    public let code: Code
     /// What was wrong, for `bad_request` and `unprocessable`: a parameter name or a reason code, never a value.
     public let detail: String?
 
@@ -54,9 +58,6 @@ public struct ServingError: Error, Sendable, Hashable, CustomStringConvertible {
     /// `reason` is a machine-readable code.
     public static func unprocessable(_ reason: String) -> ServingError { ServingError(.unprocessable, detail: reason) }
 
-    /// The machine-readable code, e.g. `role_not_allowed`.
-    public var reason: String { code.rawValue }
-
     /// The HTTP status.
     public var status: HTTPResponse.Status {
         switch code {
@@ -69,7 +70,7 @@ public struct ServingError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unsupportedMediaType: .unsupportedMediaType
         case .unprocessable: .unprocessableContent
         case .unavailable: .serviceUnavailable
-        case .internal: .internalServerError
+        default: .internalServerError
         }
     }
 
@@ -86,7 +87,7 @@ public struct ServingError: Error, Sendable, Hashable, CustomStringConvertible {
         case .unsupportedMediaType: "the request body's media type is not supported"
         case .unprocessable: "the object cannot be served in this form" + (detail.map { " (\($0))" } ?? "")
         case .unavailable: "the archive is unavailable; retry later"
-        case .internal: "internal error"
+        default: "internal error"
         }
     }
 

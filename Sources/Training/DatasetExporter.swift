@@ -3,6 +3,7 @@
 // manifest.csv and a dataset_metadata.json. Deterministic (same selection and key → same bytes) and resumable:
 // each shard is written under a `.part` name and renamed, and `.export-state.json` remembers the finished shards
 // of this selection, which a re-run keeps instead of rewriting.
+import CodedErrors
 import Catalog
 import Crypto
 import Foundation
@@ -10,21 +11,23 @@ import NPY
 import ObjectStorage
 
 /// Why an export failed: a machine-readable code; never a key, path or identifier in the text.
-public struct ExportError: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Code: String, Sendable {
-        case invalidArgument = "invalid_argument"
+public struct ExportError: CodedError, Hashable {
+    public struct Code: ErrorCode {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let invalidArgument = Code(rawValue: "invalid_argument")
         /// A tensor the catalogue names is not in the object store.
-        case tensorNotFound = "tensor_not_found"
+        public static let tensorNotFound = Code(rawValue: "tensor_not_found")
         /// A stored tensor's SHA-256 differs from the catalogue's.
-        case tensorChecksumMismatch = "tensor_checksum_mismatch"
+        public static let tensorChecksumMismatch = Code(rawValue: "tensor_checksum_mismatch")
         /// A stored tensor is not a C-order little-endian `.npy` array.
-        case unreadableTensor = "unreadable_tensor"
+        public static let unreadableTensor = Code(rawValue: "unreadable_tensor")
         /// A tensor's sidecar is missing or is not the sidecar JSON.
-        case unreadableSidecar = "unreadable_sidecar"
+        public static let unreadableSidecar = Code(rawValue: "unreadable_sidecar")
         /// The output folder could not be written.
-        case outputUnwritable = "output_unwritable"
+        public static let outputUnwritable = Code(rawValue: "output_unwritable")
         /// The object store failed.
-        case storeFailed = "store_failed"
+        public static let storeFailed = Code(rawValue: "store_failed")
     }
 
     public let code: Code

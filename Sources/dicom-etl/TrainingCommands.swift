@@ -1,6 +1,7 @@
 // The training loop's commands: `export` (TFRecord shards of catalogued tensors, split by patient), `labels
 // import` (radiologists' labels by accession number or original study UID, resolved through the vault) and
 // `models register|shadow|promote|unshadow|compare|list` (the model registry the workers follow without a restart).
+import CodedErrors
 import ArgumentParser
 import Catalog
 import Crypto
@@ -46,9 +47,55 @@ func printJSON(_ object: [String: Any]) throws {
 }
 
 /// A failure the command reports with a machine-readable reason (no patient data) and exit code 1.
-struct CommandFailure: Error, CustomStringConvertible {
-    let reason: String
-    var description: String { reason }
+struct CommandFailure: CodedError {
+    /// Machine-readable reason.
+    struct Code: ErrorCode {
+        let rawValue: String
+        init(rawValue: String) { self.rawValue = rawValue }
+        /// The labels file cannot be read.
+        static let unreadableFile = Code(rawValue: "unreadable_file")
+        /// The labels file has no `label` column.
+        static let missingLabelColumn = Code(rawValue: "missing_label_column")
+        /// The labels file has neither an `accession_number` nor a `study_uid` column.
+        static let missingKeyColumn = Code(rawValue: "missing_key_column")
+        /// The model's files could not be loaded (see `detail`).
+        static let modelUnloadable = Code(rawValue: "model_unloadable")
+        /// The model's recipe is not in the recipes folder.
+        static let recipeNotFound = Code(rawValue: "recipe_not_found")
+        /// The recipe differs from the one the model was trained with.
+        static let recipeHashMismatch = Code(rawValue: "recipe_hash_mismatch")
+        /// The model's reference inputs or outputs cannot be read.
+        static let referenceFilesUnreadable = Code(rawValue: "reference_files_unreadable")
+        /// The reference inputs or outputs do not have the model's shapes.
+        static let referenceShapeMismatch = Code(rawValue: "reference_shape_mismatch")
+        /// The model's outputs on the reference inputs differ from the recorded ones (see `detail`).
+        static let referenceOutputsDiffer = Code(rawValue: "reference_outputs_differ")
+        /// The version is registered with other weights.
+        static let versionExistsWithOtherWeights = Code(rawValue: "version_exists_with_other_weights")
+        /// The model has no served version.
+        static let noServedVersion = Code(rawValue: "no_served_version")
+        /// The model has no shadow version to compare.
+        static let noShadowToCompare = Code(rawValue: "no_shadow_to_compare")
+        /// The version is not registered, or the change is not allowed in its state.
+        static let notRegisteredOrNotAllowed = Code(rawValue: "not_registered_or_not_allowed")
+        /// The shadow version's recipe differs from the served version's.
+        static let shadowRecipeDiffers = Code(rawValue: "shadow_recipe_differs")
+    }
+
+    let code: Code
+    /// A safe detail after the code: an engine's code, a difference in probabilities.
+    let detail: String?
+
+    init(_ code: Code, detail: String? = nil) {
+        self.code = code
+        self.detail = detail
+    }
+
+    /// The exit message: the code, then the detail or the columns a labels file needs.
+    var description: String {
+        if code == .missingKeyColumn { return "\(code.rawValue) (accession_number or study_uid)" }
+        return code.rawValue + (detail.map { ": \($0)" } ?? "")
+    }
 }
 
 // MARK: - export
@@ -152,12 +199,12 @@ struct Labels: AsyncParsableCommand {
         @Argument(help: "The CSV file.") var file: String
 
         func run() async throws {
-            guard let data = FileManager.default.contents(atPath: file) else { throw CommandFailure(reason: "unreadable_file") }
+            guard let data = FileManager.default.contents(atPath: file) else { throw CommandFailure(.unreadableFile) }
             let table = CSV.parse(String(decoding: data, as: UTF8.self))
             guard let header = table.first?.map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }),
-                  let labelColumn = header.firstIndex(of: "label") else { throw CommandFailure(reason: "missing_label_column") }
+                  let labelColumn = header.firstIndex(of: "label") else { throw CommandFailure(.missingLabelColumn) }
             let keyColumn = header.firstIndex(of: "accession_number") ?? header.firstIndex(of: "study_uid")
-            guard let keyColumn else { throw CommandFailure(reason: "missing_key_column (accession_number or study_uid)") }
+            guard let keyColumn else { throw CommandFailure(.missingKeyColumn) }
             let byAccession = header[keyColumn] == "accession_number"
             var entries: [(line: Int, entry: LabelEntry)] = []
             var problems: [String] = []
@@ -266,13 +313,13 @@ struct Models: AsyncParsableCommand {
         func run() async throws {
             let folder = URL(fileURLWithPath: directory)
             let model: InferenceModel
-            do { model = try InferenceModel.load(directory: folder) } catch { throw CommandFailure(reason: "model_unloadable: \(error.code.rawValue)") }
+            do { model = try InferenceModel.load(directory: folder) } catch { throw CommandFailure(.modelUnloadable, detail: error.code.rawValue) }
             let m = model.metadata
             let recipe: Recipe
             do { recipe = try Recipe.load(name: m.input.recipe, directory: recipesDirectory ?? Recipe.defaultDirectory) } catch {
-                throw CommandFailure(reason: "recipe_not_found")
+                throw CommandFailure(.recipeNotFound)
             }
-            if let hash = m.input.recipeHash, hash != recipe.contentHash { throw CommandFailure(reason: "recipe_hash_mismatch") }
+            if let hash = m.input.recipeHash, hash != recipe.contentHash { throw CommandFailure(.recipeHashMismatch) }
             if m.input.recipeHash == nil {
                 FileHandle.standardError.write(Data("warning: the metadata records no recipe_hash; the recipe cannot be checked\n".utf8))
             }
@@ -280,10 +327,10 @@ struct Models: AsyncParsableCommand {
             do {
                 inputs = try NpyArray(contentsOf: folder.appendingPathComponent("reference_inputs.npy"))
                 outputs = try NpyArray(contentsOf: folder.appendingPathComponent("reference_outputs.npy"))
-            } catch { throw CommandFailure(reason: "reference_files_unreadable") }
+            } catch { throw CommandFailure(.referenceFilesUnreadable) }
             let count = inputs.shape.first ?? 0
             guard count > 0, inputs.values.count == count * model.inputSize, outputs.values.count == count * (m.output.units) else {
-                throw CommandFailure(reason: "reference_shape_mismatch")
+                throw CommandFailure(.referenceShapeMismatch)
             }
             let predicted = try model.predict(batch: inputs.values, count: count)
             let positive = m.classes.firstIndex(of: m.positiveClass) ?? 0
@@ -292,7 +339,7 @@ struct Models: AsyncParsableCommand {
                 let got: [Float] = m.output.units == 1 ? [predicted[i][positive]] : predicted[i]
                 for (u, p) in got.enumerated() { worst = max(worst, Double(abs(p - outputs.values[i * m.output.units + u]))) }
             }
-            guard worst <= tolerance else { throw CommandFailure(reason: "reference_outputs_differ: max |Δp| \(worst)") }
+            guard worst <= tolerance else { throw CommandFailure(.referenceOutputsDiffer, detail: "max |Δp| \(worst)") }
 
             let store = try services.store()
             let weights = try Data(contentsOf: folder.appendingPathComponent(InferenceModel.weightsFileName))
@@ -301,7 +348,7 @@ struct Models: AsyncParsableCommand {
             let weightsSHA = weights.sha256Hex
             if let existing = try await store.head(prefix + InferenceModel.weightsFileName) {
                 let stored = try await store.get(existing.key)
-                guard stored.sha256Hex == weightsSHA else { throw CommandFailure(reason: "version_exists_with_other_weights") }
+                guard stored.sha256Hex == weightsSHA else { throw CommandFailure(.versionExistsWithOtherWeights) }
             } else {
                 try await store.put(prefix + InferenceModel.weightsFileName, data: weights, contentType: "application/octet-stream")
             }
@@ -337,7 +384,7 @@ struct Models: AsyncParsableCommand {
         func run() async throws {
             let serving = try await Models.change(services) { t in
                 let served = try await t.serving(name)
-                guard served != nil else { throw CommandFailure(reason: "no_served_version") }
+                guard served != nil else { throw CommandFailure(.noServedVersion) }
                 try await Models.checkShadowInput(t, name: name, version: version)
                 return try await t.setServing(ModelRef(name: name, version: version), asShadow: true)
             }
@@ -393,7 +440,7 @@ struct Models: AsyncParsableCommand {
                 try await Catalog(client: client, logger: logger).withTransaction { t -> ModelComparison in
                     let serving = try await t.serving(name)
                     guard let servedVersion = served ?? serving?.servedVersion, let shadowVersion = shadow ?? serving?.shadowVersion else {
-                        throw CommandFailure(reason: "no_shadow_to_compare")
+                        throw CommandFailure(.noShadowToCompare)
                     }
                     let classes = try await t.modelVersions(name).first { $0.model.version == servedVersion }?.classes ?? []
                     let positive = positiveClass ?? classes.last
@@ -440,17 +487,17 @@ struct Models: AsyncParsableCommand {
                 try await Catalog(client: client, logger: logger).withTransaction(body)
             }
         } catch let error as CatalogError where error.code == .invalidArgument {
-            throw CommandFailure(reason: "not_registered_or_not_allowed")
+            throw CommandFailure(.notRegisteredOrNotAllowed)
         }
     }
 
     /// A shadow (or a promoted version) reads the served version's tensors: both must name the same input recipe.
     static func checkShadowInput(_ t: CatalogTransaction, name: String, version: String? = nil, recipe: String? = nil) async throws {
-        guard let serving = try await t.serving(name) else { throw CommandFailure(reason: "no_served_version") }
+        guard let serving = try await t.serving(name) else { throw CommandFailure(.noServedVersion) }
         var recipes: [String: String] = [:]
         for v in try await t.modelVersions(name) { recipes[v.model.version] = v.inputRecipe }
         let shadowRecipe = recipe ?? version.flatMap { recipes[$0] }
-        guard let shadowRecipe, shadowRecipe == recipes[serving.servedVersion] else { throw CommandFailure(reason: "shadow_recipe_differs") }
+        guard let shadowRecipe, shadowRecipe == recipes[serving.servedVersion] else { throw CommandFailure(.shadowRecipeDiffers) }
     }
 
     static func describe(_ s: ModelServing?) -> Any {

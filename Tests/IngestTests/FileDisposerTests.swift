@@ -2,8 +2,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DICOM
 import Foundation
 @testable import Ingest
+import Sandbox
 import Testing
 
 @Suite struct FileDisposerTests {
@@ -38,7 +40,7 @@ import Testing
         let disposer = FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move, now: { fixed })
         let path = try folder.write("Doe^Jane/series/IM7", bytes: Array(repeating: 9, count: 10))
         let file = makeFile(path, root: folder.path, size: 10)
-        let failure = PipelineFailure(stage: .parse, reason: "not_dicom")
+        let failure = PipelineFailure(stage: .parse, error: DicomError(.notDICOM))
         let destination = try disposer.quarantine(file, failure: failure)
         #expect(destination == folder.path + "/quarantine/Doe^Jane/series/IM7")
         #expect(!folder.exists("Doe^Jane/series/IM7"))
@@ -50,11 +52,23 @@ import Testing
         #expect(!text.contains("IM7"))
         // Same name again: a free name, its own reason file, the first untouched.
         let again = try folder.write("Doe^Jane/series/IM7")
-        let second = try disposer.quarantine(makeFile(again, root: folder.path), failure: PipelineFailure(stage: .sandbox, reason: "process_crashed"))
+        let second = try disposer.quarantine(makeFile(again, root: folder.path), failure: PipelineFailure(stage: .sandbox, error: SandboxError(.processCrashed)))
         #expect(second == folder.path + "/quarantine/Doe^Jane/series/IM7.1")
         #expect(folder.exists("quarantine/Doe^Jane/series/IM7.1.reason.json"))
         let first = try JSONDecoder().decode(QuarantineRecord.self, from: Data(contentsOf: URL(fileURLWithPath: destination + ".reason.json")))
         #expect(first.reason == "not_dicom")
+    }
+
+    /// A failure's reason is its error's code (or a forwarded job reason); its JSON form is `stage` and `reason`.
+    @Test func failuresTakeTheirReasonsFromCodes() throws {
+        #expect(PipelineFailure(stage: .parse, error: DicomError(.notDICOM)) == PipelineFailure(stage: .parse, reason: "not_dicom"))
+        #expect(PipelineFailure(stage: .sandbox, error: SandboxError(.jobFailed, jobReason: "burned_in_annotation")).reason == "burned_in_annotation")
+        #expect(PipelineFailure(stage: .claim, code: .claimRejected).code == .claimRejected)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let json = String(decoding: try encoder.encode(PipelineFailure(stage: .store, code: .scratchUnwritable)), as: UTF8.self)
+        #expect(json == #"{"reason":"scratch_unwritable","stage":"store"}"#)
+        #expect(try JSONDecoder().decode(PipelineFailure.self, from: Data(json.utf8)) == PipelineFailure(stage: .store, reason: "scratch_unwritable"))
     }
 
     /// A daemon killed between writing a reason's temporary file and renaming it leaves `.reason-<uuid>.tmp` in

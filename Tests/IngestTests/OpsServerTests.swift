@@ -115,6 +115,8 @@ final class Flag: @unchecked Sendable {
         let metadata = LogRedaction.metadata(for: PipelineFailure(stage: .parse, reason: "truncated"))
         #expect(metadata["reason"] == .string("truncated"))
         #expect(metadata["stage"] == .string("parse"))
+        #expect(LogRedaction.metadata(for: PipelineOutage(.storeUnavailable)) == ["reason": .string("store_unavailable")])
+        #expect(LogRedaction.metadata(for: FileDigest.Failure.changed) == ["reason": .string("file_changed")])
         struct Foreign: Error { let secret = "Doe^John" }
         let foreign = LogRedaction.metadata(for: Foreign())
         #expect(foreign["error_type"] != nil)

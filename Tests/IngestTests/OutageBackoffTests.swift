@@ -13,7 +13,7 @@ final class OutageProcessor: BatchProcessor, @unchecked Sendable {
     func process(_ files: [DiscoveredFile]) async throws -> [ProcessingOutcome] {
         let batch = files.map { ($0.relativePath as NSString).lastPathComponent }
         lock.withLock { names += batch }
-        if batch.contains(where: { $0.hasPrefix("down") }) { throw PipelineOutage(reason: "database_unavailable") }
+        if batch.contains(where: { $0.hasPrefix("down") }) { throw PipelineOutage(.databaseUnavailable) }
         return files.map { _ in .ingested }
     }
 }

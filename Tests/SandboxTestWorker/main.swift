@@ -4,15 +4,21 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CodedErrors
 import DICOM
 import Foundation
 import Ingest
 import Sandbox
 
-extension DicomError: ReasonedError {}
+struct TestJobError: CodedError {
+    struct Code: ErrorCode {
+        let rawValue: String
+        init(rawValue: String) { self.rawValue = rawValue }
+    }
 
-struct TestJobError: ReasonedError {
-    let reason: String
+    let code: Code
+    init(reason: String) { code = Code(rawValue: reason) }
+    var description: String { "test job failed: \(code.rawValue)" }
 }
 
 let handlers: [String: SandboxWorker.Handler] = [

@@ -21,12 +21,12 @@ struct AccessTokenTests {
 
     @Test func malformedLinesAreRefusedByLineNumber() {
         let hash = String(repeating: "a", count: 64)
-        #expect(throws: AccessTokensError("malformed_line", line: 2)) { try AccessTokens(parsing: "\nsha256:abc analyst x") }
-        #expect(throws: AccessTokensError("unknown_role", line: 1)) { try AccessTokens(parsing: "sha256:\(hash) admin x") }
-        #expect(throws: AccessTokensError("duplicate_token", line: 2)) {
+        #expect(throws: AccessTokensError(.malformedLine, line: 2)) { try AccessTokens(parsing: "\nsha256:abc analyst x") }
+        #expect(throws: AccessTokensError(.unknownRole, line: 1)) { try AccessTokens(parsing: "sha256:\(hash) admin x") }
+        #expect(throws: AccessTokensError(.duplicateToken, line: 2)) {
             try AccessTokens(parsing: "sha256:\(hash) analyst a\nsha256:\(hash) clinician b")
         }
-        #expect(throws: AccessTokensError("malformed_line", line: 1)) { try AccessTokens(parsing: "\(hash) analyst a") }
+        #expect(throws: AccessTokensError(.malformedLine, line: 1)) { try AccessTokens(parsing: "\(hash) analyst a") }
     }
 }
 
