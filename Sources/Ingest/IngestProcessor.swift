@@ -536,8 +536,9 @@ public struct IngestProcessor: BatchProcessor {
     }
 
     /// Removes the objects recorded for removal that a daemon killed after its commit left behind.
-    public func removeLeftoverObjects() async throws {
-        let catalog = self.catalog
+    /// - Parameter catalog: the database to read and update the records in (default: the processor's).
+    public func removeLeftoverObjects(in catalog: Catalog? = nil) async throws {
+        let catalog = catalog ?? self.catalog
         while true {
             let keys = try await catalog.withTransaction { try await $0.pendingObjectDeletions(limit: 1000) }
             if keys.isEmpty { return }
