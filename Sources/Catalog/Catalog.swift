@@ -16,14 +16,10 @@ public struct Catalog: Sendable {
         self.logger = logger
     }
 
-    /// A catalogue over a new client for `configuration` whose `run()` has already begun (so it precedes the first
-    /// query's lease of a connection). Cancel `clientTask` to stop the client.
-    public static func started(
-        _ configuration: DatabaseConfiguration, logger: Logger = Logger(label: "dicom-etl.catalog")
-    ) throws -> (catalog: Catalog, clientTask: Task<Void, Never>) {
-        let client = PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: logger)
-        let clientTask = Task.immediate { await client.run() }
-        return (Catalog(client: client, logger: logger), clientTask)
+    /// A catalogue over a new client for `configuration` that the caller runs: `client` is a ServiceLifecycle
+    /// `Service`, so it goes into the caller's service group, started before the services that query.
+    public init(_ configuration: DatabaseConfiguration, logger: Logger = Logger(label: "dicom-etl.catalog")) throws {
+        self.init(client: PostgresClient(configuration: try configuration.clientConfiguration(), backgroundLogger: logger), logger: logger)
     }
 
     /// Creates a client for `configuration`, runs it for the duration of `body` and shuts it down afterwards.

@@ -200,8 +200,9 @@ public struct JobQueue: Sendable {
     /// Wake-ups for an idle worker: `.listening` each time the LISTEN connection is (re)established,
     /// `.notified` on each NOTIFY of the jobs channel, `.timer` every `pollInterval` as a fallback.
     /// The listener holds one pooled connection and reconnects after errors; ending the iteration stops it.
-    /// At most one wake-up is buffered: a slow worker sees one pending wake-up, not a backlog.
-    public func wakeups(pollInterval: Duration = .seconds(5)) -> AsyncStream<JobWakeup> {
+    /// At most one wake-up is buffered: a slow worker sees one pending wake-up, not a backlog. `clock` times the
+    /// polling and the pause before a reconnection.
+    public func wakeups(pollInterval: Duration = .seconds(5), clock: any Clock<Duration> = ContinuousClock()) -> AsyncStream<JobWakeup> {
         let (stream, continuation) = AsyncStream.makeStream(of: JobWakeup.self, bufferingPolicy: .bufferingNewest(1))
         let client = self.client
         let channel = configuration.channel
@@ -219,14 +220,15 @@ public struct JobQueue: Sendable {
                             }
                         } catch {
                             if Task.isCancelled { break }
-                            logger.warning("job listener lost its connection; reconnecting")
+                            logger.warning("job listener lost its connection; reconnecting", metadata: ["error": .string(String(describing: type(of: error)))])
                         }
-                        try? await Task.sleep(for: .seconds(1))
+                        // Cancellation ends the pause and then the loop.
+                        try? await clock.sleep(for: .seconds(1))
                     }
                 }
                 group.addTask {
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: pollInterval)
+                        try? await clock.sleep(for: pollInterval)   // cancelled: the check below ends the loop
                         if Task.isCancelled { break }
                         continuation.yield(.timer)
                     }

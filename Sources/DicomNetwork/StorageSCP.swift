@@ -230,7 +230,8 @@ public final class StorageSCP: Service, Sendable {
                     logger.debug("association aborted", metadata: ["reason": .string(error.reason)])
                     try? await outbound.write(.abort(source: 2, reason: 0))
                 } catch let error as ByteToMessageDecoderError {
-                    _ = error
+                    // The peer sent bytes that are no PDU: aborted; the abort itself is best effort (the peer may be gone).
+                    logger.debug("association aborted", metadata: ["reason": .string("undecodable_pdu"), "error": .string(String(describing: type(of: error)))])
                     try? await outbound.write(.abort(source: 2, reason: 0))
                 }
             }

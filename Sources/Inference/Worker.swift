@@ -68,6 +68,8 @@ public struct InferenceWorker: Service, Sendable {
     public let configuration: InferenceWorkerConfiguration
     /// Registered versions the serving row may name instead of `model`, loaded from the store once each.
     public let registered: RegisteredModels
+    /// The clock of the batch delay (T), the polling fallback and the pause after a failed round.
+    public let clock: any Clock<Duration>
     let logger: Logger
 
     /// - Parameters:
@@ -75,9 +77,10 @@ public struct InferenceWorker: Service, Sendable {
     ///   - store: where the tensors named by `imaging.tensors` (per instance and recipe) live.
     public init(
         model: InferenceModel, queue: JobQueue, store: any ObjectStore,
-        configuration: InferenceWorkerConfiguration = InferenceWorkerConfiguration(),
+        configuration: InferenceWorkerConfiguration = InferenceWorkerConfiguration(), clock: any Clock<Duration> = ContinuousClock(),
         logger: Logger = Logger(label: "dicom-etl.worker")
     ) {
+        self.clock = clock
         self.model = model
         self.queue = queue
         self.store = store
@@ -105,7 +108,7 @@ public struct InferenceWorker: Service, Sendable {
     public func run() async throws {
         try await registerModel()
         logger.info("inference worker started", metadata: ["model": "\(modelRef.name)", "version": "\(modelRef.version)"])
-        let wakeups = queue.wakeups(pollInterval: configuration.pollInterval)
+        let wakeups = queue.wakeups(pollInterval: configuration.pollInterval, clock: clock)
         for await _ in wakeups.cancelOnGracefulShutdown() {
             if Task.isCancelled || Task.isShuttingDownGracefully { break }
             do {
@@ -115,6 +118,8 @@ public struct InferenceWorker: Service, Sendable {
             } catch {
                 if Task.isCancelled { break }
                 logger.error("inference worker round failed", metadata: ["error": "\(String(describing: error))"])
+                // A pause before the next round, so a failing database or store is not hammered on every wake-up.
+                do { try await clock.sleep(for: Self.failedRoundPause) } catch { break }
             }
         }
         logger.info("inference worker stopped")
@@ -128,11 +133,12 @@ public struct InferenceWorker: Service, Sendable {
     public func processAvailable() async throws -> Int {
         let plan = try await registered.plan(for: model, catalog: Catalog(client: queue.client))
         let limit = configuration.batchSize
-        let clock = ContinuousClock()
+        let clock = self.clock
+        let elapsed = Self.stopwatch(clock)
         var loaded: [LoadedJob] = []
         var images = 0
         var jobs = 0
-        var deadline: ContinuousClock.Instant?
+        var deadline: Duration?   // since the round began
         while jobs < limit && images < limit {
             let claimed: [ClaimedJob]
             do {
@@ -145,11 +151,11 @@ public struct InferenceWorker: Service, Sendable {
                 break
             }
             if claimed.isEmpty {
-                guard let deadline, clock.now < deadline else { break }
-                try await Task.sleep(for: min(.milliseconds(2), deadline - clock.now))
+                guard let deadline, elapsed() < deadline else { break }
+                try await clock.sleep(for: min(.milliseconds(2), deadline - elapsed()))
                 continue
             }
-            if deadline == nil { deadline = clock.now + configuration.maxBatchDelay }
+            if deadline == nil { deadline = elapsed() + configuration.maxBatchDelay }
             jobs += claimed.count
             for job in claimed {
                 do {
@@ -160,10 +166,19 @@ public struct InferenceWorker: Service, Sendable {
                     await fail(job, error)
                 }
             }
-            if let deadline, clock.now >= deadline { break }
+            if let deadline, elapsed() >= deadline { break }
         }
         if !loaded.isEmpty { try await infer(loaded, plan: plan) }
         return jobs
+    }
+
+    /// The pause after a failed round.
+    static var failedRoundPause: Duration { .seconds(1) }
+
+    /// The time passed on `clock` since this call, each time it is asked.
+    static func stopwatch<C: Clock<Duration>>(_ clock: C) -> @Sendable () -> Duration {
+        let origin = clock.now
+        return { origin.duration(to: clock.now) }
     }
 
     /// Runs rounds until no job is runnable. Returns the number of jobs claimed in all.

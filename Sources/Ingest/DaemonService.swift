@@ -1,6 +1,7 @@
-// The daemon as one ServiceGroup: operations server, the pipeline's supporting services (database
-// client, embedded PostgreSQL, series assembler …), the pipeline runner and the watcher. Shutdown runs
-// in reverse: the watcher stops, the pipeline drains the files in flight, then the rest stop.
+// The daemon as one ServiceGroup: operations server, embedded PostgreSQL, database client, the pipeline's
+// supporting services (series completion …), the pipeline runner and the watcher. Shutdown runs in reverse:
+// the watcher stops, the pipeline drains the files in flight, then the rest stop, the database client and
+// the embedded PostgreSQL after everything that queries them.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,10 @@ public struct AssembledPipeline: Sendable {
     public var processor: any BatchProcessor
     /// Services the processor depends on; started before the pipeline, stopped after it drained.
     public var services: [any Service]
+    /// The database's services, in the group before `services` (so stopped after them), in this order: the
+    /// embedded cluster's, if any, then the database client. The client's `run()` has begun before every later
+    /// service of the group starts, so it precedes the first query.
+    public var databaseServices: [any Service]
     /// Readiness of `/readyz` (database reachable, store reachable, …).
     public var readiness: @Sendable () async -> Bool
     /// Key material for path hashes in logs and reason files.
@@ -29,11 +34,12 @@ public struct AssembledPipeline: Sendable {
     public var store: (any ObjectStore)?
 
     public init(
-        processor: any BatchProcessor, services: [any Service] = [], readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8],
-        catalog: Catalog? = nil, store: (any ObjectStore)? = nil
+        processor: any BatchProcessor, services: [any Service] = [], databaseServices: [any Service] = [],
+        readiness: @escaping @Sendable () async -> Bool, pathHashSecret: [UInt8], catalog: Catalog? = nil, store: (any ObjectStore)? = nil
     ) {
         self.processor = processor
         self.services = services
+        self.databaseServices = databaseServices
         self.readiness = readiness
         self.pathHashSecret = pathHashSecret
         self.catalog = catalog
@@ -165,11 +171,16 @@ public struct DaemonService: Sendable {
             disposer: disposer,
             lanes: 2, batchSize: configuration.batchSize, metrics: metrics, backoff: backoff, logger: logger.component("pipeline"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: opsServer)]
-        services += pipeline.services.map { .init(service: $0) }
-        services += intakeServices.map { .init(service: $0) }
+        // The database client last of the database's services: the services after it start once its `run()` has
+        // begun, and stop before it.
+        let clientStarted: StartGate? = pipeline.databaseServices.isEmpty ? nil : StartGate()
+        for (index, service) in pipeline.databaseServices.enumerated() {
+            let opens = index == pipeline.databaseServices.count - 1 ? clientStarted : nil
+            services.append(.init(service: opens.map { StartingFirst(service, opens: $0) } ?? service))
+        }
         // The pipeline and the watcher end only at shutdown; if one ends early the group stops.
-        services.append(.init(service: runner))
-        services.append(.init(service: watcher))
+        let later: [any Service] = pipeline.services + intakeServices + [runner, watcher]
+        services += later.map { service in .init(service: clientStarted.map { StartingAfter(service, after: $0) } ?? service) }
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger.component("services"))
         groupConfiguration.gracefulShutdownSignals = handleSignals ? [.sigterm, .sigint] : []
         groupConfiguration.cancellationSignals = []

@@ -67,12 +67,14 @@ public enum IngestPipeline: PipelineAssembly {
             if let password = configuration.databasePassword { environment["DICOM_ETL_DATABASE_PASSWORD"] = password }
             database = try DatabaseConfiguration.parse(configuration.databaseURL, environment: environment)
         }
-        // Started immediately: the client's `run()` has begun before the first query leases a connection.
-        let (catalog, clientTask) = try Catalog.started(database, logger: logger)
+        // The daemon's client is a service of the group, which starts once the set-up below is done; the set-up
+        // (migrations, then the removal of leftover objects) runs on a client of its own that lives just as long.
+        let catalog = try Catalog(database, logger: logger)
         do {
-            try await retryingUntilReachable(logger: logger) { try await catalog.migrate() }
+            try await Catalog.withRunningClient(database, logger: logger) { client in
+                try await retryingUntilReachable(logger: logger, clock: ContinuousClock()) { try await Catalog(client: client, logger: logger).migrate() }
+            }
         } catch {
-            clientTask.cancel()
             try? await embedded?.stop()
             throw error
         }
@@ -114,15 +116,19 @@ public enum IngestPipeline: PipelineAssembly {
             inputs: .init(routesFile: routesFile, profileFile: profileFile, keyFile: keyFile, recipesDirectory: recipesDirectory),
             stagingDirectory: staging, stagedObjectsKept: stagedObjectsKept, owner: "\(host)/\(replicaHash)",
             lease: configuration.sandboxTimeout + .seconds(120), conflictPolicy: configuration.uidConflictPolicy, metrics: context.metrics, logger: logger)
-        do { try await processor.removeLeftoverObjects() } catch {
+        do {
+            try await Catalog.withRunningClient(database, logger: logger) { client in
+                try await processor.removeLeftoverObjects(in: Catalog(client: client, logger: logger))
+            }
+        } catch {
             logger.warning("objects left for removal by an earlier run could not all be removed", metadata: LogRedaction.metadata(for: error))
         }
         let completion = SeriesCompletionService(
             catalog: catalog, routes: routes, defaultQuietPeriod: configuration.seriesQuietPeriod, clock: ContinuousClock(),
             metrics: context.metrics, logger: logger)
-        let databaseService = DatabaseService(clientTask: clientTask, embedded: embedded, logger: logger)
         return AssembledPipeline(
-            processor: processor, services: [databaseService, completion],
+            processor: processor, services: [completion],
+            databaseServices: (embedded.map { [EmbeddedDatabaseService(postgres: $0, logger: logger)] } ?? []) + [catalog.client],
             readiness: {
                 (try? await catalog.withTransaction { _ in true }) ?? false
             },
@@ -133,31 +139,29 @@ public enum IngestPipeline: PipelineAssembly {
         URL(fileURLWithPath: path).standardizedFileURL.path
     }
 
-    /// Runs `body`, retrying for up to a minute while the database is not reachable yet.
-    static func retryingUntilReachable(logger: Logger, _ body: () async throws -> Void) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
+    /// Runs `body`, retrying every second on `clock` for up to a minute while the database is not reachable yet.
+    static func retryingUntilReachable<C: Clock<Duration>>(logger: Logger, clock: C, _ body: () async throws -> Void) async throws {
+        let deadline = clock.now.advanced(by: .seconds(60))
         while true {
             do { return try await body() } catch {
-                if ContinuousClock.now > deadline { throw error }
+                if clock.now > deadline { throw error }
                 logger.warning("database not ready; retrying", metadata: LogRedaction.metadata(for: error))
-                try await Task.sleep(for: .seconds(1))
+                try await clock.sleep(for: .seconds(1))
             }
         }
     }
 }
 
-/// Keeps the database client running until shutdown, then stops it and the embedded cluster (after
-/// the pipeline and the completion service, which the service group shuts down first).
-struct DatabaseService: Service {
-    let clientTask: Task<Void, Never>
-    let embedded: EmbeddedPostgres?
+/// Stops the embedded cluster at shutdown: listed before the database client, so the service group stops it
+/// after the client, which it stops after the pipeline, the completion service and the worker.
+struct EmbeddedDatabaseService: Service {
+    let postgres: EmbeddedPostgres
     let logger: Logger
 
     func run() async throws {
+        // Returns at graceful shutdown, or at once when the group is cancelled: either way the cluster stops.
         try? await gracefulShutdown()
-        clientTask.cancel()
-        await clientTask.value
-        do { try await embedded?.stop() } catch {
+        do { try await postgres.stop() } catch {
             logger.warning("embedded PostgreSQL did not stop", metadata: LogRedaction.metadata(for: error))
         }
     }

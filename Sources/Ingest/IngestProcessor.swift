@@ -66,6 +66,8 @@ public struct IngestProcessor: BatchProcessor {
     public let databaseDeadline: Duration
     /// Store uploads in flight at once (S3); a filesystem store's puts are renames.
     public let storeConcurrency: Int
+    /// The clock of lease renewals and of the pause before a conflicted transaction runs again.
+    public let clock: any Clock<Duration>
     public let logger: Logger
 
     public init(
@@ -73,8 +75,9 @@ public struct IngestProcessor: BatchProcessor {
         owner: String,
         lease: Duration, maxAttempts: Int = 3, maxInterruptions: Int = 10, conflictPolicy: UIDConflictPolicy = .quarantine,
         now: @escaping @Sendable () -> Date = { Date() }, metrics: IngestMetrics? = nil, databaseDeadline: Duration = .seconds(30),
-        storeConcurrency: Int = 16, logger: Logger
+        storeConcurrency: Int = 16, clock: any Clock<Duration> = ContinuousClock(), logger: Logger
     ) {
+        self.clock = clock
         self.catalog = catalog
         self.store = store
         self.sandbox = sandbox
@@ -454,7 +457,7 @@ public struct IngestProcessor: BatchProcessor {
                 // at once, after a short random pause that lets the other one finish.
                 conflicts += 1
                 logger.debug("database conflict; transaction run again", metadata: ["stage": .string(stage.rawValue), "attempt": .stringConvertible(conflicts)])
-                try await Task.sleep(for: .milliseconds(Int.random(in: 5...40) * conflicts))
+                try await clock.sleep(for: .milliseconds(Int.random(in: 5...40) * conflicts))
                 continue
             } catch {
                 try Self.databaseFailure(error, stage: stage, logger: logger)
@@ -485,13 +488,19 @@ public struct IngestProcessor: BatchProcessor {
 
     /// Runs `body` while a task renews the leases of `ids` every third of the lease.
     private func withLeasesRenewed<T: Sendable>(_ ids: [Int64], _ body: () async throws -> T) async throws -> T {
-        let catalog = self.catalog, owner = self.owner, lease = self.lease, deadline = databaseDeadline
+        let catalog = self.catalog, owner = self.owner, lease = self.lease, deadline = databaseDeadline, clock = self.clock, logger = self.logger
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 while true {
-                    try await Task.sleep(for: lease / 3)
-                    _ = try? await withTimeout(deadline) {
-                        try await catalog.withTransaction { try await $0.renewSourceFileLeases(ids: ids, owner: owner, lease: lease) }
+                    try await clock.sleep(for: lease / 3)
+                    do {
+                        try await withTimeout(deadline, clock: clock) {
+                            try await catalog.withTransaction { try await $0.renewSourceFileLeases(ids: ids, owner: owner, lease: lease) }
+                        }
+                    } catch {
+                        // Tried again a third of the lease later; the batch's own transactions meet an outage themselves.
+                        if Task.isCancelled { throw CancellationError() }
+                        logger.warning("lease renewal failed", metadata: LogRedaction.metadata(for: error))
                     }
                 }
             }
@@ -536,8 +545,9 @@ public struct IngestProcessor: BatchProcessor {
     }
 
     /// Removes the objects recorded for removal that a daemon killed after its commit left behind.
-    public func removeLeftoverObjects() async throws {
-        let catalog = self.catalog
+    /// - Parameter catalog: the database to read and update the records in (default: the processor's).
+    public func removeLeftoverObjects(in catalog: Catalog? = nil) async throws {
+        let catalog = catalog ?? self.catalog
         while true {
             let keys = try await catalog.withTransaction { try await $0.pendingObjectDeletions(limit: 1000) }
             if keys.isEmpty { return }

@@ -66,6 +66,9 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
         }
     }
 
+    /// How often the inference queue's depth is published while no series completes.
+    static var publishInterval: Duration { .seconds(5) }
+
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
@@ -79,15 +82,16 @@ public struct SeriesCompletionService<C: Clock>: Service where C.Duration == Dur
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            var lastPublished = ContinuousClock.now - .seconds(60)
+            var lastPublished: C.Instant?
             while !Task.isCancelled {
                 do {
                     let completed = try await completeQuietSeries()
                     if !completed.isEmpty { logger.info("series complete", metadata: ["count": .stringConvertible(completed.count)]) }
-                    // The queue's depth every few seconds (and after each completion), not on every poll.
-                    if !completed.isEmpty || ContinuousClock.now - lastPublished >= .seconds(5) {
+                    // The queue's depth on the first pass, then every few seconds (and after each completion), not on
+                    // every poll.
+                    if !completed.isEmpty || lastPublished.map({ $0.duration(to: clock.now) >= Self.publishInterval }) ?? true {
                         try await publishJobQueueDepth()
-                        lastPublished = ContinuousClock.now
+                        lastPublished = clock.now
                     }
                 } catch {
                     logger.warning("series completion pass failed", metadata: LogRedaction.metadata(for: error))

@@ -66,15 +66,19 @@ public struct S3ObjectStore: ObjectStore {
     let logger: Logger
     let scheme: String
     let endpointHost: String  // host[:port] as sent in the Host header
+    /// The clock of the pauses between retries.
+    let clock: any Clock<Duration>
 
     /// - Parameters:
     ///   - credentials: by default from the environment (`AWSCredentials.fromEnvironment`).
     ///   - httpClient: for `http://` endpoints, a client whose lifetime the caller manages; `HTTPClient.shared` by
     ///     default. `https://` endpoints always use a client of `S3HTTPSClients` (TLS 1.2+, `caBundle`).
+    ///   - clock: the clock of the pauses between retries.
     public init(
         configuration: S3Configuration, credentials: AWSCredentials? = nil, httpClient: HTTPClient = .shared,
-        logger: Logger = Logger(label: "dicom-etl.s3")
+        clock: any Clock<Duration> = ContinuousClock(), logger: Logger = Logger(label: "dicom-etl.s3")
     ) throws {
+        self.clock = clock
         guard !configuration.bucket.isEmpty, configuration.maxAttempts >= 1 else {
             throw ObjectStoreError(.invalidStorageURL)
         }
@@ -275,7 +279,7 @@ public struct S3ObjectStore: ObjectStore {
                 if attempt >= configuration.maxAttempts { throw ObjectStoreError(.unavailable) }
                 logger.debug("S3 connection failed; will retry", metadata: ["attempt": "\(attempt)"])
             }
-            try await Task.sleep(for: backoff(attempt))
+            try await clock.sleep(for: backoff(attempt))
         }
     }
 

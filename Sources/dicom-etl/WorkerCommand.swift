@@ -107,21 +107,24 @@ struct Worker: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let address = opsAddress
-        try await Catalog.withRunningClient(database, logger: logger) { client in
-            let queue = JobQueue(client: client, logger: logger)
-            // Ready while the database answers within 2 s (a dead database can hold a query much longer).
-            let ops = OpsServer(
-                host: address.host, port: address.port, registry: registry,
-                readiness: { await answers(within: .seconds(2)) { _ = try await queue.counts(); return true } },
-                logger: logger)
-            // The ops server first, so a graceful shutdown stops it last.
-            let services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ops)] + (0..<workers).map { _ in
-                .init(service: InferenceWorker(
-                    model: loaded, queue: queue, store: store, configuration: configuration, logger: logger))
+        let client = try Catalog(database, logger: logger).client
+        let queue = JobQueue(client: client, logger: logger)
+        // Ready while the database answers within 2 s (a dead database can hold a query much longer).
+        let ops = OpsServer(
+            host: address.host, port: address.port, registry: registry,
+            readiness: { await answers(within: .seconds(2)) { _ = try await queue.counts(); return true } },
+            logger: logger)
+        // The ops server first, so a graceful shutdown stops it last; then the database client, which stops after
+        // the workers; the workers start once the client's `run()` has begun.
+        let clientStarted = StartGate()
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] =
+            [.init(service: ops), .init(service: StartingFirst(client, opens: clientStarted))] + (0..<workers).map { _ in
+                .init(service: StartingAfter(
+                    InferenceWorker(model: loaded, queue: queue, store: store, configuration: configuration, logger: logger),
+                    after: clientStarted))
             }
-            var group = ServiceGroupConfiguration(services: services, logger: logger)
-            group.gracefulShutdownSignals = [.sigterm, .sigint]
-            try await ServiceGroup(configuration: group).run()
-        }
+        var group = ServiceGroupConfiguration(services: services, logger: logger)
+        group.gracefulShutdownSignals = [.sigterm, .sigint]
+        try await ServiceGroup(configuration: group).run()
     }
 }

@@ -8,6 +8,7 @@ import Logging
 import ObjectStorage
 import PostgresNIO
 import Testing
+import TestSupport
 @testable import Inference
 
 private let databaseURL = ProcessInfo.processInfo.environment["DICOM_ETL_TEST_DATABASE_URL"]
@@ -118,15 +119,16 @@ private func count(_ client: PostgresClient, _ query: PostgresQuery) async throw
 
 private func makeWorker(
     _ model: InferenceModel, _ client: PostgresClient, _ store: any ObjectStore, batchSize: Int = 64,
-    retry: RetryPolicy = RetryPolicy(), pollInterval: Duration = .seconds(5)
+    retry: RetryPolicy = RetryPolicy(), pollInterval: Duration = .seconds(5), maxBatchDelay: Duration = .milliseconds(5),
+    clock: any Clock<Duration> = ContinuousClock()
 ) -> InferenceWorker {
     InferenceWorker(
         model: model,
         queue: JobQueue(client: client, configuration: JobQueueConfiguration(retry: retry), logger: quietLogger),
         store: store,
-        configuration: InferenceWorkerConfiguration(batchSize: batchSize, maxBatchDelay: .milliseconds(5),
+        configuration: InferenceWorkerConfiguration(batchSize: batchSize, maxBatchDelay: maxBatchDelay,
                                                     lease: .seconds(60), pollInterval: pollInterval),
-        logger: quietLogger)
+        clock: clock, logger: quietLogger)
 }
 
 @Suite(.enabled(if: databaseURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL (scripts/with-services.sh)"))
@@ -246,6 +248,33 @@ struct WorkerTests {
                         """, logger: quietLogger)
                 }
                 #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 3)
+            }
+        }
+    }
+
+    /// T on the worker's clock: a round that holds fewer than B images keeps claiming until T has passed, so a job
+    /// queued meanwhile joins the batch; then it runs what it holds.
+    @Test(.timeLimit(.minutes(1))) func aRoundGathersJobsForTheBatchDelay() async throws {
+        let model = try InferenceModel.load(directory: modelDirectory)
+        let (inputs, _) = try referenceIO()
+        try await withStore { store in
+            try await withCatalog { client in
+                let first = SeriesFixture(count: 2), second = SeriesFixture(count: 2, first: 2)
+                for series in [first, second] { try await series.store(in: store, client: client, inputs: inputs) }
+                let clock = ManualClock()
+                let worker = makeWorker(model, client, store, batchSize: 8, maxBatchDelay: .seconds(1), clock: clock)
+                try await enqueue([first], model: worker.modelRef, client: client)
+                let round = Task { try await worker.processAvailable() }
+                try await clock.waitForSleepers()            // one job in hand, waiting for more
+                try await enqueue([second], model: worker.modelRef, client: client)
+                clock.advance(by: .milliseconds(999))
+                try await clock.waitForSleepers()            // took the second, still within T
+                #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'running'") == 2)
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 0)
+                clock.advance(by: .milliseconds(1))
+                #expect(try await round.value == 2)
+                #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'done'") == 2)
+                #expect(try await count(client, "SELECT count(*) FROM inference.diagnoses") == 4)
             }
         }
     }

@@ -3,6 +3,7 @@
 import Foundation
 @testable import Ingest
 import Testing
+import TestSupport
 
 /// A processor that reports an outage for files named `down*` and ingests the others.
 final class OutageProcessor: BatchProcessor, @unchecked Sendable {
@@ -49,7 +50,8 @@ final class OutageProcessor: BatchProcessor, @unchecked Sendable {
         let queue = FileQueue(capacity: 4)
         let processor = OutageProcessor()
         let (metrics, registry) = makeMetrics()
-        let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: ContinuousClock())
+        let clock = ManualClock()
+        let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: clock)
         let runner = PipelineRunner(
             queue: queue, processor: processor, disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
             lanes: 2, batchSize: 1, metrics: metrics, backoff: backoff, logger: testLogger)
@@ -61,15 +63,19 @@ final class OutageProcessor: BatchProcessor, @unchecked Sendable {
         #expect(!folder.exists("quarantine/down.dcm.reason.json"))
         #expect(!backoff.isAvailable)
 
-        // While the pause lasts, no worker takes the next file.
+        // While the pause lasts, no worker takes the next file: both lanes wait out the pause on the clock.
         let next = try folder.write("next.dcm")
         #expect(await queue.offer(makeFile(next, root: folder.path)))
-        try await Task.sleep(for: .milliseconds(600))
+        try await clock.waitForSleepers(2)
         #expect(processor.calls == ["down.dcm"])   // taken by a worker perhaps, but held until the pause ends
         #expect(folder.exists("next.dcm"))
+        clock.advance(by: .seconds(3599))
+        try await clock.waitForSleepers(2)
+        #expect(processor.calls == ["down.dcm"])   // a second before the pause ends, still held
+        #expect(!backoff.isAvailable)
 
-        // The outage ends (a success elsewhere, e.g. another worker's file): the workers resume.
-        backoff.reportSuccess()
+        // The pause ends: the workers resume, and the file's success ends the outage.
+        clock.advance(by: .seconds(1))
         #expect(await eventually { processor.calls.count == 2 && queue.inFlight == 0 })
         #expect(folder.exists("processed/next.dcm"))
         #expect(backoff.isAvailable)
@@ -83,19 +89,20 @@ final class OutageProcessor: BatchProcessor, @unchecked Sendable {
         defer { folder.remove() }
         let queue = FileQueue(capacity: 4)
         let (metrics, _) = makeMetrics()
-        let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: ContinuousClock())
+        let clock = ManualClock()
+        let backoff = OutageBackoff(OutageBackoffState(initialDelay: .seconds(3600), maximumDelay: .seconds(3600)), clock: clock)
         backoff.reportOutage("database_unavailable")
         let runner = PipelineRunner(
             queue: queue, processor: OutageProcessor(),
             disposer: FileDisposer(layout: DropFolderLayout(root: folder.path), processedFiles: .move),
             lanes: 2, batchSize: 1, metrics: metrics, backoff: backoff, logger: testLogger)
         let task = Task { await runner.run() }
-        try await Task.sleep(for: .milliseconds(100))
+        try await clock.waitForSleepers(2)                  // both lanes wait out the pause
         #expect(!backoff.isAvailable)                       // the hour-long pause is in force
-        let closed = ContinuousClock.now
         queue.close()
+        // One slice (250 ms) after the queue closed, not an hour: the runner returns (the time limit fails a hang).
+        clock.advance(by: .milliseconds(250))
         await task.value
-        let took = ContinuousClock.now - closed
-        #expect(took < .seconds(10), "the runner returned \(took) after the queue closed, not within a slice")
+        #expect(!backoff.isAvailable)                       // it returned during the pause, not after it
     }
 }

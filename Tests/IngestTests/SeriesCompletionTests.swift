@@ -6,7 +6,9 @@ import Catalog
 import Foundation
 import Ingest
 import Logging
+import Prometheus
 import Testing
+import TestSupport
 
 @Suite(.serialized) struct SeriesCompletionTests {
     static func instance(_ sop: String, series: String, modality: String, bodyPart: String? = nil) -> CatalogBatch {
@@ -92,6 +94,61 @@ import Testing
             #expect(reopened.first?.revision == (completed.first?.revision ?? 0) + 1)
             #expect(try world.count("SELECT count(DISTINCT series_revision) FROM inference.jobs WHERE series_uid = '2.25.100'") == 2)
             #expect(try world.count("SELECT count(*) FROM inference.jobs") == 2)
+        }
+    }
+
+    /// The service's loop on its clock: a pass every poll interval (none in between), the inference queue's depth
+    /// published on the first pass, after a completion, and otherwise only every 5 s of the clock.
+    @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"), .timeLimit(.minutes(1)))
+    func theServicePollsAndPublishesOnItsClock() async throws {
+        let world = try DaemonEndToEndTests.World()
+        defer { world.cleanUp() }
+        let routes = try SeriesRoutes.parse(yaml: """
+            routes:
+              - {name: cr, modalities: [CR], recipe: cxr-28, model: m-cr, model_version: "1", quiet_seconds: 10}
+            """)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        let now = LockedDate(t0)
+        let clock = ManualClock()
+        let (metrics, registry) = makeMetrics()
+        func depth(_ state: String) -> Double? {
+            let prefix = "dicom_etl_job_queue_depth{state=\"\(state)\"} "
+            return registry.emitToString().split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
+        }
+        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
+            let catalog = Catalog(client: client)
+            try await catalog.migrate()
+            let service = SeriesCompletionService(
+                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: clock, now: { now.value },
+                metrics: metrics, logger: Logger(label: "test"))
+            #expect(service.pollInterval == .seconds(2))
+            let running = Task { try await service.run() }
+            defer { running.cancel() }
+            try await clock.waitForSleepers()
+            #expect(depth("queued") == 0)                       // published on the first pass
+
+            // Quiet by the service's wall time, yet not complete until the next pass, one poll interval later.
+            try await catalog.upsert(Self.instance("2.25.30", series: "2.25.300", modality: "CR"), arrivedAt: t0)
+            now.value = t0.addingTimeInterval(11)
+            clock.advance(by: .milliseconds(1999))
+            try await clock.waitForSleepers()
+            #expect(try world.count("SELECT count(*) FROM inference.jobs") == 0)
+            clock.advance(by: .milliseconds(1))
+            try await clock.waitForSleepers()
+            #expect(try world.count("SELECT count(*) FROM inference.jobs WHERE state = 'queued'") == 1)
+            #expect(depth("queued") == 1)                       // published after the completion
+
+            // No completion: the depth is published again only once 5 s passed on the clock since the last time.
+            _ = try DaemonEndToEndTests.psql(world.databaseURL, "UPDATE inference.jobs SET state = 'dead'")
+            for _ in 0..<2 {
+                clock.advance(by: .seconds(2))
+                try await clock.waitForSleepers()
+                #expect(depth("queued") == 1)                   // 2 s, then 4 s since
+            }
+            clock.advance(by: .seconds(2))
+            try await clock.waitForSleepers()
+            #expect(depth("queued") == 0)                       // 6 s since
+            #expect(depth("dead") == 1)
         }
     }
 }
