@@ -1,7 +1,7 @@
 // The daemon as one ServiceGroup: operations server, embedded PostgreSQL, database client, the pipeline's
-// supporting services (series completion …), the pipeline runner and the watcher. Shutdown runs in reverse:
-// the watcher stops, the pipeline drains the files in flight, then the rest stop, the database client and
-// the embedded PostgreSQL after everything that queries them.
+// supporting services (series completion …), the sandbox pool, the pipeline runner and the watcher. Shutdown
+// runs in reverse: the watcher stops, the pipeline drains the files in flight, the sandbox's children end, then
+// the rest stop, the database client and the embedded PostgreSQL after everything that queries them.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -86,6 +86,9 @@ public struct DaemonService: Sendable {
     /// Services that feed the drop folder from the network (Storage SCP): started after the pipeline's own
     /// services, stopped before them.
     public var intakeServices: [any Service] = []
+    /// The sandbox pool the processor sends its batches to, when the daemon owns it: a service of the group just
+    /// before the runner, so its children end once the runner has drained the files in flight.
+    public var sandbox: SandboxPool?
     /// Only for tests: replaces inotify (nil keeps inotify; rescans always run).
     let eventSourceOverride: (@Sendable () -> (any DirectoryEventSource)?)?
 
@@ -179,7 +182,8 @@ public struct DaemonService: Sendable {
             services.append(.init(service: opens.map { StartingFirst(service, opens: $0) } ?? service))
         }
         // The pipeline and the watcher end only at shutdown; if one ends early the group stops.
-        let later: [any Service] = pipeline.services + intakeServices + [runner, watcher]
+        let pool: [any Service] = sandbox.map { [SandboxPoolService(pool: $0)] } ?? []
+        let later: [any Service] = pipeline.services + intakeServices + pool + [runner, watcher]
         services += later.map { service in .init(service: clientStarted.map { StartingAfter(service, after: $0) } ?? service) }
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger.component("services"))
         groupConfiguration.gracefulShutdownSignals = handleSignals ? [.sigterm, .sigint] : []
@@ -204,6 +208,17 @@ public struct DaemonService: Sendable {
 
     private func absolutePath(_ path: String) -> String {
         URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+}
+
+/// Ends the sandbox pool's children at shutdown (or when the group is cancelled): listed just before the runner,
+/// so the group stops it once the runner has drained the batches it sent there.
+struct SandboxPoolService: Service {
+    let pool: SandboxPool
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await pool.shutdown()
     }
 }
 

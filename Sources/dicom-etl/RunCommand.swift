@@ -83,13 +83,9 @@ struct RunCommand<Assembly: PipelineAssembly>: AsyncParsableCommand {
         if configuration.dicomPort > 0 {
             daemon.intakeServices.append(NetworkIntake.storageSCP(configuration, intake: intake, metrics: networkMetrics, logger: logger))
         }
-        do {
-            try await daemon.run()
-        } catch {
-            await sandbox.shutdown()
-            throw error
-        }
-        await sandbox.shutdown()
+        // The pool is a service of the daemon's group: its children end once the runner has drained.
+        daemon.sandbox = sandbox
+        try await daemon.run()
     }
 }
 
