@@ -5,6 +5,7 @@ import Catalog
 import DicomNetwork
 import Foundation
 import Logging
+import Operations
 import Yams
 
 /// Everything `dicom-etl run` needs to know about where it runs. Read once at start.
@@ -28,13 +29,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case stability
     }
 
-    /// The log line format.
-    public enum LogFormat: String, Sendable, CaseIterable {
-        /// One JSON object per line.
-        case json
-        /// swift-log's plain text format.
-        case text
-    }
+    /// The log line format (the worker's and the server's too).
+    public typealias LogFormat = Operations.LogFormat
 
     /// The folder the PACS exports into; watched with its subfolders.
     public var dropFolder = "./drop"

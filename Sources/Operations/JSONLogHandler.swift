@@ -121,3 +121,25 @@ public struct JSONLogSink: Sendable {
         }
     }
 }
+
+/// The log line format of a long-running command.
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// One JSON object per line (`JSONLogHandler`).
+    case json
+    /// swift-log's plain text format.
+    case text
+
+    /// Sends every logger of the process to standard error in this format, at `level` and above. Call it once, at
+    /// start, before any logger is made.
+    public func bootstrap(level: Logger.Level) {
+        switch self {
+        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
+        case .text:
+            LoggingSystem.bootstrap {
+                var handler = StreamLogHandler.standardError(label: $0)
+                handler.logLevel = level
+                return handler
+            }
+        }
+    }
+}

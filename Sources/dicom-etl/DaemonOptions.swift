@@ -98,16 +98,7 @@ struct DaemonOptions: ParsableArguments {
 
     /// JSON or text log lines at the configured level.
     static func bootstrapLogging(_ configuration: DaemonConfiguration) {
-        let level = configuration.logLevel
-        switch configuration.logFormat {
-        case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0, level: level) }
-        case .text:
-            LoggingSystem.bootstrap {
-                var handler = StreamLogHandler.standardError(label: $0)
-                handler.logLevel = level
-                return handler
-            }
-        }
+        configuration.logFormat.bootstrap(level: configuration.logLevel)
     }
 }
 

@@ -37,8 +37,10 @@ struct Worker: AsyncParsableCommand {
     var pollSeconds: Double = 5
     @Option(name: .customLong("concurrency"), help: "Worker loops in this process (each runs one BLAS thread).")
     var concurrency: Int = 1
-    @Option(name: .customLong("log-level"), help: "trace … critical")
-    var logLevel: String = "info"
+    @Option(name: .customLong("log-level"), help: "Minimum log level.")
+    var logLevel: Logger.Level = .info
+    @Option(name: .customLong("log-format"), help: "Log line format (default: $DICOM_ETL_LOG_FORMAT, else text).")
+    var logFormat: LogFormat?
     @Option(name: .customLong("ops-host"), help: "Address of /metrics, /healthz, /readyz (default: $DICOM_ETL_OPS_HOST, else 127.0.0.1).")
     var opsHost: String?
     @Option(name: .customLong("ops-port"), help: "Port of /metrics, /healthz, /readyz (default: $DICOM_ETL_OPS_PORT, else 9091; 0 picks a free one).")
@@ -65,7 +67,9 @@ struct Worker: AsyncParsableCommand {
         guard batchSize > 0, maxBatchDelayMilliseconds >= 0, leaseSeconds > 0, pollSeconds > 0, concurrency > 0 else {
             throw ValidationError("batch size, lease, poll interval and concurrency must be positive")
         }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level") }
+        if logFormat == nil, let format = environment["DICOM_ETL_LOG_FORMAT"], LogFormat(rawValue: format.lowercased()) == nil {
+            throw ValidationError("DICOM_ETL_LOG_FORMAT is not json or text")
+        }
         if let port = environment["DICOM_ETL_OPS_PORT"], opsPort == nil, Int(port) == nil { throw ValidationError("DICOM_ETL_OPS_PORT is not a port") }
         guard (0...65535).contains(opsAddress.port) else { throw ValidationError("the ops port must be 0…65535") }
     }
@@ -83,11 +87,9 @@ struct Worker: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        let logger = {
-            var logger = Logger(label: "dicom-etl.worker")
-            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            return logger
-        }()
+        let format = logFormat ?? environment["DICOM_ETL_LOG_FORMAT"].flatMap { LogFormat(rawValue: $0.lowercased()) } ?? .text
+        format.bootstrap(level: logLevel)
+        let logger = Logger(label: "dicom-etl.worker")
         let database = try DatabaseConfiguration.parse(databaseURL ?? environment["DICOM_ETL_DATABASE_URL"] ?? "")
         let store = try StorageLocation.parse(storageURL ?? environment["DICOM_ETL_STORAGE_URL"] ?? "").makeStore()
         // A refused certificate or login stops the start; a database that is down is waited for, as always.

@@ -107,10 +107,13 @@ struct WorkerCommandTests {
         process.executableURL = URL(fileURLWithPath: Self.executable)
         process.arguments = [
             "worker", "--database-url", databaseURL, "--storage-url", root.absoluteString, "--model", modelDirectory.path,
-            "--ops-port", String(port), "--poll-seconds", "0.5", "--log-level", "warning",
+            "--ops-port", String(port), "--poll-seconds", "0.5", "--log-level", "info", "--log-format", "json",
         ]
+        let logPath = NSTemporaryDirectory() + "worker-\(UUID().uuidString).log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: logPath) }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 
@@ -140,5 +143,11 @@ struct WorkerCommandTests {
         while process.isRunning && ContinuousClock.now < stopDeadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(!process.isRunning, "the worker stops on SIGTERM")
         if !process.isRunning { #expect(process.terminationStatus == 0) }
+
+        // --log-format json: every line of standard error is one JSON object, the worker's start among them.
+        let lines = (try String(contentsOfFile: logPath, encoding: .utf8)).split(separator: "\n")
+        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(!lines.isEmpty && objects.count == lines.count, "\(lines.count) lines, \(objects.count) JSON objects")
+        #expect(objects.contains { $0["message"] as? String == "worker starting" && $0["label"] as? String == "dicom-etl.worker" })
     }
 }
