@@ -39,19 +39,8 @@ func conformanceDeclarations(inSwiftSource text: String) -> [ConformanceDeclarat
     let extensionPattern = try! NSRegularExpression(
         pattern: #"^\s*"# + modifiers + #"extension\s+([A-Za-z_][A-Za-z0-9_.]*)\s*:\s*([^{]+)\{"#)
     var found: [ConformanceDeclaration] = []
-    var inBlockComment = false
-    var inMultilineString = false
-    for (index, line) in text.components(separatedBy: "\n").enumerated() {
-        let wasSkipped = inBlockComment || inMultilineString
-        if line.components(separatedBy: "\"\"\"").count % 2 == 0 { inMultilineString.toggle() }
-        if !inMultilineString {
-            if let open = line.range(of: "/*", options: .backwards), line.range(of: "*/", range: open.upperBound..<line.endIndex) == nil {
-                inBlockComment = true
-            } else if line.contains("*/") {
-                inBlockComment = false
-            }
-        }
-        if wasSkipped || line.trimmingCharacters(in: .whitespaces).hasPrefix("//") { continue }
+    for (index, line) in codeLines(of: text) {
+        if line.trimmingCharacters(in: .whitespaces).hasPrefix("//") { continue }
         let range = NSRange(line.startIndex..., in: line)
         func group(_ match: NSTextCheckingResult, _ number: Int) -> String {
             Range(match.range(at: number), in: line).map { String(line[$0]) } ?? ""

@@ -61,10 +61,22 @@ func imports(inSwiftSource text: String) -> [ImportStatement] {
     let pattern = #"^\s*(?:@[A-Za-z_][A-Za-z0-9_]*(?:\([^)]*\))?\s+)*(?:(?:public|package|internal|fileprivate|private)\s+)?import\s+(?:(?:struct|class|enum|protocol|typealias|func|var|let|actor)\s+)?([A-Za-z_][A-Za-z0-9_]*)"#
     let regex = try! NSRegularExpression(pattern: pattern)
     var found: [ImportStatement] = []
+    for (index, line) in codeLines(of: text) {
+        let range = NSRange(line.startIndex..., in: line)
+        if let match = regex.firstMatch(in: line, range: range), let module = Range(match.range(at: 1), in: line) {
+            found.append(ImportStatement(module: String(line[module]), line: index + 1))
+        }
+    }
+    return found
+}
+
+/// The lines of a Swift source that are code, with their 0-based numbers: lines that begin or continue inside a
+/// block comment or a multi-line string literal are left out (a line that opens one is kept).
+func codeLines(of text: String) -> [(index: Int, line: String)] {
+    var lines: [(index: Int, line: String)] = []
     var inBlockComment = false
     var inMultilineString = false
-    for (index, rawLine) in text.components(separatedBy: "\n").enumerated() {
-        let line = rawLine
+    for (index, line) in text.components(separatedBy: "\n").enumerated() {
         let wasSkipped = inBlockComment || inMultilineString
         if line.components(separatedBy: "\"\"\"").count % 2 == 0 { inMultilineString.toggle() }
         if !inMultilineString {
@@ -74,13 +86,9 @@ func imports(inSwiftSource text: String) -> [ImportStatement] {
                 inBlockComment = false
             }
         }
-        if wasSkipped { continue }
-        let range = NSRange(line.startIndex..., in: line)
-        if let match = regex.firstMatch(in: line, range: range), let module = Range(match.range(at: 1), in: line) {
-            found.append(ImportStatement(module: String(line[module]), line: index + 1))
-        }
+        if !wasSkipped { lines.append((index, line)) }
     }
-    return found
+    return lines
 }
 
 /// What the checker found wrong.

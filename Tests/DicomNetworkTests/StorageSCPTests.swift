@@ -77,19 +77,7 @@ func run(_ executable: String, _ arguments: [String], environment extra: [String
 }
 
 func runBlocking(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment.merge(extra) { $1 }
-    process.environment = environment
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    try runInterleaved(executable, arguments, environment: ProcessInfo.processInfo.environment.merging(extra) { $1 })
 }
 
 enum Corpus {

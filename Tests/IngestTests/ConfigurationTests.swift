@@ -1,6 +1,7 @@
 // Tests of DaemonConfiguration: defaults, file, environment and flag precedence, secrets, errors.
 import Foundation
 import Ingest
+import TestSupport
 import Testing
 
 @Suite struct ConfigurationTests {
@@ -294,16 +295,6 @@ import Testing
 
     /// Runs `binary` without DICOM_ETL_* variables; its status and its standard output and error together.
     static func run(_ binary: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DICOM_ETL_") }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runInterleaved(binary, arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DICOM_ETL_") })
     }
 }

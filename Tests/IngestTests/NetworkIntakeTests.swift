@@ -44,20 +44,13 @@ import Testing
 
     /// Runs storescu (or echoscu); returns its status and how many instances were answered Success.
     static func storescu(port: Int, files: [String], option: String? = nil, echo: Bool = false) throws -> (status: Int32, acknowledged: Int) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: echo ? "/usr/bin/echoscu" : "/usr/bin/storescu")
-        process.arguments = ["-v", "-aet", "STORESCU", "-aec", "DICOM_ETL"] + (echo ? [] : ["-R"]) + (option.map { [$0] } ?? []) + ["127.0.0.1", String(port)] + files
         var environment = ProcessInfo.processInfo.environment
         environment["TCP_NODELAY"] = "1"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let output = String(decoding: data, as: UTF8.self)
-        return (process.terminationStatus, output.components(separatedBy: "Received Store Response (Success)").count - 1)
+        let (status, output) = try runInterleaved(
+            echo ? "/usr/bin/echoscu" : "/usr/bin/storescu",
+            ["-v", "-aet", "STORESCU", "-aec", "DICOM_ETL"] + (echo ? [] : ["-R"]) + (option.map { [$0] } ?? []) + ["127.0.0.1", String(port)] + files,
+            environment: environment)
+        return (status, output.components(separatedBy: "Received Store Response (Success)").count - 1)
     }
 
     /// storescu on 4 associations at once, files dealt round-robin; total acknowledged.

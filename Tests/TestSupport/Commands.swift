@@ -31,6 +31,24 @@ public func runCommand(_ executable: String, _ arguments: [String], environment:
         error: String(decoding: errorData, as: UTF8.self))
 }
 
+/// Runs `executable` to its end with standard output and standard error through one pipe, interleaved as a
+/// terminal shows them; `environment` replaces the inherited one when given.
+public func runInterleaved(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 /// psql exited with an error; the message is its standard error.
 public struct QueryFailed: Error, CustomStringConvertible {
     public let message: String
