@@ -16,10 +16,6 @@ import Testing
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     static let corpus = TestEnvironment.corpus
-    static var psqlPath: String {
-        let bin = environment["DICOM_ETL_TEST_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"
-        return (bin as NSString).appendingPathComponent("psql")
-    }
     static var daemonPath: String {
         URL(fileURLWithPath: testWorkerCommand().executable).deletingLastPathComponent().appendingPathComponent("dicom-etl").path
     }
@@ -67,7 +63,7 @@ import Testing
             var components = try #require(URLComponents(string: admin))
             components.path = "/" + database
             try self.init(databaseURL: try #require(components.string), database: database)
-            _ = try DaemonEndToEndTests.psql(admin, "CREATE DATABASE \(database)")
+            _ = try psql(admin, "CREATE DATABASE \(database)")
         }
 
         /// A world on a database of its own (e.g. a private cluster the test starts under `root`).
@@ -107,7 +103,7 @@ import Testing
         }
 
         func count(_ sql: String) throws -> Int {
-            Int(try DaemonEndToEndTests.psql(databaseURL, sql)) ?? -1
+            Int(try psql(databaseURL, sql)) ?? -1
         }
 
         /// Files under a folder of the drop folder ("" for the drop folder itself, outside its own subfolders).
@@ -127,24 +123,10 @@ import Testing
 
         func cleanUp() {
             if let database {
-                _ = try? DaemonEndToEndTests.psql(DaemonEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+                _ = try? psql(DaemonEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
             }
             try? FileManager.default.removeItem(atPath: root)
         }
-    }
-
-    static func psql(_ url: String, _ sql: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: psqlPath)
-        process.arguments = [url, "-v", "ON_ERROR_STOP=1", "-tAc", sql]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw PipelineFailure(stage: .catalog, reason: "psql_failed") }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Starts `dicom-etl run` on the world.
@@ -289,7 +271,7 @@ import Testing
         // Catalogued once: each processed file is a catalogued (or duplicate) ledger row; every
         // instance row comes from a catalogued row; quarantined rows match quarantined files.
         let first = try Self.counts(world)
-        print("quarantined by reason: " + (try Self.psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")))
+        print("quarantined by reason: " + (try psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")))
         print("end to end: \(files.count) files dropped, \(processed.count) processed, \(quarantined.count) quarantined in \(elapsed) (drop to settled, incl. the 1 s quiet period); \(first)")
         let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
         #expect(first.catalogued + duplicates == processed.count)
@@ -464,7 +446,7 @@ import Testing
         #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
         let verified = try Self.verifyDeidentification(world)
         #expect(verified.status == 0 && verified.output.contains("verified \(counts.catalogued) files: 0 with leaks"), "\(verified.output)")
-        let reasons = try Self.psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")
+        let reasons = try psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")
         let verifiedLine = verified.output.split(separator: "\n").first.map(String.init) ?? ""
         print("whole corpus: \(files.count) files (\(slow.count) written slowly in place) in \(elapsed); \(counts); duplicates=\(duplicates)")
         print("whole corpus: quarantined by reason: \(reasons); verify-deid: \(verifiedLine)")

@@ -19,7 +19,7 @@ import Testing
 
     /// Quarantine reasons with their counts, as `reason=n` sorted.
     static func reasons(_ world: E2E.World) throws -> String {
-        try E2E.psql(world.databaseURL, """
+        try psql(world.databaseURL, """
             SELECT coalesce(string_agg(r || '=' || n, ' ' ORDER BY r), '')
             FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' AND error_reason <> 'uid_conflict'
                   GROUP BY 1) x

@@ -5,6 +5,7 @@
 import Foundation
 import Ingest
 import ObjectStorage
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct DaemonS3Tests {
@@ -52,7 +53,7 @@ import Testing
         #expect(instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
 
         // Every object the catalogue names is in the bucket, with its hash; nothing else is.
-        let keys = try E2E.psql(world.databaseURL, """
+        let keys = try psql(world.databaseURL, """
             SELECT k || ' ' || h FROM (
               SELECT file_key k, file_sha256 h FROM imaging.instances
               UNION ALL SELECT tensor_key, tensor_sha256 FROM imaging.tensors
@@ -69,7 +70,7 @@ import Testing
         #expect((try? FileManager.default.contentsOfDirectory(atPath: staging))?.isEmpty ?? true, "no upload left its staging file")
 
         // verify-deid over the de-identified files as the bucket holds them.
-        let pairs = try E2E.psql(world.databaseURL, """
+        let pairs = try psql(world.databaseURL, """
             SELECT f.id || '|' || f.path || '|' || i.file_key FROM ingest.source_files f
             JOIN imaging.instances i ON i.sop_instance_uid = f.sop_instance_uid WHERE f.state = 'catalogued' ORDER BY f.id
             """).split(separator: "\n").map { $0.split(separator: "|", maxSplits: 2).map(String.init) }

@@ -8,6 +8,7 @@ import Foundation
 import Logging
 import ObjectStorage
 import Sandbox
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct IngestProcessorTests {
@@ -23,18 +24,12 @@ import Testing
         let source = try #require(Self.corpusFile("CT_small.dcm"))
         let world = try DaemonEndToEndTests.World()
         defer { world.cleanUp() }
-        let root = DaemonEndToEndTests.packageRoot.path
         let pool = SandboxPool(command: testWorkerCommand(), size: 1, timeout: .seconds(60), logger: testLogger)
         try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL), logger: testLogger) { client in
             let catalog = Catalog(client: client, logger: testLogger)
             try await catalog.migrate()
             let store = try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects"))
-            let processor = IngestProcessor(
-                catalog: catalog, store: store, sandbox: pool,
-                inputs: .init(routesFile: root + "/etl/routes.yaml", profileFile: root + "/etl/deidentify/basic.yaml", keyFile: world.key,
-                              recipesDirectory: root + "/etl/normalize"),
-                stagingDirectory: try #require(try store.stagingDirectory(named: "test")), owner: "test", lease: .seconds(60),
-                maxAttempts: 3, logger: testLogger)
+            let processor = try makeProcessor(world, catalog: catalog, store: store, sandbox: pool)
             let crash = world.drop + "/crash.dcm", good = world.drop + "/good.dcm"
             try FileManager.default.copyItem(atPath: source, toPath: good)
             try Data(contentsOf: URL(fileURLWithPath: source)).dropLast(7).write(to: URL(fileURLWithPath: crash))
@@ -43,17 +38,17 @@ import Testing
             let first = try await processor.process([makeFile(crash, root: world.drop), makeFile(good, root: world.drop)])
             #expect(first == [.retry(reason: "process_crashed", soon: true), .ingested])
             #expect(try world.count("SELECT attempts FROM ingest.source_files WHERE path LIKE '%/crash.dcm'") == 1)
-            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || attempts || ' ' || claims FROM ingest.source_files WHERE path LIKE '%/good.dcm'")
+            #expect(try psql(world.databaseURL, "SELECT state || ' ' || attempts || ' ' || claims FROM ingest.source_files WHERE path LIKE '%/good.dcm'")
                 == "catalogued 0 1")
             #expect(try world.count("SELECT count(*) FROM imaging.instances") == 1)
 
             let second = try await processor.process([makeFile(crash, root: world.drop)])
             #expect(second == [.retry(reason: "process_crashed", soon: true)])
-            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || error_reason FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
+            #expect(try psql(world.databaseURL, "SELECT state || ' ' || error_reason FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
                 == "failed process_crashed")
             let third = try await processor.process([makeFile(crash, root: world.drop)])
             #expect(third == [.rejected(PipelineFailure(stage: .sandbox, reason: "process_crashed"))])
-            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT state || ' ' || error_reason || ' ' || attempts || ' ' || claims || ' ' || interruptions FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
+            #expect(try psql(world.databaseURL, "SELECT state || ' ' || error_reason || ' ' || attempts || ' ' || claims || ' ' || interruptions FROM ingest.source_files WHERE path LIKE '%/crash.dcm'")
                 == "quarantined process_crashed 3 3 0")
             #expect(try world.count("SELECT count(*) FROM ingest.quarantine WHERE reason = 'process_crashed'") == 1)
             // The good file's objects, written once, by rename from the staging folder: nothing left there.

@@ -8,6 +8,7 @@ import Foundation
 import OCR
 import ObjectStorage
 import Sandbox
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct PixelTextAuditIngestTests {
@@ -65,7 +66,6 @@ import Testing
     func auditRowsAreWrittenWithTheirInstancesAndHoldNoText() async throws {
         let world = try DaemonEndToEndTests.World()
         defer { world.cleanUp() }
-        let root = DaemonEndToEndTests.packageRoot.path
         let generated = world.root + "/generated"
         let manifest = try Self.generate(into: generated, count: 4, noText: 1)
         var discovered: [DiscoveredFile] = []
@@ -80,12 +80,7 @@ import Testing
             let catalog = Catalog(client: client, logger: testLogger)
             try await catalog.migrate()
             let store = try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects"))
-            let processor = IngestProcessor(
-                catalog: catalog, store: store, sandbox: pool,
-                inputs: .init(routesFile: root + "/etl/routes.yaml", profileFile: root + "/etl/deidentify/basic.yaml", keyFile: world.key,
-                              recipesDirectory: root + "/etl/normalize"),
-                stagingDirectory: try #require(try store.stagingDirectory(named: "test")), owner: "test", lease: .seconds(120),
-                maxAttempts: 3, logger: testLogger)
+            let processor = try makeProcessor(world, catalog: catalog, store: store, sandbox: pool, lease: .seconds(120))
             let outcomes = try await processor.process(discovered)
             #expect(outcomes == Array(repeating: .ingested, count: manifest.files.count))
         }
@@ -105,14 +100,14 @@ import Testing
             WHERE box_count <> jsonb_array_length(boxes)
                OR box_count <> (SELECT coalesce(sum(value::int), 0) FROM jsonb_each_text(categories))
             """) == 0)
-        let categories = try DaemonEndToEndTests.psql(world.databaseURL, """
+        let categories = try psql(world.databaseURL, """
             SELECT string_agg(DISTINCT c, ',' ORDER BY c) FROM imaging.pixel_text_audit, jsonb_object_keys(categories) c
             """)
         #expect(!categories.isEmpty && categories.split(separator: ",").allSatisfy {
             ["name", "id", "date", "accession", "institution", "other", "pattern", "text"].contains(String($0))
         }, "\(categories)")
         // Never the text: no planted string (identifying or not, 3+ characters) anywhere in the table.
-        let table = try DaemonEndToEndTests.psql(world.databaseURL, "SELECT string_agg(row_to_json(a)::text, ' ') FROM imaging.pixel_text_audit a").uppercased()
+        let table = try psql(world.databaseURL, "SELECT string_agg(row_to_json(a)::text, ' ') FROM imaging.pixel_text_audit a").uppercased()
         let planted = Set(manifest.files.flatMap { $0.planted.map { $0.text.uppercased() } }.filter { $0.count >= 3 })
         #expect(!planted.isEmpty)
         #expect(planted.filter { table.contains($0) }.isEmpty)

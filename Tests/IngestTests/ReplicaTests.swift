@@ -61,17 +61,9 @@ import Testing
 
     /// One daemon's Prometheus text from /metrics (through curl, as a scraper would fetch it).
     static func scrape(_ port: Int) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw POSIXError(.ECONNREFUSED) }
-        return String(decoding: data, as: UTF8.self)
+        let result = try runCommand("/usr/bin/env", ["curl", "-sf", "--max-time", "5", "http://127.0.0.1:\(port)/metrics"])
+        guard result.status == 0 else { throw POSIXError(.ECONNREFUSED) }
+        return result.output
     }
 
     /// The sum of every sample of a metric (all label sets).
@@ -169,7 +161,7 @@ import Testing
                                   GROUP BY source_file_id HAVING count(*) > 1) x
             """)
         // What happened to such files, for the failure message: each one's events in order.
-        let history = claimedTwice == 0 ? "" : (try? DaemonEndToEndTests.psql(world.databaseURL, """
+        let history = claimedTwice == 0 ? "" : (try? psql(world.databaseURL, """
             SELECT string_agg(e, E'\\n') FROM (
                 SELECT source_file_id || ': ' || string_agg(stage || ' ' || COALESCE(from_state, '-') || '→' || COALESCE(to_state, '-')
                        || COALESCE(' (' || detail || ')', ''), ', ' ORDER BY at, id) AS e

@@ -50,7 +50,7 @@ import TestSupport
             #expect(completed.map(\.0) == [4, 11, 21, 31])
             #expect(completed.map(\.1) == [["2.25.2"], ["2.25.3"], ["2.25.4"], ["2.25.1"]])
             // Jobs: the knee MR to m-mr, the head MR to both MR models, the CR to m-cr; the CT none.
-            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT string_agg(series_uid || ':' || model_name, ' ' ORDER BY series_uid, model_name) FROM inference.jobs")
+            #expect(try psql(world.databaseURL, "SELECT string_agg(series_uid || ':' || model_name, ' ' ORDER BY series_uid, model_name) FROM inference.jobs")
                 == "2.25.1:m-cr 2.25.2:m-mr 2.25.4:m-head 2.25.4:m-mr")
         }
     }
@@ -80,7 +80,7 @@ import TestSupport
             #expect(completed.map(\.seriesUID) == ["2.25.100", "2.25.200"])
             // Only the CR series is routed: one job, for the routed model at the series' revision.
             #expect(try world.count("SELECT count(*) FROM inference.jobs") == 1)
-            #expect(try DaemonEndToEndTests.psql(world.databaseURL, "SELECT series_uid || ' ' || model_name || ' ' || model_version FROM inference.jobs")
+            #expect(try psql(world.databaseURL, "SELECT series_uid || ' ' || model_name || ' ' || model_version FROM inference.jobs")
                 == "2.25.100 \(routes.routes[0].model) \(routes.routes[0].modelVersion)")
             #expect(try await service.completeQuietSeries().isEmpty)
 
@@ -139,7 +139,7 @@ import TestSupport
             #expect(depth("queued") == 1)                       // published after the completion
 
             // No completion: the depth is published again only once 5 s passed on the clock since the last time.
-            _ = try DaemonEndToEndTests.psql(world.databaseURL, "UPDATE inference.jobs SET state = 'dead'")
+            _ = try psql(world.databaseURL, "UPDATE inference.jobs SET state = 'dead'")
             for _ in 0..<2 {
                 clock.advance(by: .seconds(2))
                 try await clock.waitForSleepers()

@@ -3,8 +3,11 @@
 import Glibc
 #endif
 import Foundation
+import Catalog
 @testable import Ingest
 import Logging
+import ObjectStorage
+import Sandbox
 
 /// A fresh folder under the system temporary folder, removed by `remove()`.
 struct TemporaryFolder {
@@ -57,4 +60,20 @@ func makeFile(_ path: String, root: String, size: Int64 = 4) -> DiscoveredFile {
     return DiscoveredFile(
         path: path, relativePath: relative, size: size, modificationTime: Date(), pathHash: PathHasher(secret: [1]).hash(relative),
         discoveredAt: Date())
+}
+
+/// A processor on the repository's routes, basic profile and recipes with the world's key, staging its outputs in
+/// `store`'s staging folder named `owner`.
+func makeProcessor(
+    _ world: DaemonEndToEndTests.World, catalog: Catalog, store: FilesystemObjectStore, sandbox: SandboxPool,
+    owner: String = "test", lease: Duration = .seconds(60), conflictPolicy: UIDConflictPolicy = .quarantine,
+    metrics: IngestMetrics? = nil
+) throws -> IngestProcessor {
+    let root = DaemonEndToEndTests.packageRoot.path
+    guard let staging = try store.stagingDirectory(named: owner) else { throw POSIXError(.ENOENT) }
+    return IngestProcessor(
+        catalog: catalog, store: store, sandbox: sandbox,
+        inputs: .init(routesFile: root + "/etl/routes.yaml", profileFile: root + "/etl/deidentify/basic.yaml", keyFile: world.key,
+                      recipesDirectory: root + "/etl/normalize"),
+        stagingDirectory: staging, owner: owner, lease: lease, conflictPolicy: conflictPolicy, metrics: metrics, logger: testLogger)
 }

@@ -15,6 +15,7 @@ import Logging
 import ObjectStorage
 import Prometheus
 import Sandbox
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct UIDConflictPolicyTests {
@@ -102,7 +103,7 @@ import Testing
 
     /// What the catalogue holds of one instance and everything hanging from it, as JSON text.
     static func snapshot(_ world: DaemonEndToEndTests.World, sop: String) throws -> String {
-        try DaemonEndToEndTests.psql(world.databaseURL, """
+        try psql(world.databaseURL, """
             SELECT jsonb_build_object(
               'instance', (SELECT to_jsonb(i) FROM imaging.instances i WHERE sop_instance_uid = '\(sop)'),
               'tensors', (SELECT jsonb_agg(to_jsonb(t) ORDER BY recipe) FROM imaging.tensors t WHERE sop_instance_uid = '\(sop)'),
@@ -125,7 +126,6 @@ import Testing
     func eachPolicyInEveryScenarioAndOrder(_ policy: UIDConflictPolicy) async throws {
         let world = try DaemonEndToEndTests.World()
         defer { world.cleanUp() }
-        let root = DaemonEndToEndTests.packageRoot.path
         let pools = [SandboxPool(command: testWorkerCommand(), size: 2, timeout: .seconds(60), logger: testLogger),
                      SandboxPool(command: testWorkerCommand(), size: 2, timeout: .seconds(60), logger: testLogger)]
         let token = UInt32.random(in: 1...UInt32.max)
@@ -136,15 +136,10 @@ import Testing
             let store = try FilesystemObjectStore(root: URL(fileURLWithPath: world.data + "/objects"))
             let (metrics, registry) = makeMetrics()
             let replicas = try ["replica-a", "replica-b"].enumerated().map { index, owner in
-                IngestProcessor(
-                    catalog: catalog, store: store, sandbox: pools[index],
-                    inputs: .init(routesFile: root + "/etl/routes.yaml", profileFile: root + "/etl/deidentify/basic.yaml", keyFile: world.key,
-                                  recipesDirectory: root + "/etl/normalize"),
-                    stagingDirectory: try #require(try store.stagingDirectory(named: owner)), owner: owner, lease: .seconds(60),
-                    conflictPolicy: policy, metrics: metrics, logger: testLogger)
+                try makeProcessor(world, catalog: catalog, store: store, sandbox: pools[index], owner: owner, conflictPolicy: policy, metrics: metrics)
             }
             func ledger(_ path: String) throws -> (id: Int, state: String, reason: String, sop: String, duplicateOf: String) {
-                let row = try DaemonEndToEndTests.psql(world.databaseURL, """
+                let row = try psql(world.databaseURL, """
                     SELECT id || '|' || state || '|' || coalesce(error_reason, '') || '|' || coalesce(sop_instance_uid, '') || '|' || coalesce(duplicate_of::text, '')
                     FROM ingest.source_files WHERE path = '\(path)'
                     """).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
@@ -152,13 +147,13 @@ import Testing
                 return (Int(row[0]) ?? -1, row[1], row[2], row[3], row[4])
             }
             func conflictRows(_ id: Int) throws -> [String] {
-                try DaemonEndToEndTests.psql(world.databaseURL, """
+                try psql(world.databaseURL, """
                     SELECT resolution || '|' || sop_instance_uid || '|' || coalesce(existing_content_sha256, '') || '|' || incoming_content_sha256
                            || '|' || coalesce(new_sop_instance_uid, '') FROM ingest.uid_conflicts WHERE source_file_id = \(id)
                     """).split(separator: "\n").map(String.init)
             }
             func content(_ sop: String) throws -> String {
-                try DaemonEndToEndTests.psql(world.databaseURL, "SELECT content_sha256 FROM imaging.instances WHERE sop_instance_uid = '\(sop)'")
+                try psql(world.databaseURL, "SELECT content_sha256 FROM imaging.instances WHERE sop_instance_uid = '\(sop)'")
             }
 
             for scenario in Scenario.allCases {
@@ -225,11 +220,11 @@ import Testing
                         let row = try #require(conflicts.first, "\(name): no conflict recorded").split(separator: "|", omittingEmptySubsequences: false)
                         #expect(conflicts.count == 1 && row[0] == "kept_both" && row[1] == kept.sop && row[4] == met.sop, "\(name): \(conflicts)")
                         // Both instances lead back to the one real UID the two files carried.
-                        #expect(try DaemonEndToEndTests.psql(world.databaseURL, """
+                        #expect(try psql(world.databaseURL, """
                             SELECT count(DISTINCT original_sop_instance_uid) || ' ' || count(*) FROM vault.instances
                             WHERE sop_instance_uid IN ('\(kept.sop)', '\(met.sop)')
                             """) == "1 2", "\(name)")
-                        #expect(try DaemonEndToEndTests.psql(world.databaseURL, """
+                        #expect(try psql(world.databaseURL, """
                             SELECT original_sop_instance_uid FROM vault.instances WHERE sop_instance_uid = '\(met.sop)'
                             """) == "\(uidRoot).3", "\(name)")
                         if let before {
@@ -265,7 +260,7 @@ import Testing
             }
 
             // The objects: exactly those the catalogue refers to, none left behind by a conflict or a replacement.
-            let referenced = Set(try DaemonEndToEndTests.psql(world.databaseURL, """
+            let referenced = Set(try psql(world.databaseURL, """
                 SELECT k FROM imaging.instances i, unnest(ARRAY[i.file_key, i.tensor_key, i.preview_key]) AS k WHERE k IS NOT NULL
                 UNION SELECT k FROM imaging.tensors t, unnest(ARRAY[t.tensor_key, t.sidecar_key, t.preview_key]) AS k WHERE k IS NOT NULL
                 """).split(separator: "\n").map(String.init))
@@ -275,7 +270,7 @@ import Testing
 
             // The jobs: once the series are quiet, one per series that holds an instance, none for any other.
             let completion = SeriesCompletionService(
-                catalog: catalog, routes: try SeriesRoutes.load(path: root + "/etl/routes.yaml"), defaultQuietPeriod: .seconds(10),
+                catalog: catalog, routes: try SeriesRoutes.load(path: DaemonEndToEndTests.packageRoot.path + "/etl/routes.yaml"), defaultQuietPeriod: .seconds(10),
                 clock: ContinuousClock(), now: { Date().addingTimeInterval(3600) }, logger: testLogger)
             while !(try await completion.completeQuietSeries()).isEmpty {}
             let jobs = try world.count("SELECT count(*) FROM inference.jobs")
