@@ -50,8 +50,8 @@ import Testing
         var key: String { root + "/key" }
         var reference: String { root + "/reference" }
         var log: String { root + "/daemon.log" }
-        let database: String
-        let databaseURL: String
+        let scratch: ScratchDatabase
+        var databaseURL: String { scratch.url }
 
         /// /dev/shm when writable: the run leaves ~20,000 files and folders (sources moved to processed/, the
         /// store's objects), and removing them from a busy 2-core machine's disk took 45 s, from memory 0.1 s.
@@ -61,15 +61,10 @@ import Testing
 
         init() throws {
             root = Self.base.appendingPathComponent("cxr-e2e-\(UUID().uuidString.prefix(8))").path
-            database = "cxr_\(UUID().uuidString.prefix(8).lowercased())"
-            let admin = try #require(PneumoniaEndToEndTests.adminURL)
-            var components = try #require(URLComponents(string: admin))
-            components.path = "/" + database
-            databaseURL = try #require(components.string)
+            scratch = try ScratchDatabase(prefix: "cxr")
             for folder in [drop, data, reference] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
             try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)  // a key must be owner-only
-            _ = try psql(admin, "CREATE DATABASE \(database)")
         }
 
         func count(_ sql: String) -> Int { Int((try? psql(databaseURL, sql)) ?? "") ?? -1 }
@@ -85,7 +80,7 @@ import Testing
         }
 
         func cleanUp() {
-            _ = try? psql(PneumoniaEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            scratch.drop()
             // rm, not FileManager.removeItem (slower still); see `base` for why the world lives in memory.
             _ = try? runCommand("/bin/rm", ["-rf", root])
         }

@@ -54,20 +54,16 @@ import Testing
         let key: String
         let databaseURL: String
         /// The database created in the test PostgreSQL (nil when the world brings its own cluster).
-        let database: String?
+        let scratch: ScratchDatabase?
 
         /// A world whose database is a fresh one in the test PostgreSQL.
         init() throws {
-            let admin = try #require(DaemonEndToEndTests.adminURL)
-            let database = "e2e_\(UUID().uuidString.prefix(8).lowercased())"
-            var components = try #require(URLComponents(string: admin))
-            components.path = "/" + database
-            try self.init(databaseURL: try #require(components.string), database: database)
-            _ = try psql(admin, "CREATE DATABASE \(database)")
+            let scratch = try ScratchDatabase(prefix: "e2e")
+            try self.init(databaseURL: scratch.url, scratch: scratch)
         }
 
         /// A world on a database of its own (e.g. a private cluster the test starts under `root`).
-        init(databaseURL: String?, database: String? = nil, root: String? = nil) throws {
+        init(databaseURL: String?, scratch: ScratchDatabase? = nil, root: String? = nil) throws {
             self.root = root ?? FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))").path
             drop = self.root + "/drop"
             data = self.root + "/var"
@@ -75,22 +71,22 @@ import Testing
             for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: key))
             try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: key)  // a key must be owner-only
-            self.database = database
+            self.scratch = scratch
             self.databaseURL = databaseURL ?? ""
         }
 
         /// The same world on another database URL.
         func with(databaseURL: String) -> World {
-            World(root: root, drop: drop, data: data, key: key, databaseURL: databaseURL, database: database)
+            World(root: root, drop: drop, data: data, key: key, databaseURL: databaseURL, scratch: scratch)
         }
 
-        private init(root: String, drop: String, data: String, key: String, databaseURL: String, database: String?) {
+        private init(root: String, drop: String, data: String, key: String, databaseURL: String, scratch: ScratchDatabase?) {
             self.root = root
             self.drop = drop
             self.data = data
             self.key = key
             self.databaseURL = databaseURL
-            self.database = database
+            self.scratch = scratch
         }
 
         func drop(_ files: [(String, String)]) throws {
@@ -122,9 +118,7 @@ import Testing
         func names(in folder: String) -> [String] { files(in: folder) }
 
         func cleanUp() {
-            if let database {
-                _ = try? psql(DaemonEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
-            }
+            scratch?.drop()
             try? FileManager.default.removeItem(atPath: root)
         }
     }

@@ -62,8 +62,8 @@ import FoundationNetworking
     /// A temporary world: folders, tokens, a fresh database, the daemon with its server.
     final class World: @unchecked Sendable {
         let root: String
-        let database: String
-        let databaseURL: String
+        let scratch: ScratchDatabase
+        var databaseURL: String { scratch.url }
         let port: Int
         var daemon: Process?
         var drop: String { root + "/drop" }
@@ -75,12 +75,8 @@ import FoundationNetworking
         init() throws {
             let base = FileManager.default.isWritableFile(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
             root = base + "/serving-e2e-\(UUID().uuidString.prefix(8))"
-            database = "serving_\(UUID().uuidString.prefix(8).lowercased())"
-            let admin = try #require(ServingEndToEndTests.adminURL)
-            var components = try #require(URLComponents(string: admin))
-            components.path = "/" + database
-            databaseURL = try #require(components.string)
             port = try freeLocalPort()
+            scratch = try ScratchDatabase(prefix: "serving")
             for folder in [drop, data] { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data((0..<48).map { _ in UInt8.random(in: 0x41...0x5A) }).write(to: URL(fileURLWithPath: root + "/key"))
             chmod(root + "/key", 0o600)   // a key others could read stops the start
@@ -97,7 +93,6 @@ import FoundationNetworking
                     model: pneumonia-cnn
                     model_version: "1.0.0"
                 """.write(toFile: root + "/routes.yaml", atomically: true, encoding: .utf8)
-            _ = try psql(admin, "CREATE DATABASE \(database)")
             for role in ["clinician", "analyst", "operator", "uploader"] {
                 let made = try runCommand(ServingEndToEndTests.binary, ["token", "--role", role, "--name", "test-\(role)", "--tokens-file", tokens])
                 try #require(made.status == 0, "token: \(made.error)")
@@ -141,7 +136,7 @@ import FoundationNetworking
 
         func cleanUp() {
             stop()
-            _ = try? psql(ServingEndToEndTests.adminURL ?? "", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            scratch.drop()
             _ = try? runCommand("/bin/rm", ["-rf", root])
         }
     }

@@ -85,3 +85,31 @@ public func regularFileCount(under folder: String) -> Int {
     }
     return count
 }
+
+/// An empty database of its own in the test PostgreSQL that `scripts/with-services.sh` starts
+/// (DICOM_ETL_TEST_DATABASE_URL); `drop()` removes it, whoever is still connected.
+public struct ScratchDatabase: Sendable {
+    /// `<prefix>_<8 hex digits>`.
+    public let name: String
+    /// The admin URL with this database in its path.
+    public let url: String
+    private let adminURL: String
+
+    /// Creates the database.
+    public init(prefix: String) throws {
+        guard let admin = TestEnvironment.databaseAdminURL, var components = URLComponents(string: admin) else {
+            throw TestFailure("needs DICOM_ETL_TEST_DATABASE_URL (scripts/with-services.sh)")
+        }
+        name = prefix + "_" + UUID().uuidString.prefix(8).lowercased()
+        components.path = "/" + name
+        guard let url = components.string else { throw TestFailure("DICOM_ETL_TEST_DATABASE_URL does not parse") }
+        self.url = url
+        adminURL = admin
+        _ = try psql(admin, "CREATE DATABASE \(name)")
+    }
+
+    /// Drops the database (a failure is left to the cluster's own end).
+    public func drop() {
+        _ = try? psql(adminURL, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+}
