@@ -494,7 +494,7 @@ public struct IngestProcessor: BatchProcessor {
                 while true {
                     try await clock.sleep(for: lease / 3)
                     do {
-                        try await withTimeout(deadline, clock: clock) {
+                        _ = try await withTimeout(deadline, clock: clock) {
                             try await catalog.withTransaction { try await $0.renewSourceFileLeases(ids: ids, owner: owner, lease: lease) }
                         }
                     } catch {

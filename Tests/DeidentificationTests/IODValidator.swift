@@ -27,7 +27,7 @@ struct IODValidator {
             var running: [(Process, String)] = []
             for (i, path) in paths[start..<min(start + 4, paths.count)].enumerated() {
                 let log = dir + "/\(i).txt"
-                FileManager.default.createFile(atPath: log, contents: nil)
+                _ = FileManager.default.createFile(atPath: log, contents: nil)
                 let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: executable)

@@ -95,7 +95,7 @@ struct WorkerCommandTests {
                 patients: [PatientRecord(patientID: "PSEUDO-WC")], studies: [StudyRecord(studyUID: "2.25.77", patientID: "PSEUDO-WC")],
                 series: seriesUIDs.map { SeriesRecord(seriesUID: $0, studyUID: "2.25.77", modality: "CR", bodyPart: "CHEST") },
                 instances: instances))
-            try await catalog.withTransaction { transaction in
+            _ = try await catalog.withTransaction { transaction in
                 try await transaction.enqueue(seriesUIDs.map {
                     JobRequest(seriesUID: $0, seriesRevision: 1, model: ModelRef(name: model.metadata.name, version: model.metadata.version))
                 })

@@ -402,7 +402,7 @@ struct WorkerServingTests {
                     """) == 12, "the same weights give the same rows")
 
                 // Promotion: the next round serves the copy, for jobs queued under the route's version.
-                try await catalog.withTransaction { try await $0.setServing(copy, asShadow: false) }
+                _ = try await catalog.withTransaction { try await $0.setServing(copy, asShadow: false) }
                 let second = [SeriesFixture(count: 5, first: 20)]
                 try await second[0].store(in: store, client: client, inputs: inputs)
                 try await enqueue(second, model: base, client: client)
@@ -411,7 +411,7 @@ struct WorkerServingTests {
                 #expect(try await count(client, "SELECT count(*) FROM inference.shadow_diagnoses") == 12, "no shadow after the promotion")
 
                 // A served version whose files are gone: the round fails before claiming; the job waits.
-                try await catalog.withTransaction { try await $0.setServing(base, asShadow: false) }
+                _ = try await catalog.withTransaction { try await $0.setServing(base, asShadow: false) }
                 try await catalog.withTransaction { t in
                     try await t.registerModelVersion(ModelRegistration(
                         record: ModelRecord(model: ModelRef(name: base.name, version: "9.9.9"), inputRecipe: "cxr-28", classes: ["normal", "pneumonia"]),
@@ -424,7 +424,7 @@ struct WorkerServingTests {
                 try await enqueue(third, model: base, client: client)
                 await #expect(throws: RegisteredModelError(.unreadable)) { try await worker.processAvailable() }
                 #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'queued' AND attempts = 0") == 1)
-                try await catalog.withTransaction { try await $0.setServing(copy, asShadow: false) }
+                _ = try await catalog.withTransaction { try await $0.setServing(copy, asShadow: false) }
                 #expect(try await worker.processUntilIdle() == 1)
                 #expect(try await count(client, "SELECT count(*) FROM inference.jobs WHERE state = 'done' AND attempts = 1") == 5)
                 #expect(try await count(client, "SELECT count(*) FROM inference.serving_events") == 6)

@@ -40,7 +40,7 @@ import Testing
         environment["DICOM_ETL_STORAGE_URL"] = nil
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
-        FileManager.default.createFile(atPath: dataDirectory + "/daemon.log", contents: nil)
+        _ = FileManager.default.createFile(atPath: dataDirectory + "/daemon.log", contents: nil)
         process.standardError = FileHandle(forWritingAtPath: dataDirectory + "/daemon.log")
         try process.run()
         return Daemon(process: process, opsPort: port)

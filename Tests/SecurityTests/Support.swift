@@ -15,7 +15,7 @@ func runTool(_ executable: String, _ arguments: [String], environment: [String: 
     var template = Array((NSTemporaryDirectory() + "/dicom-etl-tool-XXXXXX").utf8CString)
     let output = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard output >= 0 else { throw POSIXError(.EIO) }
-    let outputPath = String(cString: template)
+    let outputPath = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     defer {
         close(output)
         unlink(outputPath)
