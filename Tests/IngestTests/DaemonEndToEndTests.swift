@@ -168,6 +168,23 @@ import Testing
         }
     }
 
+    /// A fresh world with a daemon running on it, both stopped and removed once `body` returns or throws.
+    static func withDaemon(_ body: (World, Process) async throws -> Void) async throws {
+        let world = try World()
+        defer { world.cleanUp() }
+        let daemon = try startDaemon(world)
+        defer { stop(daemon) }
+        try await body(world, daemon)
+    }
+
+    /// Complete series routed to a model by etl/routes.yaml: CR/DX, chest or no body part.
+    static func routedSeriesCount(_ world: World) throws -> Int {
+        try world.count("""
+            SELECT count(*) FROM imaging.series WHERE state = 'complete' AND upper(modality) IN ('CR', 'DX')
+              AND (body_part IS NULL OR body_part = '' OR upper(body_part) IN ('CHEST', 'THORAX', 'LUNG'))
+            """)
+    }
+
     static func stop(_ daemon: Process) {
         guard daemon.isRunning else { return }
         daemon.terminate()
@@ -190,30 +207,14 @@ import Testing
             try FileManager.default.copyItem(atPath: world.drop + "/processed/" + relative, toPath: originals + "/\(pair[0]).dcm")
             try FileManager.default.copyItem(atPath: world.data + "/objects/data/" + pair[2], toPath: outputs + "/\(pair[0]).dcm")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: daemonPath)
-        process.arguments = ["verify-deid", "--originals", originals, "--outputs", outputs, "--profile", packageRoot.path + "/etl/deidentify/basic.yaml"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try runCommand(
+            daemonPath, ["verify-deid", "--originals", originals, "--outputs", outputs, "--profile", packageRoot.path + "/etl/deidentify/basic.yaml"])
+        return (result.status, result.output)
     }
 
-    /// The output of `dicom-etl status` for the world.
-    static func status(_ world: World) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: daemonPath)
-        process.arguments = ["status", "--drop-folder", world.drop, "--database-url", world.databaseURL]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+    /// The lines of `dicom-etl status` for the world.
+    static func status(_ world: World) throws -> [Substring] {
+        try runCommand(daemonPath, ["status", "--drop-folder", world.drop, "--database-url", world.databaseURL]).output.split(separator: "\n")
     }
 
     /// What a run ends with, independent of the order files arrived in. Of several files with one SOP Instance UID,
@@ -242,101 +243,96 @@ import Testing
     @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(6)))
     func dropFolderIsIngestedOnceRedropIsDuplicateAndKilledDaemonRecovers() async throws {
         let files = Self.subset()
-        let world = try World()
-        defer { world.cleanUp() }
-        let daemon = try Self.startDaemon(world)
-        defer { Self.stop(daemon) }
-        let started = ContinuousClock.now
-        try world.drop(files)
-        try await Self.waitUntilSettled(world, daemon: daemon)
-        let elapsed = ContinuousClock.now - started
-        #expect(daemon.isRunning, "the daemon keeps running through every file, the DCMTK-crashing one included")
+        try await Self.withDaemon { world, daemon in
+            let started = ContinuousClock.now
+            try world.drop(files)
+            try await Self.waitUntilSettled(world, daemon: daemon)
+            let elapsed = ContinuousClock.now - started
+            #expect(daemon.isRunning, "the daemon keeps running through every file, the DCMTK-crashing one included")
 
-        // Every file went somewhere: processed/ or quarantine/ beside a reason file; none left.
-        #expect(world.files(in: "").isEmpty)
-        let processed = world.files(in: "processed")
-        let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
-        let reasons = world.files(in: "quarantine").filter { $0.hasSuffix(".reason.json") }
-        #expect(processed.count + quarantined.count == files.count)
-        #expect(Set(reasons) == Set(quarantined.map { $0 + ".reason.json" }))
-        if files.contains(where: { $0.0 == "nested.dcm" }) { #expect(quarantined.contains("nested.dcm")) }
-        if files.contains(where: { $0.0 == "CT_small.dcm" }) { #expect(processed.contains("CT_small.dcm")) }
+            // Every file went somewhere: processed/ or quarantine/ beside a reason file; none left.
+            #expect(world.files(in: "").isEmpty)
+            let processed = world.files(in: "processed")
+            let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
+            let reasons = world.files(in: "quarantine").filter { $0.hasSuffix(".reason.json") }
+            #expect(processed.count + quarantined.count == files.count)
+            #expect(Set(reasons) == Set(quarantined.map { $0 + ".reason.json" }))
+            if files.contains(where: { $0.0 == "nested.dcm" }) { #expect(quarantined.contains("nested.dcm")) }
+            if files.contains(where: { $0.0 == "CT_small.dcm" }) { #expect(processed.contains("CT_small.dcm")) }
 
-        // Catalogued once: each processed file is a catalogued (or duplicate) ledger row; every
-        // instance row comes from a catalogued row; quarantined rows match quarantined files.
-        let first = try Self.counts(world)
-        print("quarantined by reason: " + (try psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")))
-        print("end to end: \(files.count) files dropped, \(processed.count) processed, \(quarantined.count) quarantined in \(elapsed) (drop to settled, incl. the 1 s quiet period); \(first)")
-        let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
-        #expect(first.catalogued + duplicates == processed.count)
-        #expect(first.quarantined + (try world.count("SELECT count(*) FROM ingest.source_files WHERE error_reason = 'uid_conflict'")) == quarantined.count)
-        #expect(first.instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
-        #expect(first.instances > 0)
-        // A job per complete series routed to a model (CR/DX, chest or no body part), one per revision.
-        let routed = try world.count("""
-            SELECT count(*) FROM imaging.series WHERE state = 'complete' AND upper(modality) IN ('CR', 'DX')
-              AND (body_part IS NULL OR body_part = '' OR upper(body_part) IN ('CHEST', 'THORAX', 'LUNG'))
-            """)
-        #expect(first.jobs == routed)
-        if processed.contains(where: { name in Self.radiographs.contains { $0.0 == name } }) {
-            #expect(first.jobs > 0, "a catalogued chest radiograph's series gets a job once complete")
-            #expect(try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL") > 0)
-            // Every recipe's tensor is catalogued; the instance row keeps the first recipe's.
-            #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN imaging.tensors t USING (sop_instance_uid) WHERE t.tensor_key = i.tensor_key")
-                == (try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL")))
+            // Catalogued once: each processed file is a catalogued (or duplicate) ledger row; every
+            // instance row comes from a catalogued row; quarantined rows match quarantined files.
+            let first = try Self.counts(world)
+            print("quarantined by reason: " + (try psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")))
+            print("end to end: \(files.count) files dropped, \(processed.count) processed, \(quarantined.count) quarantined in \(elapsed) (drop to settled, incl. the 1 s quiet period); \(first)")
+            let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
+            #expect(first.catalogued + duplicates == processed.count)
+            #expect(first.quarantined + (try world.count("SELECT count(*) FROM ingest.source_files WHERE error_reason = 'uid_conflict'")) == quarantined.count)
+            #expect(first.instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
+            #expect(first.instances > 0)
+            // A job per complete series routed to a model (CR/DX, chest or no body part), one per revision.
+            let routed = try Self.routedSeriesCount(world)
+            #expect(first.jobs == routed)
+            if processed.contains(where: { name in Self.radiographs.contains { $0.0 == name } }) {
+                #expect(first.jobs > 0, "a catalogued chest radiograph's series gets a job once complete")
+                #expect(try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL") > 0)
+                // Every recipe's tensor is catalogued; the instance row keeps the first recipe's.
+                #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN imaging.tensors t USING (sop_instance_uid) WHERE t.tensor_key = i.tensor_key")
+                    == (try world.count("SELECT count(*) FROM imaging.instances WHERE tensor_key IS NOT NULL")))
+            }
+            #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
+            // No PHI in the analyst tables: no original UID appears among the catalogued ones.
+            #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN vault.instances v ON v.original_sop_instance_uid = i.sop_instance_uid") == 0)
+
+            // `dicom-etl status` once drained: nothing in the backlog or in flight, one ledger row per dropped file.
+            let status = try Self.status(world)
+            #expect(status.contains("backlog: 0") && status.contains("in flight: 0"), "\(status)")
+            let ledgerLine = status.first { $0.hasPrefix("ledger: ") } ?? ""
+            let ledgerTotal = ledgerLine.dropFirst("ledger: ".count).split(separator: " ").compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
+            #expect(ledgerTotal == files.count, "\(status)")
+
+            // verify-deid over the stored de-identified objects, each paired with the source file it came from.
+            let verified = try Self.verifyDeidentification(world)
+            #expect(verified.status == 0, "\(verified.output)")
+            #expect(verified.output.contains("verified \(first.catalogued) files: 0 with leaks"), "\(verified.output)")
+            print("verify-deid: " + (verified.output.split(separator: "\n").first.map(String.init) ?? ""))
+
+            // Re-dropping the same files: all duplicates (or quarantined again), no new rows.
+            let processedBefore = processed.count
+            try world.drop(files)
+            try await Self.waitUntilSettled(world, daemon: daemon)
+            #expect(world.files(in: "").isEmpty)
+            let second = try Self.counts(world)
+            #expect(second.instances == first.instances && second.series == first.series && second.jobs == first.jobs)
+            #expect(second.catalogued == first.catalogued)
+            #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'") >= duplicates + processedBefore)
+            Self.stop(daemon)
+
+            // The same files into a fresh world, SIGKILLed mid-run and restarted: same final counts.
+            let crashed = try World()
+            defer { crashed.cleanUp() }
+            var victim = try Self.startDaemon(crashed)
+            try crashed.drop(files)
+            let killAt = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < killAt, (try? crashed.count("SELECT count(*) FROM ingest.source_files WHERE state = 'catalogued'")) ?? 0 < max(1, first.catalogued / 3) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            kill(victim.processIdentifier, SIGKILL)
+            victim.waitUntilExit()
+            victim = try Self.startDaemon(crashed)
+            defer { Self.stop(victim) }
+            try await Self.waitUntilSettled(crashed, daemon: victim)
+            #expect(crashed.files(in: "").isEmpty)
+            let recovered = try Self.counts(crashed)
+            print("after SIGKILL and restart: \(recovered)")
+            #expect(recovered.instances == first.instances)
+            #expect(recovered.series == first.series)
+            #expect(recovered.jobs == first.jobs)
+            #expect(recovered.catalogued == first.catalogued)
+            #expect(recovered.quarantined == first.quarantined)
+            #expect(recovered.repeats == first.repeats)
+            #expect(recovered.objects == first.objects, "\(recovered) vs \(first); objects nothing refers to: \((try? Self.unreferencedObjects(crashed)) ?? [])")
         }
-        #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
-        // No PHI in the analyst tables: no original UID appears among the catalogued ones.
-        #expect(try world.count("SELECT count(*) FROM imaging.instances i JOIN vault.instances v ON v.original_sop_instance_uid = i.sop_instance_uid") == 0)
-
-        // `dicom-etl status` once drained: nothing in the backlog or in flight, one ledger row per dropped file.
-        let status = try Self.status(world)
-        #expect(status.contains("backlog: 0\n") && status.contains("in flight: 0\n"), "\(status)")
-        let ledgerLine = status.split(separator: "\n").first { $0.hasPrefix("ledger: ") } ?? ""
-        let ledgerTotal = ledgerLine.dropFirst("ledger: ".count).split(separator: " ").compactMap { Int($0.split(separator: "=").last ?? "") }.reduce(0, +)
-        #expect(ledgerTotal == files.count, "\(status)")
-
-        // verify-deid over the stored de-identified objects, each paired with the source file it came from.
-        let verified = try Self.verifyDeidentification(world)
-        #expect(verified.status == 0, "\(verified.output)")
-        #expect(verified.output.contains("verified \(first.catalogued) files: 0 with leaks"), "\(verified.output)")
-        print("verify-deid: " + (verified.output.split(separator: "\n").first.map(String.init) ?? ""))
-
-        // Re-dropping the same files: all duplicates (or quarantined again), no new rows.
-        let processedBefore = processed.count
-        try world.drop(files)
-        try await Self.waitUntilSettled(world, daemon: daemon)
-        #expect(world.files(in: "").isEmpty)
-        let second = try Self.counts(world)
-        #expect(second.instances == first.instances && second.series == first.series && second.jobs == first.jobs)
-        #expect(second.catalogued == first.catalogued)
-        #expect(try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'") >= duplicates + processedBefore)
-        Self.stop(daemon)
-
-        // The same files into a fresh world, SIGKILLed mid-run and restarted: same final counts.
-        let crashed = try World()
-        defer { crashed.cleanUp() }
-        var victim = try Self.startDaemon(crashed)
-        try crashed.drop(files)
-        let killAt = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < killAt, (try? crashed.count("SELECT count(*) FROM ingest.source_files WHERE state = 'catalogued'")) ?? 0 < max(1, first.catalogued / 3) {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        kill(victim.processIdentifier, SIGKILL)
-        victim.waitUntilExit()
-        victim = try Self.startDaemon(crashed)
-        defer { Self.stop(victim) }
-        try await Self.waitUntilSettled(crashed, daemon: victim)
-        #expect(crashed.files(in: "").isEmpty)
-        let recovered = try Self.counts(crashed)
-        print("after SIGKILL and restart: \(recovered)")
-        #expect(recovered.instances == first.instances)
-        #expect(recovered.series == first.series)
-        #expect(recovered.jobs == first.jobs)
-        #expect(recovered.catalogued == first.catalogued)
-        #expect(recovered.quarantined == first.quarantined)
-        #expect(recovered.repeats == first.repeats)
-        #expect(recovered.objects == first.objects, "\(recovered) vs \(first); objects nothing refers to: \((try? Self.unreferencedObjects(crashed)) ?? [])")
     }
 
     /// Stored objects that no catalogued instance or tensor names, each with the state and reason of the ledger row
@@ -392,58 +388,53 @@ import Testing
     @Test(.enabled(if: ready, "needs DICOM_ETL_TEST_DATABASE_URL and the corpus"), .timeLimit(.minutes(6)))
     func wholeCorpusInRandomOrderSomeStillBeingWritten() async throws {
         let files = Self.wholeCorpus()
-        let world = try World()
-        defer { world.cleanUp() }
-        let daemon = try Self.startDaemon(world)
-        defer { Self.stop(daemon) }
-        let started = ContinuousClock.now
-        // Twenty files (the larger ones among the first forty) are written in place, slowly, while the rest
-        // arrive by rename: each must be taken only once complete.
-        let slow = Array(files.prefix(40).sorted { (Self.size($0.1)) > (Self.size($1.1)) }.prefix(20))
-        let slowNames = Set(slow.map(\.0))
-        async let slowWrites: Void = {
-            for (name, source) in slow { try await Self.writeSlowly(source, to: world.drop + "/" + name) }
-        }()
-        try world.drop(files.filter { !slowNames.contains($0.0) })
-        try await slowWrites
-        try await Self.waitUntilSettled(world, daemon: daemon, timeout: .seconds(240))
-        let elapsed = ContinuousClock.now - started
-        #expect(daemon.isRunning, "the daemon keeps running through the whole corpus")
+        try await Self.withDaemon { world, daemon in
+            let started = ContinuousClock.now
+            // Twenty files (the larger ones among the first forty) are written in place, slowly, while the rest
+            // arrive by rename: each must be taken only once complete.
+            let slow = Array(files.prefix(40).sorted { (Self.size($0.1)) > (Self.size($1.1)) }.prefix(20))
+            let slowNames = Set(slow.map(\.0))
+            async let slowWrites: Void = {
+                for (name, source) in slow { try await Self.writeSlowly(source, to: world.drop + "/" + name) }
+            }()
+            try world.drop(files.filter { !slowNames.contains($0.0) })
+            try await slowWrites
+            try await Self.waitUntilSettled(world, daemon: daemon, timeout: .seconds(240))
+            let elapsed = ContinuousClock.now - started
+            #expect(daemon.isRunning, "the daemon keeps running through the whole corpus")
 
-        #expect(world.files(in: "").isEmpty, "nothing left in the drop folder")
-        let processed = world.files(in: "processed")
-        let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
-        #expect(processed.count + quarantined.count == files.count)
-        #expect(Set(world.files(in: "quarantine").filter { $0.hasSuffix(".reason.json") }) == Set(quarantined.map { $0 + ".reason.json" }))
-        let counts = try Self.counts(world)
-        let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
-        #expect(counts.catalogued + duplicates == processed.count)
-        #expect(counts.catalogued + counts.quarantined + counts.repeats == files.count)
-        #expect(try world.count("SELECT count(*) FROM ingest.source_files") == files.count, "one ledger row per file")
-        #expect(counts.instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
-        // Each slowly written file was read whole: its ledger size is its source's.
-        for (name, source) in slow {
-            let recorded = try world.count("SELECT size FROM ingest.source_files WHERE path = $p$\(world.drop)/\(name)$p$")
-            #expect(recorded == Self.size(source), "a slowly written file was taken before it was complete")
+            #expect(world.files(in: "").isEmpty, "nothing left in the drop folder")
+            let processed = world.files(in: "processed")
+            let quarantined = world.files(in: "quarantine").filter { !$0.hasSuffix(".reason.json") }
+            #expect(processed.count + quarantined.count == files.count)
+            #expect(Set(world.files(in: "quarantine").filter { $0.hasSuffix(".reason.json") }) == Set(quarantined.map { $0 + ".reason.json" }))
+            let counts = try Self.counts(world)
+            let duplicates = try world.count("SELECT count(*) FROM ingest.source_files WHERE state = 'duplicate'")
+            #expect(counts.catalogued + duplicates == processed.count)
+            #expect(counts.catalogued + counts.quarantined + counts.repeats == files.count)
+            #expect(try world.count("SELECT count(*) FROM ingest.source_files") == files.count, "one ledger row per file")
+            #expect(counts.instances == (try world.count("SELECT count(DISTINCT sop_instance_uid) FROM ingest.source_files WHERE state = 'catalogued'")))
+            // Each slowly written file was read whole: its ledger size is its source's.
+            for (name, source) in slow {
+                let recorded = try world.count("SELECT size FROM ingest.source_files WHERE path = $p$\(world.drop)/\(name)$p$")
+                #expect(recorded == Self.size(source), "a slowly written file was taken before it was complete")
+            }
+            // A job per complete series routed to a model; no duplicate jobs.
+            let routed = try Self.routedSeriesCount(world)
+            // (A series whose instance arrived after it completed is re-opened and gets a job for its new revision.)
+            #expect(try world.count("SELECT count(DISTINCT series_uid) FROM inference.jobs") == routed)
+            #expect(try world.count("""
+                SELECT count(*) FROM imaging.series s WHERE s.state = 'complete' AND EXISTS (SELECT 1 FROM inference.jobs j WHERE j.series_uid = s.series_uid)
+                  AND NOT EXISTS (SELECT 1 FROM inference.jobs j WHERE j.series_uid = s.series_uid AND j.series_revision = s.revision)
+                """) == 0, "each routed series has a job for its last revision")
+            #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
+            let verified = try Self.verifyDeidentification(world)
+            #expect(verified.status == 0 && verified.output.contains("verified \(counts.catalogued) files: 0 with leaks"), "\(verified.output)")
+            let reasons = try psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")
+            let verifiedLine = verified.output.split(separator: "\n").first.map(String.init) ?? ""
+            print("whole corpus: \(files.count) files (\(slow.count) written slowly in place) in \(elapsed); \(counts); duplicates=\(duplicates)")
+            print("whole corpus: quarantined by reason: \(reasons); verify-deid: \(verifiedLine)")
         }
-        // A job per complete series routed to a model; no duplicate jobs.
-        let routed = try world.count("""
-            SELECT count(*) FROM imaging.series WHERE state = 'complete' AND upper(modality) IN ('CR', 'DX')
-              AND (body_part IS NULL OR body_part = '' OR upper(body_part) IN ('CHEST', 'THORAX', 'LUNG'))
-            """)
-        // (A series whose instance arrived after it completed is re-opened and gets a job for its new revision.)
-        #expect(try world.count("SELECT count(DISTINCT series_uid) FROM inference.jobs") == routed)
-        #expect(try world.count("""
-            SELECT count(*) FROM imaging.series s WHERE s.state = 'complete' AND EXISTS (SELECT 1 FROM inference.jobs j WHERE j.series_uid = s.series_uid)
-              AND NOT EXISTS (SELECT 1 FROM inference.jobs j WHERE j.series_uid = s.series_uid AND j.series_revision = s.revision)
-            """) == 0, "each routed series has a job for its last revision")
-        #expect(try world.count("SELECT count(*) FROM (SELECT 1 FROM inference.jobs GROUP BY series_uid, model_name, series_revision HAVING count(*) > 1) d") == 0)
-        let verified = try Self.verifyDeidentification(world)
-        #expect(verified.status == 0 && verified.output.contains("verified \(counts.catalogued) files: 0 with leaks"), "\(verified.output)")
-        let reasons = try psql(world.databaseURL, "SELECT string_agg(r || '=' || n, ' ') FROM (SELECT error_reason r, count(*) n FROM ingest.source_files WHERE state = 'quarantined' GROUP BY 1 ORDER BY 2 DESC) x")
-        let verifiedLine = verified.output.split(separator: "\n").first.map(String.init) ?? ""
-        print("whole corpus: \(files.count) files (\(slow.count) written slowly in place) in \(elapsed); \(counts); duplicates=\(duplicates)")
-        print("whole corpus: quarantined by reason: \(reasons); verify-deid: \(verifiedLine)")
     }
 
     static func size(_ path: String) -> Int {

@@ -11,6 +11,27 @@ import Testing
 import TestSupport
 
 @Suite(.serialized) struct SeriesCompletionTests {
+    static let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+    /// A fresh, migrated database and a completion service on it whose wall time is the settable `now` (at `t0`
+    /// to begin with) and whose loop sleeps on `clock`.
+    static func withService<C: Clock<Duration>>(
+        routes: SeriesRoutes, clock: C, metrics: IngestMetrics? = nil,
+        _ body: (SeriesCompletionService<C>, Catalog, DaemonEndToEndTests.World, LockedDate) async throws -> Void
+    ) async throws {
+        let world = try DaemonEndToEndTests.World()
+        defer { world.cleanUp() }
+        let now = LockedDate(t0)
+        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
+            let catalog = Catalog(client: client)
+            try await catalog.migrate()
+            let service = SeriesCompletionService(
+                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: clock, now: { now.value },
+                metrics: metrics, logger: Logger(label: "test"))
+            try await body(service, catalog, world, now)
+        }
+    }
+
     static func instance(_ sop: String, series: String, modality: String, bodyPart: String? = nil) -> CatalogBatch {
         CatalogBatch(
             patients: [PatientRecord(patientID: "P1")], studies: [StudyRecord(studyUID: "2.25.1", patientID: "P1")],
@@ -20,22 +41,14 @@ import TestSupport
 
     @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"))
     func eachSeriesWaitsForItsRoutesQuietPeriod() async throws {
-        let world = try DaemonEndToEndTests.World()
-        defer { world.cleanUp() }
         let routes = try SeriesRoutes.parse(yaml: """
             routes:
               - {name: cr, modalities: [CR], recipe: cxr-28, model: m-cr, model_version: "1", quiet_seconds: 30}
               - {name: mr-fast, modalities: [MR], recipe: cxr-28, model: m-mr, model_version: "1", quiet_seconds: 3}
               - {name: mr-head, modalities: [MR], body_parts: [HEAD], recipe: cxr-28, model: m-head, model_version: "1", quiet_seconds: 20}
             """)
-        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
-        let clock = LockedDate(t0)
-        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
-            let catalog = Catalog(client: client)
-            try await catalog.migrate()
-            let service = SeriesCompletionService(
-                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: ContinuousClock(), now: { clock.value },
-                logger: Logger(label: "test"))
+        let t0 = Self.t0
+        try await Self.withService(routes: routes, clock: ContinuousClock()) { service, catalog, world, clock in
             #expect(service.shortestQuietPeriod == .seconds(3))
             try await catalog.upsert(Self.instance("2.25.1.1", series: "2.25.1", modality: "CR"), arrivedAt: t0)                     // 30 s
             try await catalog.upsert(Self.instance("2.25.2.1", series: "2.25.2", modality: "MR", bodyPart: "KNEE"), arrivedAt: t0)   // 3 s
@@ -57,17 +70,9 @@ import TestSupport
 
     @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"))
     func quietSeriesGetOneJobPerRoutedModelAndRevision() async throws {
-        let world = try DaemonEndToEndTests.World()
-        defer { world.cleanUp() }
         let routes = try SeriesRoutes.load(path: DaemonEndToEndTests.packageRoot.path + "/etl/routes.yaml")
-        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
-        let clock = LockedDate(t0)
-        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
-            let catalog = Catalog(client: client)
-            try await catalog.migrate()
-            let service = SeriesCompletionService(
-                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: ContinuousClock(), now: { clock.value },
-                logger: Logger(label: "test"))
+        let t0 = Self.t0
+        try await Self.withService(routes: routes, clock: ContinuousClock()) { service, catalog, world, clock in
             try await catalog.upsert(Self.instance("2.25.10", series: "2.25.100", modality: "CR"), arrivedAt: t0)
             try await catalog.upsert(Self.instance("2.25.20", series: "2.25.200", modality: "CT"), arrivedAt: t0)
 
@@ -101,26 +106,18 @@ import TestSupport
     /// published on the first pass, after a completion, and otherwise only every 5 s of the clock.
     @Test(.enabled(if: DaemonEndToEndTests.adminURL != nil, "needs DICOM_ETL_TEST_DATABASE_URL"), .timeLimit(.minutes(1)))
     func theServicePollsAndPublishesOnItsClock() async throws {
-        let world = try DaemonEndToEndTests.World()
-        defer { world.cleanUp() }
         let routes = try SeriesRoutes.parse(yaml: """
             routes:
               - {name: cr, modalities: [CR], recipe: cxr-28, model: m-cr, model_version: "1", quiet_seconds: 10}
             """)
-        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
-        let now = LockedDate(t0)
+        let t0 = Self.t0
         let clock = ManualClock()
         let (metrics, registry) = makeMetrics()
         func depth(_ state: String) -> Double? {
             let prefix = "dicom_etl_job_queue_depth{state=\"\(state)\"} "
             return registry.emitToString().split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
         }
-        try await Catalog.withRunningClient(try DatabaseConfiguration.parse(world.databaseURL)) { client in
-            let catalog = Catalog(client: client)
-            try await catalog.migrate()
-            let service = SeriesCompletionService(
-                catalog: catalog, routes: routes, defaultQuietPeriod: .seconds(10), clock: clock, now: { now.value },
-                metrics: metrics, logger: Logger(label: "test"))
+        try await Self.withService(routes: routes, clock: clock, metrics: metrics) { service, catalog, world, now in
             #expect(service.pollInterval == .seconds(2))
             let running = Task { try await service.run() }
             defer { running.cancel() }
